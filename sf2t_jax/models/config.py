@@ -1,0 +1,280 @@
+"""Qwen2-VL model shapes as frozen dataclasses, read from and written to Hugging Face `config.json`.
+
+Two layouts exist in the wild and both are read:
+  * flat (transformers 4.x): LLM fields at the top level, `rope_scaling={"type": "mrope",
+    "mrope_section": [...]}` (newer 4.x saves: `"type": "default"`), `vision_config` nested;
+  * nested (transformers 5.x): LLM fields under `text_config`, RoPE under `rope_parameters`.
+`to_hf_dict` writes the flat 4.x layout, which every transformers version since 4.45 loads.
+Values never fall back to the transformers class defaults (they describe the 72B model): a
+field the file lacks is an error naming it, except for vision fields whose Hub configs omit
+them and whose defaults are the same for every released Qwen2-VL size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+SUPPORTED_MODEL_TYPES = ("qwen2_vl",)
+
+# Vision fields that released Hub configs omit; these values are the same for 2B, 7B and 72B.
+_VISION_DEFAULTS = dict(
+    depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, in_channels=3, patch_size=14,
+    spatial_merge_size=2, temporal_patch_size=2, hidden_act="quick_gelu",
+)
+
+
+class ConfigError(ValueError):
+    """A config.json that cannot describe a Qwen2-VL model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    """The Qwen2-VL ViT and patch merger."""
+
+    depth: int  # number of ViT blocks
+    embed_dim: int  # ViT width
+    num_heads: int
+    mlp_ratio: float  # fc1 width = embed_dim * mlp_ratio
+    hidden_size: int  # merger output width (= LLM hidden size)
+    in_channels: int = 3
+    patch_size: int = 14
+    temporal_patch_size: int = 2  # frames per temporal slice
+    spatial_merge_size: int = 2  # merger groups merge x merge patches into one LLM token
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-6
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+    @property
+    def patch_dim(self) -> int:
+        """Width of one flattened patch row: C * temporal_patch * patch * patch (1176)."""
+        return self.in_channels * self.temporal_patch_size * self.patch_size**2
+
+    @property
+    def merged_dim(self) -> int:
+        return self.embed_dim * self.spatial_merge_size**2
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """The Qwen2 decoder."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int  # SwiGLU width
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int  # GQA: kv heads shared by num_attention_heads // num_key_value_heads
+    rms_norm_eps: float
+    rope_theta: float
+    mrope_section: tuple[int, ...]  # frequencies per (t, h, w) row; sums to head_dim / 2
+    tie_word_embeddings: bool
+    max_position_embeddings: int = 32768
+    hidden_act: str = "silu"
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen2VLConfig:
+    """A whole Qwen2-VL model: vision tower, LLM, and the special token ids that join them."""
+
+    vision: VisionConfig
+    text: TextConfig
+    image_token_id: int = 151655
+    video_token_id: int = 151656
+    vision_start_token_id: int = 151652
+    vision_end_token_id: int = 151653
+    vision_token_id: int = 151654
+    bos_token_id: int = 151643
+    eos_token_id: int = 151645
+
+    def __post_init__(self):
+        t, v = self.text, self.vision
+        if t.hidden_size % t.num_attention_heads:
+            raise ConfigError(f"hidden_size {t.hidden_size} is not divisible by num_attention_heads {t.num_attention_heads}")
+        if t.num_attention_heads % t.num_key_value_heads:
+            raise ConfigError(
+                f"num_attention_heads {t.num_attention_heads} is not divisible by num_key_value_heads {t.num_key_value_heads}"
+            )
+        if sum(t.mrope_section) * 2 != t.head_dim:
+            raise ConfigError(f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2}")
+        if v.embed_dim % v.num_heads or (v.embed_dim // v.num_heads) % 4:
+            raise ConfigError(f"vision embed_dim {v.embed_dim} / num_heads {v.num_heads} must be a multiple of 4")
+        if v.hidden_size != t.hidden_size:
+            raise ConfigError(f"vision_config.hidden_size {v.hidden_size} must equal the LLM hidden_size {t.hidden_size}")
+        if v.hidden_act != "quick_gelu":
+            raise ConfigError(f"vision_config.hidden_act {v.hidden_act!r} is not supported (Qwen2-VL uses 'quick_gelu')")
+        if t.hidden_act != "silu":
+            raise ConfigError(f"hidden_act {t.hidden_act!r} is not supported (Qwen2-VL uses 'silu')")
+
+    # ------------------------------------------------------------------------------------
+    # Hugging Face config.json
+    # ------------------------------------------------------------------------------------
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "Qwen2VLConfig":
+        model_type = d.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ConfigError(
+                f"{source}: model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        text_d = dict(d)
+        if isinstance(d.get("text_config"), dict):  # transformers 5.x nests the LLM fields
+            text_d = {**d, **d["text_config"]}
+        rope = text_d.get("rope_parameters") or text_d.get("rope_scaling") or {}
+        if "mrope_section" not in rope:
+            raise ConfigError(f"{source}: no mrope_section in rope_scaling / rope_parameters")
+        theta = rope.get("rope_theta", text_d.get("rope_theta"))
+
+        def need(key, src=text_d):
+            if key not in src or src[key] is None:
+                raise ConfigError(f"{source}: missing required field {key!r}")
+            return src[key]
+
+        if theta is None:
+            raise ConfigError(f"{source}: missing required field 'rope_theta'")
+        text = TextConfig(
+            vocab_size=int(need("vocab_size")),
+            hidden_size=int(need("hidden_size")),
+            intermediate_size=int(need("intermediate_size")),
+            num_hidden_layers=int(need("num_hidden_layers")),
+            num_attention_heads=int(need("num_attention_heads")),
+            num_key_value_heads=int(need("num_key_value_heads")),
+            rms_norm_eps=float(need("rms_norm_eps")),
+            rope_theta=float(theta),
+            mrope_section=tuple(int(s) for s in rope["mrope_section"]),
+            tie_word_embeddings=bool(d.get("tie_word_embeddings", text_d.get("tie_word_embeddings", False))),
+            max_position_embeddings=int(text_d.get("max_position_embeddings", 32768)),
+            hidden_act=text_d.get("hidden_act", "silu"),
+        )
+        vd = {**_VISION_DEFAULTS, **need("vision_config", d)}
+        vd.setdefault("hidden_size", text.hidden_size)
+        known = {f.name for f in dataclasses.fields(VisionConfig)}
+        vision = VisionConfig(**{k: v for k, v in vd.items() if k in known})
+        ids = {}
+        for f in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
+                  "vision_token_id", "bos_token_id", "eos_token_id"):
+            if d.get(f) is not None:
+                ids[f] = int(d[f])
+        return cls(vision=vision, text=text, **ids)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "Qwen2VLConfig":
+        """Reads `path` (a config.json, or a directory holding one)."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face Qwen2-VL checkpoint directory")
+        with open(path) as f:
+            try:
+                d = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_hf_dict(d, source=path)
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The flat transformers 4.x layout (also loaded by 5.x and vLLM)."""
+        t, v = self.text, self.vision
+        return {
+            "architectures": ["Qwen2VLForConditionalGeneration"],
+            "model_type": "qwen2_vl",
+            "vocab_size": t.vocab_size,
+            "hidden_size": t.hidden_size,
+            "intermediate_size": t.intermediate_size,
+            "num_hidden_layers": t.num_hidden_layers,
+            "num_attention_heads": t.num_attention_heads,
+            "num_key_value_heads": t.num_key_value_heads,
+            "hidden_act": t.hidden_act,
+            "max_position_embeddings": t.max_position_embeddings,
+            "rms_norm_eps": t.rms_norm_eps,
+            "rope_theta": t.rope_theta,
+            "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
+            "tie_word_embeddings": t.tie_word_embeddings,
+            "use_sliding_window": False,
+            "sliding_window": t.max_position_embeddings,
+            "max_window_layers": t.num_hidden_layers,
+            "attention_dropout": 0.0,
+            "initializer_range": 0.02,
+            "use_cache": True,
+            "torch_dtype": "float32",
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id,
+            "image_token_id": self.image_token_id,
+            "video_token_id": self.video_token_id,
+            "vision_start_token_id": self.vision_start_token_id,
+            "vision_end_token_id": self.vision_end_token_id,
+            "vision_token_id": self.vision_token_id,
+            "vision_config": {
+                "depth": v.depth,
+                "embed_dim": v.embed_dim,
+                "hidden_size": v.hidden_size,
+                "hidden_act": v.hidden_act,
+                "mlp_ratio": v.mlp_ratio,
+                "num_heads": v.num_heads,
+                "in_channels": v.in_channels,
+                "in_chans": v.in_channels,
+                "patch_size": v.patch_size,
+                "spatial_merge_size": v.spatial_merge_size,
+                "spatial_patch_size": v.patch_size,
+                "temporal_patch_size": v.temporal_patch_size,
+            },
+        }
+
+
+# ----------------------------------------------------------------------------------------
+# Presets (values from the Hub config.json files; see specs/qwen2_vl.md §1.1).
+# ----------------------------------------------------------------------------------------
+def qwen2vl_2b() -> Qwen2VLConfig:
+    """Qwen2-VL-2B-Instruct: 2,208,985,600 parameters, tied embeddings."""
+    return Qwen2VLConfig(
+        vision=VisionConfig(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_size=1536),
+        text=TextConfig(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                        num_attention_heads=12, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
+                        mrope_section=(16, 24, 24), tie_word_embeddings=True),
+    )
+
+
+def qwen2vl_7b() -> Qwen2VLConfig:
+    """Qwen2-VL-7B-Instruct: 8,291,375,616 parameters, separate lm_head."""
+    return Qwen2VLConfig(
+        vision=VisionConfig(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_size=3584),
+        text=TextConfig(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                        num_attention_heads=28, num_key_value_heads=4, rms_norm_eps=1e-6, rope_theta=1e6,
+                        mrope_section=(16, 24, 24), tie_word_embeddings=False),
+    )
+
+
+def qwen2vl_tiny(vocab_size: int = 1000, tie_word_embeddings: bool = True) -> Qwen2VLConfig:
+    """A Qwen2-VL-architecture model small enough for unit tests (milliseconds per forward).
+
+    Special token ids sit at the top of the vocabulary, as in the real model.
+    """
+    return Qwen2VLConfig(
+        vision=VisionConfig(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2, hidden_size=64),
+        text=TextConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
+                        mrope_section=(2, 3, 3), tie_word_embeddings=tie_word_embeddings),
+        image_token_id=vocab_size - 5, video_token_id=vocab_size - 4, vision_start_token_id=vocab_size - 3,
+        vision_end_token_id=vocab_size - 2, vision_token_id=vocab_size - 6,
+        bos_token_id=vocab_size - 7, eos_token_id=vocab_size - 1,
+    )
+
+
+PRESETS = {"qwen2vl_2b": qwen2vl_2b, "qwen2vl_7b": qwen2vl_7b, "qwen2vl_tiny": qwen2vl_tiny}
+
+
+def preset(name: str) -> Qwen2VLConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()
