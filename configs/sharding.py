@@ -1,0 +1,38 @@
+"""Logical axis name -> mesh axis rules (MaxText-style `logical_axis_rules`).
+
+Parameters and activations carry logical names (see `sf2t_jax/models/layers.py`); this table
+is the only place that decides how they map onto the mesh axes ('data', 'fsdp', 'tensor'), so
+changing a sharding strategy never touches model code. A name mapped to None is replicated;
+a tuple shards one array dimension over several mesh axes.
+
+Default: FSDP shards the model dimension of every weight within a slice; 'tensor' shards the
+head / MLP / vocab dimension (Megatron-style) when the mesh gives it devices; 'data' replicates
+weights across slices (data parallel).
+"""
+
+DEFAULT_RULES = (
+    # ---- activations --------------------------------------------------------------------
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("act_embed", None),
+    # ---- LLM weights --------------------------------------------------------------------
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("q_heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("norm", None),
+    # ---- vision tower weights -----------------------------------------------------------
+    ("vision_patch", None),
+    ("vision_embed", "fsdp"),
+    ("vision_qkv", "tensor"),
+    ("vision_heads", "tensor"),
+    ("vision_mlp", "tensor"),
+    ("vision_merged", "fsdp"),
+    ("vision_merged_mlp", "tensor"),
+)
+
+# Everything replicated: single-device runs and parity checks.
+REPLICATED_RULES = tuple((name, None) for name, _ in DEFAULT_RULES)
+
+RULES = {"default": DEFAULT_RULES, "replicated": REPLICATED_RULES}

@@ -1,0 +1,125 @@
+"""Hugging Face Qwen2-VL checkpoints <-> `Qwen2VL` modules, strictly and tensor by tensor."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from sf2t_jax.convert import table
+from sf2t_jax.convert.safetensors_io import CheckpointError, SafetensorsReader, write_checkpoint
+from sf2t_jax.models.config import Qwen2VLConfig
+from sf2t_jax.models.layers import Numerics
+from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.parallel.sharding import Rules, state_shardings
+
+log = logging.getLogger(__name__)
+
+
+def abstract_model(config: Qwen2VLConfig, numerics: Numerics = Numerics()) -> Qwen2VL:
+    """The model with `ShapeDtypeStruct`s instead of arrays: no memory, no initialisation."""
+    return nnx.eval_shape(lambda: Qwen2VL(config, numerics, rngs=nnx.Rngs(0)))
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _patch_kernel(config: Qwen2VLConfig) -> tuple[int, int, int, int]:
+    v = config.vision
+    return (v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
+
+
+def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = None,
+            mesh: Mesh | None = None, rules: Rules | None = None) -> Qwen2VL:
+    """Loads a Hugging Face Qwen2-VL checkpoint directory (config.json + safetensors).
+
+    Args:
+      path: directory with `config.json` and `model.safetensors` or sharded safetensors.
+      dtype: parameter and compute dtype (default float32). Ignored when `numerics` is given.
+      mesh, rules: when given, each parameter is placed directly into its `NamedSharding`
+        (each device receives only its shard), so no host holds a second full copy.
+    Raises:
+      FileNotFoundError / ConfigError for a missing or unsupported config.json; CheckpointError
+      naming the key for a missing, unexpected or wrongly shaped tensor, or an unreadable file.
+    """
+    config = Qwen2VLConfig.from_json(path)
+    if numerics is None:
+        dtype = jnp.float32 if dtype is None else dtype
+        numerics = Numerics(dtype=dtype, param_dtype=dtype)
+    graphdef, abstract_state = nnx.split(abstract_model(config, numerics))
+    reader = SafetensorsReader(path)
+    flat = nnx.to_flat_state(abstract_state)
+    shardings = None
+    if mesh is not None:
+        if rules is None:
+            raise ValueError("from_hf: a mesh needs a rules table (configs/sharding.py)")
+        shardings = dict(nnx.to_flat_state(state_shardings(abstract_state, mesh, rules)))
+
+    expected = {}
+    for our_path, var in flat:
+        key, hook = table.ours_to_hf(_dotted(our_path))
+        expected[key] = (our_path, hook, var)
+    present = set(reader.keys())
+    missing = sorted(set(expected) - present)
+    unexpected = sorted(present - set(expected))
+    if missing:
+        raise CheckpointError(f"{path}: missing key {missing[0]!r}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    if unexpected:
+        hint = " (config.json says tie_word_embeddings=true)" if unexpected[0] == "lm_head.weight" else ""
+        raise CheckpointError(f"{path}: unexpected key {unexpected[0]!r}{hint}"
+                              + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+
+    loaded = []
+    for key, (our_path, hook, var) in expected.items():
+        want_hf = table.hf_shape(hook, var.shape, _patch_kernel(config))
+        got = reader.shape(key)
+        if tuple(got) != tuple(want_hf):
+            raise CheckpointError(f"{path}: tensor {key!r} has shape {tuple(got)}, expected {tuple(want_hf)}")
+        value = table.to_ours(hook, reader.get(key)).astype(var.dtype)
+        if shardings is None:
+            array = jnp.asarray(value)
+        else:
+            sharding = shardings[our_path]
+            array = jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
+        loaded.append((our_path, var.replace(array)))
+        del value
+    return nnx.merge(graphdef, nnx.from_flat_state(loaded))
+
+
+def hf_tensors(model: Qwen2VL):
+    """Yields (Hub key, numpy array in Hub layout) for every parameter, one at a time."""
+    config = model.config
+    for our_path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        key, hook = table.ours_to_hf(_dotted(our_path))
+        value = var[...]
+        if jax.process_count() > 1 and not value.is_fully_addressable:
+            from jax.experimental import multihost_utils
+            value = multihost_utils.process_allgather(value, tiled=True)
+        array = np.asarray(jax.device_get(value))
+        yield key, table.to_hf(hook, array, table.hf_shape(hook, array.shape, _patch_kernel(config)))
+
+
+def to_hf(model: Qwen2VL, out_dir: str | os.PathLike, *, max_shard_bytes: int = 5 * 2**30,
+          overwrite: bool = False) -> list[str]:
+    """Writes `config.json` and safetensors that `Qwen2VLForConditionalGeneration.from_pretrained`
+    loads. On several processes every process gathers; process 0 writes.
+    Returns the file names written (empty on other processes).
+    """
+    config_text = json.dumps(model.config.to_hf_dict() | {"torch_dtype": _torch_dtype_name(model)}, indent=2)
+    tensors = hf_tensors(model)
+    if jax.process_index() != 0:
+        for _ in tensors:  # every process takes part in the gathers
+            pass
+        return []
+    return write_checkpoint(tensors, out_dir, max_shard_bytes=max_shard_bytes,
+                            extra_files={"config.json": config_text}, overwrite=overwrite)
+
+
+def _torch_dtype_name(model: Qwen2VL) -> str:
+    return {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}[jnp.dtype(model.numerics.param_dtype).name]

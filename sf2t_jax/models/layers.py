@@ -1,0 +1,95 @@
+"""Building blocks shared by the vision tower and the LLM: linear layers with logical axis
+names, norms with Hugging Face numerics, and grouped-query attention.
+
+Every parameter carries `logical_axes` metadata (e.g. `('embed', 'mlp')`); the rules table in
+`configs/sharding.py` maps those names onto mesh axes (`sf2t_jax.parallel.sharding`), so no
+model code mentions a mesh.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Dtype = Any
+Precision = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Numerics:
+    """How a model computes: activation dtype, parameter dtype and matmul precision.
+
+    Parity tests use float32 with precision='highest'; training uses bfloat16 compute over
+    float32 master weights.
+    """
+
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    precision: Precision = None
+
+
+def linear(in_features: int, out_features: int, axes: tuple[str, str], *, bias: bool, numerics: Numerics,
+           rngs: nnx.Rngs, init_std: float = 0.02) -> nnx.Linear:
+    """A dense layer whose kernel (in, out) and bias (out,) carry logical axis names."""
+    return nnx.Linear(
+        in_features, out_features, use_bias=bias,
+        dtype=numerics.dtype, param_dtype=numerics.param_dtype, precision=numerics.precision,
+        kernel_init=nnx.with_metadata(nnx.initializers.normal(init_std), logical_axes=axes),
+        bias_init=nnx.with_metadata(nnx.initializers.zeros_init(), logical_axes=axes[1:]),
+        rngs=rngs,
+    )
+
+
+def layer_norm(features: int, axis_name: str, *, eps: float, numerics: Numerics, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """torch.nn.LayerNorm equivalent (biased variance, affine) with logical axis names."""
+    return nnx.LayerNorm(
+        features, epsilon=eps, dtype=numerics.dtype, param_dtype=numerics.param_dtype,
+        scale_init=nnx.with_metadata(nnx.initializers.ones_init(), logical_axes=(axis_name,)),
+        bias_init=nnx.with_metadata(nnx.initializers.zeros_init(), logical_axes=(axis_name,)),
+        rngs=rngs,
+    )
+
+
+class RMSNorm(nnx.Module):
+    """Qwen2RMSNorm: normalise in float32, cast back to the input dtype, then scale.
+
+    Written out (instead of `nnx.RMSNorm`) because the cast-before-scale order is what
+    transformers does, and bfloat16 results depend on it.
+    """
+
+    def __init__(self, features: int, *, eps: float, numerics: Numerics, axis_name: str = "norm"):
+        self.eps = eps
+        self.scale = nnx.Param(jnp.ones((features,), numerics.param_dtype), logical_axes=(axis_name,))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+        return normed.astype(x.dtype) * self.scale[...].astype(x.dtype)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, *,
+              precision: Precision = None) -> jax.Array:
+    """Softmax attention with grouped-query heads; logits and softmax in float32.
+
+    Args:
+      q: (B, Lq, H, D) queries.
+      k, v: (B, Lk, Hkv, D) keys and values; H must be a multiple of Hkv.
+      mask: (B, Lq, Lk) bool, True where a query may attend to a key; None attends to all.
+        A query row with no allowed key gets uniform weights (transformers' min-value fill),
+        never NaN; such rows are padding and their outputs are ignored.
+    Returns:
+      (B, Lq, H, D) in q's dtype.
+    """
+    b, lq, h, d = q.shape
+    hkv = k.shape[2]
+    q = q.reshape(b, lq, hkv, h // hkv, d)
+    logits = jnp.einsum("bqkgd,bskd->bkgqs", q, k, precision=precision,
+                        preferred_element_type=jnp.float32) * (d ** -0.5)
+    if mask is not None:
+        logits = jnp.where(mask[:, None, None, :, :], logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgqs,bskd->bqkgd", weights, v, precision=precision)
+    return out.reshape(b, lq, h, d)

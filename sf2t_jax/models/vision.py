@@ -1,0 +1,121 @@
+"""The Qwen2-VL vision tower: patch embedding, 2D-RoPE ViT blocks, and the 2x2 patch merger.
+
+Static-shape layout (DESIGN.md decision 2): patches arrive as `VisionPatches`, one array of
+temporal slices that share a spatial grid, `(N, gh*gw, 1176)`. A temporal slice attends only
+to itself in Qwen2-VL (block-diagonal attention by `cu_seqlens` in transformers), which here is
+just attention batched over N — no segment ids, no data-dependent shapes.
+"""
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from sf2t_jax.models import rope
+from sf2t_jax.models.config import VisionConfig
+from sf2t_jax.models.layers import Numerics, attention, layer_norm, linear
+
+
+@flax.struct.dataclass
+class VisionPatches:
+    """Temporal slices of one spatial grid.
+
+    patches: (N, grid_h*grid_w, C*temporal_patch*patch*patch) float, rows in the Qwen2-VL
+      processor order (2x2 merge windows contiguous). N counts slices of every image and video
+      in the batch that has this grid; padding slices are allowed (their outputs are dropped
+      by the scatter index).
+    grid_hw: (grid_h, grid_w) in patch units; static.
+    """
+
+    patches: jax.Array
+    grid_hw: tuple[int, int] = flax.struct.field(pytree_node=False)
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+class VisionAttention(nnx.Module):
+    def __init__(self, cfg: VisionConfig, numerics: Numerics, rngs: nnx.Rngs):
+        self.num_heads = cfg.num_heads
+        self.precision = numerics.precision
+        self.qkv = linear(cfg.embed_dim, 3 * cfg.embed_dim, ("vision_embed", "vision_qkv"), bias=True,
+                          numerics=numerics, rngs=rngs)
+        self.proj = linear(cfg.embed_dim, cfg.embed_dim, ("vision_heads", "vision_embed"), bias=True,
+                           numerics=numerics, rngs=rngs)
+
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+        """x: (N, S, E); cos/sin: (S, head_dim). Attention within each of the N slices."""
+        n, s, e = x.shape
+        qkv = self.qkv(x).reshape(n, s, 3, self.num_heads, e // self.num_heads)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q = rope.apply_rotary(q, cos, sin)
+        k = rope.apply_rotary(k, cos, sin)
+        out = attention(q, k, v, None, precision=self.precision)
+        return self.proj(out.reshape(n, s, e))
+
+
+class VisionMLP(nnx.Module):
+    def __init__(self, cfg: VisionConfig, numerics: Numerics, rngs: nnx.Rngs):
+        self.fc1 = linear(cfg.embed_dim, cfg.mlp_dim, ("vision_embed", "vision_mlp"), bias=True, numerics=numerics, rngs=rngs)
+        self.fc2 = linear(cfg.mlp_dim, cfg.embed_dim, ("vision_mlp", "vision_embed"), bias=True, numerics=numerics, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(quick_gelu(self.fc1(x)))
+
+
+class VisionBlock(nnx.Module):
+    """Pre-norm ViT block: x + attn(LN1(x)); x + mlp(LN2(x))."""
+
+    def __init__(self, cfg: VisionConfig, numerics: Numerics, rngs: nnx.Rngs):
+        self.norm1 = layer_norm(cfg.embed_dim, "vision_embed", eps=cfg.layer_norm_eps, numerics=numerics, rngs=rngs)
+        self.norm2 = layer_norm(cfg.embed_dim, "vision_embed", eps=cfg.layer_norm_eps, numerics=numerics, rngs=rngs)
+        self.attn = VisionAttention(cfg, numerics, rngs)
+        self.mlp = VisionMLP(cfg, numerics, rngs)
+
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+        x = x + self.attn(self.norm1(x), cos, sin)
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerger(nnx.Module):
+    """LayerNorm per patch, then each 2x2 window (4 consecutive rows) -> MLP -> one LLM token."""
+
+    def __init__(self, cfg: VisionConfig, numerics: Numerics, rngs: nnx.Rngs):
+        self.group = cfg.spatial_merge_size**2
+        self.ln_q = layer_norm(cfg.embed_dim, "vision_embed", eps=cfg.layer_norm_eps, numerics=numerics, rngs=rngs)
+        self.fc1 = linear(cfg.merged_dim, cfg.merged_dim, ("vision_merged", "vision_merged_mlp"), bias=True,
+                          numerics=numerics, rngs=rngs)
+        self.fc2 = linear(cfg.merged_dim, cfg.hidden_size, ("vision_merged_mlp", "embed"), bias=True,
+                          numerics=numerics, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """(N, S, E) -> (N, S/4, hidden)."""
+        n, s, e = x.shape
+        x = self.ln_q(x).reshape(n, s // self.group, self.group * e)
+        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class VisionTower(nnx.Module):
+    """Qwen2VisionTransformerPretrainedModel: patches -> merged LLM-width tokens."""
+
+    def __init__(self, cfg: VisionConfig, numerics: Numerics, rngs: nnx.Rngs):
+        self.cfg = cfg
+        # A Conv3d whose kernel equals its stride and its input is exactly a dense layer on
+        # the flattened (C, t, py, px) patch row.
+        self.patch_embed = linear(cfg.patch_dim, cfg.embed_dim, ("vision_patch", "vision_embed"), bias=False,
+                                  numerics=numerics, rngs=rngs)
+        self.blocks = nnx.List([VisionBlock(cfg, numerics, rngs) for _ in range(cfg.depth)])
+        self.merger = PatchMerger(cfg, numerics, rngs)
+        self.dtype = numerics.dtype
+
+    def __call__(self, vision: VisionPatches) -> jax.Array:
+        """Returns (N, gh*gw/4, hidden): merged tokens per slice, in (bh, bw) raster order."""
+        gh, gw = vision.grid_hw
+        positions = rope.vision_rope_positions(gh, gw, self.cfg.spatial_merge_size)
+        cos, sin = rope.vision_cos_sin(positions, self.cfg.head_dim)
+        x = self.patch_embed(vision.patches.astype(self.dtype))
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.merger(x)

@@ -1,0 +1,79 @@
+"""Logical axis names -> `NamedSharding`s, through a rules table (`configs/sharding.py`).
+
+Mesh style, decided once for the project: meshes use `AxisType.Auto` (GSPMD) and jitted
+functions take explicit `in_shardings` / `out_shardings`; no `jax.set_mesh` explicit mode.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
+
+log = logging.getLogger(__name__)
+
+
+def logical_to_spec(axes: Sequence[str | None], rules: Rules) -> PartitionSpec:
+    """('embed', 'mlp') -> PartitionSpec('fsdp', 'tensor') by the first matching rule.
+
+    A logical name with no rule is an error (a typo must not silently replicate a weight); a
+    mesh axis is used at most once per array, later dimensions that want it are replicated.
+    """
+    table = dict(rules)
+    used: set[str] = set()
+    out = []
+    for name in axes:
+        if name is None:
+            out.append(None)
+            continue
+        if name not in table:
+            raise KeyError(f"logical axis {name!r} has no sharding rule; known: {', '.join(sorted(table))}")
+        mesh_axes = table[name]
+        mesh_axes = () if mesh_axes is None else (mesh_axes,) if isinstance(mesh_axes, str) else tuple(mesh_axes)
+        mesh_axes = tuple(a for a in mesh_axes if a not in used)
+        used.update(mesh_axes)
+        out.append(None if not mesh_axes else mesh_axes[0] if len(mesh_axes) == 1 else mesh_axes)
+    return PartitionSpec(*out)
+
+
+def _fit_to_shape(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh, what: str) -> PartitionSpec:
+    """Replicates dimensions that the mesh does not divide evenly (logged once per array)."""
+    fitted = []
+    for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+        names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+        if dim % size:
+            log.info("%s: dimension %d is not divisible by mesh axes %s (size %d); replicating it", what, dim, names, size)
+            fitted.append(None)
+        else:
+            fitted.append(axes)
+    return PartitionSpec(*fitted)
+
+
+def sharding_for(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Rules, what: str = "array") -> NamedSharding:
+    return NamedSharding(mesh, _fit_to_shape(logical_to_spec(axes, rules), shape, mesh, what))
+
+
+def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
+    """A tree like `state` (concrete or abstract) with a `NamedSharding` per variable.
+
+    Variables without `logical_axes` metadata are replicated.
+    """
+
+    def one(path, var):
+        axes = var.get_metadata().get("logical_axes") if isinstance(var, nnx.Variable) else None
+        shape = var.shape if hasattr(var, "shape") else np.shape(var[...])
+        if axes is None:
+            return NamedSharding(mesh, PartitionSpec())
+        if len(axes) != len(shape):
+            raise ValueError(f"{'.'.join(map(str, path))}: logical axes {axes} do not match shape {tuple(shape)}")
+        return sharding_for(axes, shape, mesh, rules, what=".".join(map(str, path)))
+
+    return jax.tree_util.tree_map_with_path(
+        lambda p, v: one(tuple(getattr(k, "key", getattr(k, "idx", k)) for k in p), v),
+        state, is_leaf=lambda x: isinstance(x, nnx.Variable))
