@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
+from tqdm import tqdm
 
 from sf2t_jax.convert import table
 from sf2t_jax.convert.safetensors_io import CheckpointError, SafetensorsReader, write_checkpoint
@@ -36,7 +37,7 @@ def _patch_kernel(config: Qwen2VLConfig) -> tuple[int, int, int, int]:
 
 
 def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = None,
-            mesh: Mesh | None = None, rules: Rules | None = None) -> Qwen2VL:
+            mesh: Mesh | None = None, rules: Rules | None = None, progress: bool = False) -> Qwen2VL:
     """Loads a Hugging Face Qwen2-VL checkpoint directory (config.json + safetensors).
 
     Args:
@@ -76,7 +77,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
                               + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
 
     loaded = []
-    for key, (our_path, hook, var) in expected.items():
+    for key, (our_path, hook, var) in tqdm(expected.items(), desc="loading tensors", unit="tensor", disable=not progress):
         want_hf = table.hf_shape(hook, var.shape, _patch_kernel(config))
         got = reader.shape(key)
         if tuple(got) != tuple(want_hf):
@@ -106,13 +107,14 @@ def hf_tensors(model: Qwen2VL):
 
 
 def to_hf(model: Qwen2VL, out_dir: str | os.PathLike, *, max_shard_bytes: int = 5 * 2**30,
-          overwrite: bool = False) -> list[str]:
+          overwrite: bool = False, progress: bool = False) -> list[str]:
     """Writes `config.json` and safetensors that `Qwen2VLForConditionalGeneration.from_pretrained`
     loads. On several processes every process gathers; process 0 writes.
     Returns the file names written (empty on other processes).
     """
     config_text = json.dumps(model.config.to_hf_dict() | {"torch_dtype": _torch_dtype_name(model)}, indent=2)
-    tensors = hf_tensors(model)
+    n = len(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    tensors = tqdm(hf_tensors(model), total=n, desc="writing tensors", unit="tensor", disable=not progress)
     if jax.process_index() != 0:
         for _ in tensors:  # every process takes part in the gathers
             pass

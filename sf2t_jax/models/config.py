@@ -177,11 +177,15 @@ class Qwen2VLConfig:
         if not os.path.exists(path):
             raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face Qwen2-VL checkpoint directory")
         with open(path) as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_hf_dict(d, source=path)
+            return cls.from_json_text(f.read(), source=path)
+
+    @classmethod
+    def from_json_text(cls, text: str, source: str = "config.json") -> "Qwen2VLConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{source}: not valid JSON ({e})") from None
+        return cls.from_hf_dict(d, source=source)
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The flat transformers 4.x layout (also loaded by 5.x and vLLM)."""

@@ -1,0 +1,56 @@
+"""Our checkpoint format for converted models: `config.json` (Hugging Face layout) + orbax params.
+
+    DIR/config.json    the model shape, readable by `Qwen2VLConfig.from_json`
+    DIR/params/        an orbax StandardCheckpoint of the parameter tree (paths as in `Qwen2VL`)
+
+Restoring builds the abstract model first and asks orbax for each array in its target
+sharding, so no host materialises the full parameters. DIR may be a `gs://` path.
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sf2t_jax.convert.hf import abstract_model
+from sf2t_jax.models.config import Qwen2VLConfig
+from sf2t_jax.models.layers import Numerics
+from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.parallel.sharding import Rules, state_shardings
+
+
+def save_native(model: Qwen2VL, directory: str) -> None:
+    """Writes DIR/config.json and DIR/params (orbax finalises params atomically)."""
+    directory = epath.Path(directory)
+    if (directory / "params").exists():
+        raise FileExistsError(f"{directory}/params already exists; choose a new output directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / "params", params)
+    # config.json last: a directory with a config.json is complete.
+    (directory / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2))
+
+
+def load_native(directory: str, numerics: Numerics = Numerics(), *, mesh: Mesh | None = None,
+                rules: Rules | None = None) -> Qwen2VL:
+    """Restores a model written by `save_native`, each array directly into its sharding."""
+    directory = epath.Path(directory)
+    if not (directory / "config.json").exists():
+        raise FileNotFoundError(f"{directory}: no config.json; not a complete converted checkpoint")
+    config = Qwen2VLConfig.from_json_text((directory / "config.json").read_text(), source=f"{directory}/config.json")
+    graphdef, abstract_state = nnx.split(abstract_model(config, numerics))
+    if mesh is None:
+        mesh, rules = Mesh(jax.devices()[:1], ("data",)), ()
+    shardings = state_shardings(abstract_state, mesh, rules) if rules else jax.tree.map(
+        lambda _: NamedSharding(mesh, PartitionSpec()), abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    target = jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s), abstract_state, shardings,
+                          is_leaf=lambda x: isinstance(x, nnx.Variable))
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(directory / "params", target)
+    nnx.replace_by_pure_dict(abstract_state, restored)
+    return nnx.merge(graphdef, abstract_state)
