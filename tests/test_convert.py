@@ -165,3 +165,14 @@ def test_sharded_load_and_forward_equal_unsharded(hf_dir):
 def test_preset_parameter_counts(make, expected):
     state = nnx.state(abstract_model(make()), nnx.Param)
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)) == expected
+
+
+def test_tied_checkpoint_with_a_copy_of_the_head_loads_but_a_different_head_is_refused(tmp_path):
+    config = qwen2vl_tiny(tie_word_embeddings=True)
+    d = tmp_path / "tied"
+    hf_model(config, seed=4).save_pretrained(d)
+    _rewrite(d, lambda t: t.__setitem__("lm_head.weight", t["model.embed_tokens.weight"].copy()))
+    from_hf(d)
+    _rewrite(d, lambda t: t.__setitem__("lm_head.weight", t["model.embed_tokens.weight"] + 1.0))
+    with pytest.raises(CheckpointError, match="differs"):
+        from_hf(d)

@@ -67,6 +67,13 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
         key, hook = table.ours_to_hf(_dotted(our_path))
         expected[key] = (our_path, hook, var)
     present = set(reader.keys())
+    if config.text.tie_word_embeddings and "lm_head.weight" in present and "model.embed_tokens.weight" in present:
+        # Some exporters write the tied head out; accept it only when it really is the embedding.
+        if not np.array_equal(reader.get("lm_head.weight"), reader.get("model.embed_tokens.weight")):
+            raise CheckpointError(f"{path}: config.json says tie_word_embeddings=true but 'lm_head.weight' differs "
+                                  "from 'model.embed_tokens.weight'")
+        log.info("%s: ignoring 'lm_head.weight', a copy of the tied embedding", path)
+        present.discard("lm_head.weight")
     missing = sorted(set(expected) - present)
     unexpected = sorted(present - set(expected))
     if missing:

@@ -1,7 +1,8 @@
 """Reading and writing Hugging Face safetensors checkpoints, one tensor at a time.
 
-Reads a single `model.safetensors` or shards listed in `model.safetensors.index.json`; tensors
-are memory-mapped and fetched by key, so converting a 7B model never holds a second full copy.
+Reads a single `model.safetensors` or shards listed in `model.safetensors.index.json`; each
+tensor is read by key when it is needed, so converting a 7B model never holds a second full
+copy. (The reader is ours, not `safetensors.safe_open`: see `_SafetensorsFile`.)
 Writes shards no larger than `max_shard_bytes` plus the index, atomically: files go to a
 temporary directory that is renamed into place only when complete.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterable, Iterator
 
+import ml_dtypes
 import numpy as np
-from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 SINGLE_FILE = "model.safetensors"
@@ -23,6 +25,60 @@ INDEX_FILE = "model.safetensors.index.json"
 
 class CheckpointError(ValueError):
     """A Hugging Face checkpoint that cannot be read: the message names the file and key."""
+
+
+# safetensors dtype names -> numpy dtypes (bfloat16 via ml_dtypes, which jax ships).
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+class _SafetensorsFile:
+    """One .safetensors file: its header parsed once, each tensor read with one positioned read.
+
+    Reading with `np.fromfile` instead of memory-mapping keeps only the tensor being converted
+    in memory: pages of an mmap stay resident (and count in RSS) until the file is closed.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: {size} bytes, too short for a safetensors header")
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > size - 8:
+                raise CheckpointError(f"{path}: header of {header_len} bytes does not fit in a {size}-byte file (truncated?)")
+            try:
+                header = json.loads(f.read(header_len))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise CheckpointError(f"{path}: not a safetensors file (header is not JSON: {e})") from None
+        header.pop("__metadata__", None)
+        self.data_start = 8 + header_len
+        self.entries = header
+        for key, entry in header.items():
+            if entry.get("dtype") not in _DTYPES:
+                raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {entry.get('dtype')!r}")
+            begin, end = entry["data_offsets"]
+            expected = int(np.prod(entry["shape"], dtype=np.int64)) * np.dtype(_DTYPES[entry["dtype"]]).itemsize
+            if end - begin != expected:
+                raise CheckpointError(f"{path}: tensor {key!r} has {end - begin} bytes, its shape needs {expected}")
+            if self.data_start + end > size:
+                raise CheckpointError(f"{path}: tensor {key!r} ends at byte {self.data_start + end}, past the end of "
+                                      f"the {size}-byte file (truncated?)")
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self.entries[key]["shape"])
+
+    def read(self, key: str) -> np.ndarray:
+        entry = self.entries[key]
+        dtype = np.dtype(_DTYPES[entry["dtype"]])
+        count = int(np.prod(entry["shape"], dtype=np.int64))
+        with open(self.path, "rb") as f:
+            array = np.fromfile(f, dtype=dtype, count=count, offset=self.data_start + entry["data_offsets"][0])
+        return array.reshape(entry["shape"])
 
 
 class SafetensorsReader:
@@ -38,43 +94,33 @@ class SafetensorsReader:
                     weight_map = json.load(f)["weight_map"]
                 except (json.JSONDecodeError, KeyError) as e:
                     raise CheckpointError(f"{index_path}: expected JSON with a 'weight_map' object ({e})") from None
-            self._file_of = {k: os.path.join(self.directory, v) for k, v in weight_map.items()}
+            file_names = sorted(set(weight_map.values()))
         elif os.path.exists(single_path):
-            self._file_of = None
-            self._single = single_path
+            weight_map, file_names = None, [SINGLE_FILE]
         else:
             raise CheckpointError(f"{self.directory}: no {SINGLE_FILE} or {INDEX_FILE}")
-        self._handles: dict[str, object] = {}
-        if self._file_of is None:
-            self._file_of = {k: single_path for k in self._open(single_path).keys()}
-        for path in sorted(set(self._file_of.values())):
+        self._files: dict[str, _SafetensorsFile] = {}
+        for name in file_names:
+            path = os.path.join(self.directory, name)
             if not os.path.exists(path):
-                raise CheckpointError(f"{INDEX_FILE} lists {os.path.basename(path)}, which is missing from {self.directory}")
-            keys = set(self._open(path).keys())
-            missing = [k for k, p in self._file_of.items() if p == path and k not in keys]
-            if missing:
-                raise CheckpointError(f"{path}: {INDEX_FILE} maps {missing[0]!r} here, but the file does not hold it")
-
-    def _open(self, path: str):
-        if path not in self._handles:
-            try:
-                self._handles[path] = safe_open(path, framework="numpy")
-            except (SafetensorError, OSError) as e:
-                raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
-        return self._handles[path]
+                raise CheckpointError(f"{INDEX_FILE} lists {name}, which is missing from {self.directory}")
+            self._files[name] = _SafetensorsFile(path)
+        if weight_map is None:
+            weight_map = {k: SINGLE_FILE for k in self._files[SINGLE_FILE].entries}
+        for key, name in weight_map.items():
+            if key not in self._files[name].entries:
+                raise CheckpointError(f"{os.path.join(self.directory, name)}: {INDEX_FILE} maps {key!r} here, "
+                                      "but the file does not hold it")
+        self._file_of = {k: self._files[name] for k, name in weight_map.items()}
 
     def keys(self) -> list[str]:
         return sorted(self._file_of)
 
     def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._open(self._file_of[key]).get_slice(key).get_shape())
+        return self._file_of[key].shape(key)
 
     def get(self, key: str) -> np.ndarray:
-        path = self._file_of[key]
-        try:
-            return self._open(path).get_tensor(key)
-        except SafetensorError as e:
-            raise CheckpointError(f"{path}: cannot read tensor {key!r} ({e})") from None
+        return self._file_of[key].read(key)
 
 
 def write_checkpoint(tensors: Iterable[tuple[str, np.ndarray]], out_dir: str | os.PathLike, *,
