@@ -48,7 +48,8 @@ def num_slots(template: str) -> int:
 
 
 def fill(template: str, placeholders: Sequence[str]) -> str:
-    """Fills the slots in order: ("Putting [something] onto [something]", [a, b]) -> "Putting a onto b".
+    """Fills the slots in order: ("Putting [something] onto [something]", [a, b]) gives
+    "Putting a onto b".
 
     A slot that opens the sentence ("[Something] falling like a rock") gets its filler
     capitalised.

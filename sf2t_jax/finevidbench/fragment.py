@@ -1,0 +1,110 @@
+"""Fragment-level items: one frame set asked about step by step, as one conversation.
+
+Turns, in order (each sees the earlier questions with their gold answers):
+  1 frame_count       how many frames (4 numbers)
+  2 meaning_of_order  what the frames show in chronological order; the time-reversed action
+                      (``reverse`` table) is always among the distractors when it exists
+  3 frame_comparison  which of four named frames happens earliest (or latest)
+  4 adjust_or_not     do the frames need reordering (yes / no)
+  5 rearrangement     shuffled sets only: the shown positions in chronological order (open)
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sf2t_jax.finevidbench.options import LetterBalancer, Vocabulary, arrange, pick_distractors
+from sf2t_jax.finevidbench.scene import action_text
+from sf2t_jax.finevidbench.schema import Item
+from sf2t_jax.finevidbench.source import Record
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSet:
+    """Frames shown for one conversation."""
+
+    shown: tuple[int, ...]  # frame indices (into the clip sampled to frames_per_clip), as shown
+    permutation: tuple[int, ...]  # shown position -> chronological rank (0-based)
+
+    @property
+    def shuffled(self) -> bool:
+        return self.permutation != tuple(range(len(self.permutation)))
+
+    @property
+    def order(self) -> tuple[int, ...]:
+        """Shown positions (1-based) in chronological order: the rearrangement answer."""
+        inverse = np.argsort(self.permutation)
+        return tuple(int(i) + 1 for i in inverse)
+
+
+def sample_frame_set(rng: np.random.Generator, frames_per_clip: int, size: tuple[int, int],
+                     shuffled: bool) -> FrameSet:
+    """N ~ U{size} distinct frames; if ``shuffled``, shown in a random non-identity order."""
+    n = int(rng.integers(size[0], size[1] + 1))
+    chosen = np.sort(rng.choice(frames_per_clip, n, replace=False))
+    perm = np.arange(n)
+    while shuffled and np.all(perm == np.arange(n)):
+        perm = rng.permutation(n)
+    return FrameSet(tuple(int(chosen[p]) for p in perm), tuple(int(p) for p in perm))
+
+
+def conversation_items(record: Record, vocab: Vocabulary, set_index: int, frames: FrameSet,
+                       frames_per_clip: int, rng: np.random.Generator,
+                       balancer: LetterBalancer) -> list[Item]:
+    conv = f"{record.id}/set{set_index}"
+    n = len(frames.shown)
+    items: list[Item] = []
+
+    def add(task: str, question: str, options: tuple[str, ...], answer: str,
+            answer_text: str, order: tuple[int, ...] | None = None) -> None:
+        turn = len(items) + 1
+        items.append(Item(
+            item_id=f"{conv}/t{turn}", video_id=record.id, split=record.split,
+            level="fragment", task=task, speed="x1", conversation=conv, turn=turn,
+            question=question, options=options, answer=answer, answer_text=answer_text,
+            category=vocab.category(record.template), template=record.template,
+            frames=frames.shown, frames_per_clip=frames_per_clip,
+            permutation=frames.permutation, order=order))
+
+    def mc(task: str, question: str, answer: str, distractors: list[str]) -> None:
+        options, letter = arrange(answer, distractors, rng, balancer)
+        add(task, question, options, letter, answer)
+
+    # 1. frame count: four consecutive counts around the truth, at a random offset, so the
+    # answer is not always the middle value
+    low = max(2, n - int(rng.integers(4)))
+    mc("frame_count", "How many frames are shown?", str(n),
+       [str(k) for k in range(low, low + 4) if k != n][:3])
+
+    # 2. meaning of order: the reversed action is the first distractor
+    answer = action_text(record, record.template)
+    reverse = vocab.tables.reverse[record.template]
+    preferred = ([reverse] if reverse else []) + list(vocab.tables.synonyms[record.template])
+    distractors = pick_distractors(answer, vocab.candidates(record.template, preferred, rng),
+                                   lambda t: action_text(record, t),
+                                   what=f"meaning-of-order item of video {record.id}")
+    mc("meaning_of_order", "Taken in their true chronological order, what do these frames "
+       "show?", answer, distractors)
+
+    # 3. frame comparison: earliest or latest of four named frames (1-based, as shown)
+    named = sorted(int(i) + 1 for i in rng.choice(n, 4, replace=False))
+    earliest = bool(rng.integers(2))
+    ranks = {p: frames.permutation[p - 1] for p in named}
+    pick = min(named, key=ranks.get) if earliest else max(named, key=ranks.get)
+    which = "earliest" if earliest else "latest"
+    mc("frame_comparison", f"The frames are numbered in the order shown. Of frames "
+       f"{', '.join(map(str, named[:-1]))} and {named[-1]}, which happens {which} in the "
+       "video?", f"frame {pick}", [f"frame {p}" for p in named if p != pick])
+
+    # 4. adjust or not
+    mc("adjust_or_not", "Do these frames need to be reordered to follow the video's "
+       "timeline?", "yes" if frames.shuffled else "no",
+       ["no" if frames.shuffled else "yes"])
+
+    # 5. rearrangement, shuffled sets only
+    if frames.shuffled:
+        text = ", ".join(map(str, frames.order))
+        add("rearrangement", "List the frame numbers in chronological order, separated by "
+            "commas.", (), text, text, order=frames.order)
+    return items

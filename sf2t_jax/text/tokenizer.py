@@ -1,0 +1,131 @@
+"""The Qwen2 tokenizer from a Hugging Face `tokenizer.json`, and its Qwen2-VL special tokens.
+
+`Tokenizer.from_file(path)` wraps `tokenizers.Tokenizer` (the Rust library transformers' fast
+tokenizers use, so ids are identical) and looks the special tokens up by name. Encoding never
+adds BOS/EOS (Qwen2 has no BOS; the chat template writes its own markers) and, like
+transformers, treats special-token strings inside text as those tokens.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import tokenizers
+
+# Name -> token string of the special tokens Qwen2-VL needs.
+SPECIAL_TOKENS = {
+    "endoftext": "<|endoftext|>",  # pad token; bos_token_id in config.json
+    "im_start": "<|im_start|>",
+    "im_end": "<|im_end|>",  # end of a turn; eos
+    "vision_start": "<|vision_start|>",
+    "vision_end": "<|vision_end|>",
+    "vision_pad": "<|vision_pad|>",  # config.json `vision_token_id`; unused by the template
+    "image_pad": "<|image_pad|>",
+    "video_pad": "<|video_pad|>",
+}
+
+
+class SpecialTokenError(KeyError):
+    """A tokenizer.json lacks a special token Qwen2-VL needs."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialTokenIds:
+    """Ids of the Qwen2-VL special tokens in one vocabulary."""
+
+    endoftext: int
+    im_start: int
+    im_end: int
+    vision_start: int
+    vision_end: int
+    vision_pad: int
+    image_pad: int
+    video_pad: int
+
+
+class Tokenizer:
+    """A Qwen2(-VL) byte-level BPE tokenizer.
+
+    Attributes:
+      special: `SpecialTokenIds` of this vocabulary.
+      vocab_size: number of ids (including added tokens).
+      source: where it was loaded from (for error messages).
+    """
+
+    def __init__(self, tokenizer: tokenizers.Tokenizer, source: str = "<in memory>"):
+        self._tok = tokenizer
+        self.source = source
+        ids = {}
+        for field, token in SPECIAL_TOKENS.items():
+            token_id = tokenizer.token_to_id(token)
+            if token_id is None:
+                raise SpecialTokenError(
+                    f"{source}: special token {token!r} is not in the vocabulary; a Qwen2-VL tokenizer.json "
+                    f"must define all of {', '.join(SPECIAL_TOKENS.values())}")
+            ids[field] = token_id
+        self.special = SpecialTokenIds(**ids)
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Tokenizer":
+        """Reads a `tokenizer.json`, or a directory holding one (a Hugging Face checkpoint)."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "tokenizer.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no tokenizer.json at {path}")
+        try:
+            tok = tokenizers.Tokenizer.from_file(path)
+        except Exception as e:  # the Rust side raises a bare Exception on malformed JSON
+            raise ValueError(f"{path}: not a valid tokenizer.json ({e})") from None
+        return cls(tok, source=path)
+
+    @property
+    def backend(self) -> tokenizers.Tokenizer:
+        """The wrapped `tokenizers.Tokenizer` (e.g. for transformers' `tokenizer_object=`)."""
+        return self._tok
+
+    def encode(self, text: str) -> np.ndarray:
+        """Text -> (L,) int32 ids; no BOS/EOS added."""
+        return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [np.asarray(e.ids, np.int32) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    def token_to_id(self, token: str) -> int:
+        token_id = self._tok.token_to_id(token)
+        if token_id is None:
+            raise SpecialTokenError(f"{self.source}: token {token!r} is not in the vocabulary")
+        return token_id
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._tok.id_to_token(int(token_id))
+
+    def check_model_config(self, config) -> None:
+        """Raises if a `Qwen2VLConfig`'s token ids disagree with this vocabulary.
+
+        Compares image/video/vision_start/vision_end/vision pad ids and the vocabulary size
+        (the embedding may be larger than the vocabulary, never smaller).
+        """
+        s = self.special
+        pairs = [
+            ("image_token_id", config.image_token_id, s.image_pad, "<|image_pad|>"),
+            ("video_token_id", config.video_token_id, s.video_pad, "<|video_pad|>"),
+            ("vision_start_token_id", config.vision_start_token_id, s.vision_start, "<|vision_start|>"),
+            ("vision_end_token_id", config.vision_end_token_id, s.vision_end, "<|vision_end|>"),
+            ("vision_token_id", config.vision_token_id, s.vision_pad, "<|vision_pad|>"),
+        ]
+        wrong = [f"{field}={have} but {token} is {want}" for field, have, want, token in pairs if have != want]
+        if wrong:
+            raise ValueError(f"model config disagrees with {self.source}: " + "; ".join(wrong))
+        if config.text.vocab_size < self.vocab_size:
+            raise ValueError(f"model vocab_size {config.text.vocab_size} is smaller than the {self.vocab_size} ids "
+                             f"of {self.source}")
