@@ -2,67 +2,67 @@
 
     python launch.py convert --from-hf HF_DIR --out DIR      Hugging Face -> our orbax format
     python launch.py convert --to-hf DIR --out HF_DIR        our format -> Hugging Face safetensors
+
+Commands that take an experiment config accept `--config FILE[:ARG]` and field overrides
+`--config.a.b=VALUE`; an unknown key is refused before anything runs.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import logging
-import os
+import pkgutil
 import sys
 
+import sf2t_jax.cli
 
-def _convert(args: argparse.Namespace) -> None:
-    import jax.numpy as jnp
-
-    from sf2t_jax.convert import from_hf, to_hf
-    from sf2t_jax.convert.native import load_native, save_native
-    from sf2t_jax.models.layers import Numerics
-
-    if bool(args.from_hf) == bool(args.to_hf):
-        raise SystemExit("convert: give exactly one of --from-hf HF_DIR or --to-hf DIR")
-    if args.from_hf:
-        dtype = args.dtype or _checkpoint_dtype(args.from_hf)
-        model = from_hf(args.from_hf, getattr(jnp, dtype), progress=True)
-        save_native(model, args.out)
-    else:
-        dtype = args.dtype or "float32"
-        model = load_native(args.to_hf, Numerics(dtype=getattr(jnp, dtype), param_dtype=getattr(jnp, dtype)))
-        to_hf(model, args.out, max_shard_bytes=int(args.max_shard_gb * 2**30), progress=True)
-    logging.info("wrote %s", args.out)
+# Every module in sf2t_jax/cli is a sub-command named after it (register(parser), run(args)).
+COMMANDS = tuple(sorted(m.name for m in pkgutil.iter_modules(sf2t_jax.cli.__path__)))
 
 
-def _checkpoint_dtype(hf_dir: str) -> str:
-    """The dtype the checkpoint was saved in (config.json `torch_dtype`), so conversion never
-    silently doubles memory by upcasting bfloat16 weights."""
-    path = os.path.join(hf_dir, "config.json")
-    if not os.path.exists(path):
-        return "float32"  # from_hf raises the clear error
-    with open(path) as f:
-        return {"bfloat16": "bfloat16", "float16": "float16"}.get(json.load(f).get("torch_dtype"), "float32")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="launch.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"sf2t_jax.cli.{name}")
+        sub = commands.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.register(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """argparse plus `--config.key=value` overrides, collected into `args.overrides`."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides, unknown = [], []
+    for item in rest:
+        (overrides if item.startswith("--config.") and "=" in item else unknown).append(item)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if overrides and not hasattr(args, "config"):
+        parser.error(f"{args.command} takes no --config overrides")
+    args.overrides = [o[len("--config."):] for o in overrides]
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="launch.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    convert = commands.add_parser("convert", help="convert checkpoints between Hugging Face and our format")
-    convert.add_argument("--from-hf", metavar="HF_DIR", help="Hugging Face checkpoint directory to read")
-    convert.add_argument("--to-hf", metavar="DIR", help="our converted checkpoint directory to export")
-    convert.add_argument("--out", required=True, help="output directory (local or gs://)")
-    convert.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                         help="parameter dtype (default: the checkpoint's own)")
-    convert.add_argument("--max-shard-gb", type=float, default=5.0, help="safetensors shard size for --to-hf")
-    convert.set_defaults(run=_convert)
-
-    args = parser.parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every metadata write at INFO
+    # grain worker processes read absl flags; mark them parsed without giving them our argv.
+    from absl import flags
+    flags.FLAGS(sys.argv[:1], known_only=True)
+    from sf2t_jax.configuration import ConfigKeyError
+    from sf2t_jax.convert.safetensors_io import CheckpointError
+    from sf2t_jax.models.config import ConfigError
+
     try:
         args.run(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:  # ConfigError, CheckpointError: clear messages
-        raise SystemExit(f"error: {e}") from None
+    except (FileNotFoundError, FileExistsError, ConfigError, ConfigKeyError, CheckpointError) as e:
+        raise SystemExit(f"error: {e}") from None  # bad input: the message says it all, no traceback
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -1,0 +1,1 @@
+"""Sub-commands of `launch.py`: one module each, with `register(subparsers)` and `run(args)`."""

@@ -1,0 +1,117 @@
+"""Experiment configs: ml_collections Python files, big_vision style.
+
+A config file defines `get_config(arg: str | None) -> ConfigDict` (and, for ablations,
+`sweep() -> list[dict]`). On the command line:
+
+    --config configs/sf2t.py:model=qwen2vl_7b,tasks=count+rearrange   # the file's own `arg`
+    --config.train.lr=3e-4 --config.train.steps=100                   # field overrides
+
+The returned ConfigDict is locked: overriding or reading a key the file does not define is an
+error that names the key and lists the known ones, raised at start-up rather than an hour in.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ml_collections
+
+
+class ConfigKeyError(KeyError):
+    """An override names a key that the config does not define."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+    """'model=qwen2vl_7b,steps=10' -> ConfigDict, typed by `defaults`; unknown names are errors."""
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"config arg {item!r}: expected key=value")
+        if key not in defaults:
+            raise ConfigKeyError(f"config arg {key!r} is not known; known: {', '.join(sorted(defaults))}")
+        out[key] = _coerce(value, defaults[key], key)
+    return out
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Loads `path[:arg]`, applies `key.sub=value` overrides, and returns the locked config."""
+    path, _, arg = spec.partition(":")
+    module = _load_module(path)
+    if not hasattr(module, "get_config"):
+        raise AttributeError(f"{path}: a config file must define get_config(arg)")
+    config = module.get_config(arg or None)
+    config.lock()
+    apply_overrides(config, overrides)
+    return config
+
+
+def load_sweep(path: str) -> list[dict[str, Any]]:
+    """The variants of an ablation file: each a dict of dotted keys -> values, plus 'name'."""
+    module = _load_module(path.partition(":")[0])
+    if not hasattr(module, "sweep"):
+        raise AttributeError(f"{path}: an ablation file must define sweep()")
+    return list(module.sweep())
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: expected key=value")
+        set_by_path(config, key, value)
+
+
+def set_by_path(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+    """Sets `a.b.c`; a string value is parsed to the type of the field it replaces."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for i, name in enumerate(parents):
+        if name not in node:
+            raise ConfigKeyError(_unknown(".".join(parents[: i + 1]), node))
+        node = node[name]
+    if leaf not in node:
+        raise ConfigKeyError(_unknown(dotted, node))
+    node[leaf] = _coerce(value, node[leaf], dotted) if isinstance(value, str) else value
+
+
+def _unknown(dotted: str, node: ml_collections.ConfigDict) -> str:
+    return f"config key {dotted!r} does not exist; known here: {', '.join(sorted(node.keys()))}"
+
+
+def _coerce(text: str, current: Any, key: str) -> Any:
+    if isinstance(current, str) or current is None:
+        return text
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"config key {key!r}: expected a boolean, got {text!r}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"config key {key!r}: cannot parse {text!r} as {type(current).__name__}") from None
+    if isinstance(current, float) and isinstance(value, int):
+        value = float(value)
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, type(current)):
+        raise ValueError(f"config key {key!r}: expected {type(current).__name__}, got {text!r}")
+    return value
+
+
+def _load_module(path: str):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config file {path} does not exist")
+    name = "sf2t_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
