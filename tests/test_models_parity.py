@@ -169,3 +169,31 @@ def test_decoder_layer(pair):
     got, _ = ours.model.layers[0](x, cos, sin, causal)
     rows = valid  # padded query rows are never read
     np.testing.assert_allclose(np.asarray(got)[rows], expected[rows], atol=1e-5)
+
+
+def test_per_row_vision_index_equals_flat_layout():
+    """The training layout (one grid, per-row destinations, padded slices) gives the same
+    logits as the flat layout used for Hugging Face inputs."""
+    import jax.numpy as jnp
+    from flax import nnx
+    from sf2t_jax.models.qwen2_vl import Qwen2VL, prepare_hf_inputs
+    from sf2t_jax.models.vision import VisionPatches
+
+    config = CONFIGS["tiny_untied"]
+    model = Qwen2VL(config, HIGHEST, rngs=nnx.Rngs(0))
+    grid_a, grid_b = (2, 4, 4), (1, 4, 4)  # row 1 has one slice fewer: it is padded
+    rows = [[3] + video_tokens(config, grid_a) + [4, 5], [6, 7] + video_tokens(config, grid_b) + [8] * 5]
+    ids = np.array(rows)
+    px = patches(config, [grid_a, grid_b], 21)
+    flat = prepare_hf_inputs(config, ids, pixel_values_videos=px, video_grid_thw=np.array([grid_a, grid_b]))
+    expected, _ = model(flat["input_ids"], flat["position_ids"], flat["attention_mask"], flat["vision"], flat["vision_index"])
+
+    slices = np.zeros((2, 2, 16, config.vision.patch_dim), np.float32)
+    slices[0] = px[:32].reshape(2, 16, -1)
+    slices[1, 0] = px[32:]
+    index = np.full((2, 8), ids.shape[1], np.int32)
+    index[0] = np.nonzero(ids[0] == config.video_token_id)[0]
+    index[1, :4] = np.nonzero(ids[1] == config.video_token_id)[0]
+    got, _ = model(flat["input_ids"], flat["position_ids"], flat["attention_mask"],
+                   (VisionPatches(patches=jnp.asarray(slices.reshape(4, 16, -1)), grid_hw=(4, 4)),), index)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)

@@ -24,9 +24,14 @@ from sf2t_jax.models.vision import VisionPatches, VisionTower
 class Qwen2VL(nnx.Module):
     """Qwen2VLForConditionalGeneration in Flax NNX.
 
-    Inputs are static-shape: `vision` is a tuple of `VisionPatches` (one per spatial grid) and
-    `vision_index` (M,) gives, for each merged vision token in group order, its flat position in
-    the (B*L) sequence; out-of-range entries (= B*L) are padding and are dropped.
+    Inputs are static-shape: `vision` is a tuple of `VisionPatches` (one per spatial grid), and
+    `vision_index` says where each merged vision token goes, in one of two layouts:
+      * flat (M,): position in the flattened (B*L) sequence, in group order; B*L is padding.
+        Used for arbitrary mixes of grids (`hf_logits`).
+      * per row (B, M): position within row b; features are one group ordered row-major
+        (sample b owns slices [b*P, (b+1)*P)); L is padding. The training/eval batch layout:
+        it scatters independently per row, so it shards along the batch.
+    Out-of-range positions are dropped.
     """
 
     def __init__(self, config: Qwen2VLConfig, numerics: Numerics = Numerics(), *, rngs: nnx.Rngs):
@@ -54,6 +59,9 @@ class Qwen2VL(nnx.Module):
             return embeds
         b, l, d = embeds.shape
         feats = self.encode_vision(vision).astype(embeds.dtype)
+        if vision_index.ndim == 2:  # per-row positions: the training layout, sharded along batch
+            scatter_row = lambda e, i, f: e.at[i].set(f, mode="drop")
+            return jax.vmap(scatter_row)(embeds, vision_index, feats.reshape(b, -1, d))
         return embeds.reshape(b * l, d).at[vision_index].set(feats, mode="drop").reshape(b, l, d)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
