@@ -18,9 +18,19 @@ Dtype = Any
 Precision = Any
 
 
+# Rematerialisation policies by name: what the backward pass may keep instead of recomputing.
+REMAT_POLICIES = {
+    "none": None,  # no remat: keep every activation (fastest, most memory)
+    "full": jax.checkpoint_policies.nothing_saveable,  # recompute each layer entirely
+    "dots": jax.checkpoint_policies.dots_saveable,  # keep matmul outputs
+    "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep weight matmuls
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Numerics:
-    """How a model computes: activation dtype, parameter dtype and matmul precision.
+    """How a model computes: activation dtype, parameter dtype, matmul precision, and the
+    rematerialisation policy of its transformer layers (a name in `REMAT_POLICIES`).
 
     Parity tests use float32 with precision='highest'; training uses bfloat16 compute over
     float32 master weights.
@@ -29,6 +39,18 @@ class Numerics:
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Precision = None
+    remat: str = "none"
+
+    def __post_init__(self):
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat policy {self.remat!r} is not known; known: {', '.join(REMAT_POLICIES)}")
+
+
+def maybe_remat(fn, numerics: Numerics):
+    """`fn(module, *arrays)` wrapped in `nnx.remat` under the numerics' policy ('none': as is)."""
+    if numerics.remat == "none":
+        return fn
+    return nnx.remat(fn, policy=REMAT_POLICIES[numerics.remat])
 
 
 def linear(in_features: int, out_features: int, axes: tuple[str, str], *, bias: bool, numerics: Numerics,

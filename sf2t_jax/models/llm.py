@@ -14,7 +14,7 @@ from flax import nnx
 
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import TextConfig
-from sf2t_jax.models.layers import Numerics, RMSNorm, attention, linear
+from sf2t_jax.models.layers import Numerics, RMSNorm, attention, linear, maybe_remat
 
 
 @flax.struct.dataclass
@@ -98,6 +98,7 @@ class Qwen2Model(nnx.Module):
 
     def __init__(self, cfg: TextConfig, numerics: Numerics, rngs: nnx.Rngs):
         self.cfg = cfg
+        self.numerics = numerics
         self.embed_tokens = nnx.Embed(
             cfg.vocab_size, cfg.hidden_size, dtype=numerics.dtype, param_dtype=numerics.param_dtype,
             embedding_init=nnx.with_metadata(nnx.initializers.normal(0.02), logical_axes=("vocab", "embed")),
@@ -132,13 +133,19 @@ class Qwen2Model(nnx.Module):
             slot = jnp.arange(key_mask.shape[1])
             mask = (slot[None, :] <= query_slot[:, None])[None] & key_mask[:, None, :]
         x = embeds
+        if cache is None:
+            forward = maybe_remat(_layer_forward, self.numerics)
+            for layer in self.layers:
+                x = forward(layer, x, cos, sin, mask)
+            return self.norm(x), None
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
-            kv = None if cache is None else (cache.keys[i], cache.values[i])
-            x, kv = layer(x, cos, sin, mask, kv, None if cache is None else cache.length)
-            if kv is not None:
-                new_keys.append(kv[0])
-                new_values.append(kv[1])
-        if cache is not None:
-            cache = KVCache(keys=tuple(new_keys), values=tuple(new_values), key_mask=key_mask, length=cache.length + l)
+            x, (k, v) = layer(x, cos, sin, mask, (cache.keys[i], cache.values[i]), cache.length)
+            new_keys.append(k)
+            new_values.append(v)
+        cache = KVCache(keys=tuple(new_keys), values=tuple(new_values), key_mask=key_mask, length=cache.length + l)
         return self.norm(x), cache
+
+
+def _layer_forward(layer: DecoderLayer, x, cos, sin, mask):
+    return layer(x, cos, sin, mask)[0]

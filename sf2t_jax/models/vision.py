@@ -14,7 +14,7 @@ from flax import nnx
 
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import VisionConfig
-from sf2t_jax.models.layers import Numerics, attention, layer_norm, linear
+from sf2t_jax.models.layers import Numerics, attention, layer_norm, linear, maybe_remat
 
 
 @flax.struct.dataclass
@@ -108,14 +108,19 @@ class VisionTower(nnx.Module):
                                   numerics=numerics, rngs=rngs)
         self.blocks = nnx.List([VisionBlock(cfg, numerics, rngs) for _ in range(cfg.depth)])
         self.merger = PatchMerger(cfg, numerics, rngs)
-        self.dtype = numerics.dtype
+        self.numerics = numerics
 
     def __call__(self, vision: VisionPatches) -> jax.Array:
         """Returns (N, gh*gw/4, hidden): merged tokens per slice, in (bh, bw) raster order."""
         gh, gw = vision.grid_hw
         positions = rope.vision_rope_positions(gh, gw, self.cfg.spatial_merge_size)
         cos, sin = rope.vision_cos_sin(positions, self.cfg.head_dim)
-        x = self.patch_embed(vision.patches.astype(self.dtype))
+        x = self.patch_embed(vision.patches.astype(self.numerics.dtype))
+        forward = maybe_remat(_block_forward, self.numerics)
         for block in self.blocks:
-            x = block(x, cos, sin)
+            x = forward(block, x, cos, sin)
         return self.merger(x)
+
+
+def _block_forward(block: VisionBlock, x, cos, sin):
+    return block(x, cos, sin)
