@@ -22,6 +22,7 @@ DEFAULT_RULES = (
     ("kv_heads", "tensor"),
     ("mlp", "tensor"),
     ("norm", None),
+    ("layers", None),  # the stacked axis of scanned layers: every device holds every layer's shard
     # ---- vision tower weights -----------------------------------------------------------
     ("vision_patch", None),
     ("vision_embed", "fsdp"),

@@ -62,10 +62,11 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
             raise ValueError("from_hf: a mesh needs a rules table (configs/sharding.py)")
         shardings = dict(nnx.to_flat_state(state_shardings(abstract_state, mesh, rules)))
 
-    expected = {}
+    expected = {}  # Hub key -> (our path, hook)
     for our_path, var in flat:
-        key, hook = table.ours_to_hf(_dotted(our_path))
-        expected[key] = (our_path, hook, var)
+        for view, _ in _layer_views(our_path, var.shape, numerics):
+            key, hook = table.ours_to_hf(_dotted(view))
+            expected[key] = (our_path, hook)
     present = set(reader.keys())
     if config.text.tie_word_embeddings and "lm_head.weight" in present and "model.embed_tokens.weight" in present:
         # Some exporters write the tied head out; accept it only when it really is the embedding.
@@ -84,33 +85,56 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
                               + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
 
     loaded = []
-    for key, (our_path, hook, var) in tqdm(expected.items(), desc="loading tensors", unit="tensor", disable=not progress):
-        want_hf = table.hf_shape(hook, var.shape, _patch_kernel(config))
-        got = reader.shape(key)
-        if tuple(got) != tuple(want_hf):
-            raise CheckpointError(f"{path}: tensor {key!r} has shape {tuple(got)}, expected {tuple(want_hf)}")
-        value = table.to_ours(hook, reader.get(key)).astype(var.dtype)
+    for our_path, var in tqdm(flat, desc="loading tensors", unit="param", disable=not progress):
+        views = _layer_views(our_path, var.shape, numerics)
+        layer_shape = var.shape[1:] if views[0][1] is not None else var.shape
+        parts = []
+        for view, _ in views:
+            key, hook = table.ours_to_hf(_dotted(view))
+            want_hf = table.hf_shape(hook, layer_shape, _patch_kernel(config))
+            got = reader.shape(key)
+            if tuple(got) != tuple(want_hf):
+                raise CheckpointError(f"{path}: tensor {key!r} has shape {tuple(got)}, expected {tuple(want_hf)}")
+            parts.append(table.to_ours(hook, reader.get(key)).astype(var.dtype))
+        value = np.stack(parts) if views[0][1] is not None else parts[0]
+        del parts
         if shardings is None:
             array = jnp.asarray(value)
         else:
-            sharding = shardings[our_path]
-            array = jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
+            array = jax.make_array_from_callback(value.shape, shardings[our_path], lambda idx, v=value: v[idx])
         loaded.append((our_path, var.replace(array)))
         del value
     return nnx.merge(graphdef, nnx.from_flat_state(loaded))
+
+
+# Layer stacks whose parameters carry a leading 'layers' axis when the model scans its layers.
+_STACKED_PREFIXES = (("model", "layers"), ("visual", "blocks"))
+
+
+def _layer_views(path: tuple, shape: tuple[int, ...], numerics: Numerics) -> list[tuple[tuple, int | None]]:
+    """The per-layer (unscanned) paths of one parameter, with the index into its stacked axis.
+
+    The conversion table speaks unscanned paths (`model.layers.3.mlp.up_proj.kernel`); a
+    scanned parameter `model.layers.mlp.up_proj.kernel` of shape (layers, ...) is `layers` of them.
+    """
+    if numerics.scan_layers and tuple(path[:2]) in _STACKED_PREFIXES:
+        return [(tuple(path[:2]) + (i,) + tuple(path[2:]), i) for i in range(shape[0])]
+    return [(tuple(path), None)]
 
 
 def hf_tensors(model: Qwen2VL):
     """Yields (Hub key, numpy array in Hub layout) for every parameter, one at a time."""
     config = model.config
     for our_path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-        key, hook = table.ours_to_hf(_dotted(our_path))
         value = var[...]
         if jax.process_count() > 1 and not value.is_fully_addressable:
             from jax.experimental import multihost_utils
             value = multihost_utils.process_allgather(value, tiled=True)
         array = np.asarray(jax.device_get(value))
-        yield key, table.to_hf(hook, array, table.hf_shape(hook, array.shape, _patch_kernel(config)))
+        for view, index in _layer_views(our_path, array.shape, model.numerics):
+            key, hook = table.ours_to_hf(_dotted(view))
+            part = array if index is None else array[index]
+            yield key, table.to_hf(hook, part, table.hf_shape(hook, part.shape, _patch_kernel(config)))
 
 
 def to_hf(model: Qwen2VL, out_dir: str | os.PathLike, *, max_shard_bytes: int = 5 * 2**30,

@@ -40,10 +40,45 @@ class Numerics:
     param_dtype: Dtype = jnp.float32
     precision: Precision = None
     remat: str = "none"
+    # Stack the layers' parameters on a leading 'layers' axis and run them with `nnx.scan`:
+    # one layer is compiled instead of all of them (compile time flat in depth).
+    scan_layers: bool = False
 
     def __post_init__(self):
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat policy {self.remat!r} is not known; known: {', '.join(REMAT_POLICIES)}")
+
+
+def stacked_layers(make, count: int, rngs: nnx.Rngs) -> nnx.Module:
+    """`count` layers built by `make(rngs)`, parameters stacked on a leading axis named 'layers'."""
+
+    @nnx.split_rngs(splits=count)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs):
+        return make(rngs)
+
+    module = create(rngs)
+    for _, node in nnx.iter_graph(module):
+        if isinstance(node, nnx.Variable) and "logical_axes" in node.get_metadata():
+            node.set_metadata(logical_axes=("layers",) + tuple(node.get_metadata()["logical_axes"]))
+    return module
+
+
+def layer_at(stacked: nnx.Module, index: int) -> nnx.Module:
+    """Layer `index` of a stacked module (a view for per-layer work such as KV-cache decoding)."""
+    graphdef, state = nnx.split(stacked)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a[index], state))
+
+
+def run_layers(layers, forward, x, *args, numerics: Numerics):
+    """Applies `forward(layer, x, *args) -> x` through every layer, scanned when stacked."""
+    forward = maybe_remat(forward, numerics)
+    if numerics.scan_layers:
+        body = nnx.scan(forward, in_axes=(0, nnx.Carry) + (None,) * len(args), out_axes=nnx.Carry)
+        return body(layers, x, *args)
+    for layer in layers:
+        x = forward(layer, x, *args)
+    return x
 
 
 def maybe_remat(fn, numerics: Numerics):

@@ -14,7 +14,7 @@ from flax import nnx
 
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import TextConfig
-from sf2t_jax.models.layers import Numerics, RMSNorm, attention, linear, maybe_remat
+from sf2t_jax.models.layers import Numerics, RMSNorm, attention, layer_at, linear, run_layers, stacked_layers
 
 
 @flax.struct.dataclass
@@ -104,7 +104,10 @@ class Qwen2Model(nnx.Module):
             embedding_init=nnx.with_metadata(nnx.initializers.normal(0.02), logical_axes=("vocab", "embed")),
             rngs=rngs,
         )
-        self.layers = nnx.List([DecoderLayer(cfg, numerics, rngs) for _ in range(cfg.num_hidden_layers)])
+        if numerics.scan_layers:
+            self.layers = stacked_layers(lambda r: DecoderLayer(cfg, numerics, r), cfg.num_hidden_layers, rngs)
+        else:
+            self.layers = nnx.List([DecoderLayer(cfg, numerics, rngs) for _ in range(cfg.num_hidden_layers)])
         self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, numerics=numerics)
 
     def __call__(self, embeds: jax.Array, position_ids: jax.Array, attention_mask: jax.Array | None,
@@ -134,12 +137,11 @@ class Qwen2Model(nnx.Module):
             mask = (slot[None, :] <= query_slot[:, None])[None] & key_mask[:, None, :]
         x = embeds
         if cache is None:
-            forward = maybe_remat(_layer_forward, self.numerics)
-            for layer in self.layers:
-                x = forward(layer, x, cos, sin, mask)
+            x = run_layers(self.layers, _layer_forward, x, cos, sin, mask, numerics=self.numerics)
             return self.norm(x), None
         new_keys, new_values = [], []
-        for i, layer in enumerate(self.layers):
+        for i in range(self.cfg.num_hidden_layers):
+            layer = layer_at(self.layers, i) if self.numerics.scan_layers else self.layers[i]
             x, (k, v) = layer(x, cos, sin, mask, (cache.keys[i], cache.values[i]), cache.length)
             new_keys.append(k)
             new_values.append(v)

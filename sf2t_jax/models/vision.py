@@ -14,7 +14,7 @@ from flax import nnx
 
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import VisionConfig
-from sf2t_jax.models.layers import Numerics, attention, layer_norm, linear, maybe_remat
+from sf2t_jax.models.layers import Numerics, attention, layer_norm, linear, run_layers, stacked_layers
 
 
 @flax.struct.dataclass
@@ -106,7 +106,10 @@ class VisionTower(nnx.Module):
         # the flattened (C, t, py, px) patch row.
         self.patch_embed = linear(cfg.patch_dim, cfg.embed_dim, ("vision_patch", "vision_embed"), bias=False,
                                   numerics=numerics, rngs=rngs)
-        self.blocks = nnx.List([VisionBlock(cfg, numerics, rngs) for _ in range(cfg.depth)])
+        if numerics.scan_layers:
+            self.blocks = stacked_layers(lambda r: VisionBlock(cfg, numerics, r), cfg.depth, rngs)
+        else:
+            self.blocks = nnx.List([VisionBlock(cfg, numerics, rngs) for _ in range(cfg.depth)])
         self.merger = PatchMerger(cfg, numerics, rngs)
         self.numerics = numerics
 
@@ -116,9 +119,7 @@ class VisionTower(nnx.Module):
         positions = rope.vision_rope_positions(gh, gw, self.cfg.spatial_merge_size)
         cos, sin = rope.vision_cos_sin(positions, self.cfg.head_dim)
         x = self.patch_embed(vision.patches.astype(self.numerics.dtype))
-        forward = maybe_remat(_block_forward, self.numerics)
-        for block in self.blocks:
-            x = forward(block, x, cos, sin)
+        x = run_layers(self.blocks, _block_forward, x, cos, sin, numerics=self.numerics)
         return self.merger(x)
 
 
