@@ -2,6 +2,8 @@
 
     python launch.py convert --from-hf HF_DIR --out DIR      Hugging Face -> our orbax format
     python launch.py convert --to-hf DIR --out HF_DIR        our format -> Hugging Face safetensors
+    python launch.py prepare --config configs/demo.py        render the synthetic world, build the datasets
+    python launch.py prepare --config configs/demo.py --source SSV2_DIR   build them from a real SSv2 folder
 
 Commands that take an experiment config accept `--config FILE[:ARG]` and field overrides
 `--config.a.b=VALUE`; an unknown key is refused before anything runs.
@@ -54,13 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     # grain worker processes read absl flags; mark them parsed without giving them our argv.
     from absl import flags
     flags.FLAGS(sys.argv[:1], known_only=True)
-    from sf2t_jax.configuration import ConfigKeyError
-    from sf2t_jax.convert.safetensors_io import CheckpointError
-    from sf2t_jax.models.config import ConfigError
+    from sf2t_jax.errors import InputError
 
     try:
         args.run(args)
-    except (FileNotFoundError, FileExistsError, ConfigError, ConfigKeyError, CheckpointError) as e:
+    except (FileNotFoundError, FileExistsError, InputError) as e:
         raise SystemExit(f"error: {e}") from None  # bad input: the message says it all, no traceback
 
 

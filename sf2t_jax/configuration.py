@@ -19,8 +19,10 @@ from typing import Any
 
 import ml_collections
 
+from sf2t_jax.errors import InputError
 
-class ConfigKeyError(KeyError):
+
+class ConfigKeyError(InputError, KeyError):
     """An override names a key that the config does not define."""
 
     def __str__(self):

@@ -19,11 +19,13 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
 
+from sf2t_jax.errors import InputError
+
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A Hugging Face checkpoint that cannot be read: the message names the file and key."""
 
 

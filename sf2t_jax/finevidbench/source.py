@@ -43,7 +43,7 @@ class Record:
 
 @dataclasses.dataclass
 class Problems:
-    """Skipped records, by reason: lists of (split, id or index, detail)."""
+    """Skipped records, by reason: lists of (split, id or "#index" if it has none, detail)."""
 
     missing_video: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     unknown_template: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
@@ -114,7 +114,10 @@ def load_source(root: str | Path, splits: Sequence[str] = ("test",)) -> Source:
         for k, r in enumerate(raw):
             if not isinstance(r, dict) or any(f not in r for f in _FIELDS):
                 missing = [f for f in _FIELDS if not isinstance(r, dict) or f not in r]
-                problems.malformed.append((split, str(k), f"missing {missing}"))
+                # named by its id when it has one; else by its position ("#3"), which could
+                # otherwise be mistaken for an SSv2 id
+                name = str(r["id"]) if isinstance(r, dict) and "id" in r else f"#{k}"
+                problems.malformed.append((split, name, f"missing {missing}"))
                 continue
             cid, template = str(r["id"]), r["template"]
             if cid in seen:

@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any
 
+from sf2t_jax.errors import InputError
+
 SUPPORTED_MODEL_TYPES = ("qwen2_vl",)
 
 # Vision fields that released Hub configs omit; these values are the same for 2B, 7B and 72B.
@@ -25,7 +27,7 @@ _VISION_DEFAULTS = dict(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config.json that cannot describe a Qwen2-VL model."""
 
 

@@ -52,7 +52,9 @@ def encode_video(
         raise ValueError(f"yuv420p needs even frame sizes, got {height}x{width}")
     fmt, codec, preset_options = PRESETS[container]
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format=fmt) as out:
+    # bitexact: the WebM muxer otherwise writes a random segment UID, so equal frames would
+    # give different bytes on every call.
+    with av.open(buffer, mode="w", format=fmt, options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream(codec, rate=fps, options={**preset_options, **(options or {})})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for frame in frames:

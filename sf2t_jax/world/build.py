@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.world import io, ssv2
 from sf2t_jax.world.config import ID_BASE, SPLITS, WorldConfig
 from sf2t_jax.world.render import render
@@ -99,7 +100,7 @@ def _check_manifest(root: Path, config: WorldConfig) -> None:
         if have != want:
             diff = sorted(k for k in set(have.get("render", {})) | set(want["render"])
                           if have.get("render", {}).get(k) != want["render"].get(k))
-            raise ValueError(
+            raise InputError(
                 f"{path}: this folder was rendered with other settings (differs in "
                 f"{diff or ['format']}: {have} vs {want}); its clips would not match. Use "
                 "another folder or the same settings.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from sf2t_jax.errors import InputError
+
 # codec name -> (container format, file extension, PyAV encoder, encoder options).
 # VP9 in WebM is what real SSv2 ships; the options favour speed: the clips are tiny and the
 # demo must render hundreds of them on two cores.
@@ -53,25 +55,25 @@ class WorldConfig:
         for name in ("train_clips", "validation_clips", "test_clips"):
             n = getattr(self, name)
             if not 0 <= n < MAX_CLIPS_PER_SPLIT:
-                raise ValueError(f"WorldConfig.{name}={n}: expected 0 <= n < "
+                raise InputError(f"WorldConfig.{name}={n}: expected 0 <= n < "
                                  f"{MAX_CLIPS_PER_SPLIT}")
         for name in ("height", "width"):
             v = getattr(self, name)
             if v < 32 or v % 2:
-                raise ValueError(f"WorldConfig.{name}={v}: expected an even number >= 32")
+                raise InputError(f"WorldConfig.{name}={v}: expected an even number >= 32")
         if self.num_frames < 8:
-            raise ValueError(f"WorldConfig.num_frames={self.num_frames}: expected >= 8 (the "
+            raise InputError(f"WorldConfig.num_frames={self.num_frames}: expected >= 8 (the "
                              "action needs room before, during and after)")
         if self.fps < 1:
-            raise ValueError(f"WorldConfig.fps={self.fps}: expected >= 1")
+            raise InputError(f"WorldConfig.fps={self.fps}: expected >= 1")
         if self.codec not in CODECS:
-            raise ValueError(f"WorldConfig.codec={self.codec!r}: expected one of {sorted(CODECS)}")
+            raise InputError(f"WorldConfig.codec={self.codec!r}: expected one of {sorted(CODECS)}")
         if not 1 <= self.max_objects <= 3:
-            raise ValueError(f"WorldConfig.max_objects={self.max_objects}: expected 1 to 3")
+            raise InputError(f"WorldConfig.max_objects={self.max_objects}: expected 1 to 3")
 
     def clips(self, split: str) -> int:
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+            raise InputError(f"unknown split {split!r}: expected one of {SPLITS}")
         return getattr(self, f"{split}_clips")
 
     @property

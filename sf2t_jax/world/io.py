@@ -28,14 +28,19 @@ def encode_video(frames: np.ndarray, fps: int, codec: str) -> bytes:
       fps: frames per second of the stream.
       codec: a ``config.CODECS`` key ("vp9" -> WebM, "h264" -> MP4).
     Returns:
-      The container bytes; decoding them yields T frames of (H, W, 3).
+      The container bytes, the same for the same frames; decoding them yields T frames of
+      (H, W, 3).
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {frames.dtype} "
                          f"{frames.shape}")
     container_format, _, encoder, options = CODECS[codec]
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format=container_format) as container:
+    # bitexact: without it the WebM muxer writes a random segment UID, so the same frames
+    # would give other bytes on every render (and rebuilt datasets would differ from the
+    # first build byte for byte)
+    with av.open(buf, mode="w", format=container_format,
+                 options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(encoder, rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
