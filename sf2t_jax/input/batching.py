@@ -1,0 +1,127 @@
+"""Static-shape batches: per-row examples -> the batch contract, identical shapes every step.
+
+The batch (per host; numpy):
+
+    input_ids      (B, L) int32       padded with the pad id (<|endoftext|>)
+    attention_mask (B, L) int32       1 real token, 0 padding (right padding)
+    position_ids   (3, B, L) int32    M-RoPE positions (padding 1)
+    loss_mask      (B, L) int32       1 at target tokens (answer + its <|im_end|>)
+    vision_patches (B, P, S, 1176) float32  normalized patch rows; unused slices zero
+    vision_index   (B, P*S/4) int32   row position of each merged vision token; L = padding
+    task_id        (B,) int32         index into TASK_NAMES
+    valid          (B,) int32         1 real sample, 0 a padding row of a final partial batch
+
+and host-only metadata (not sent to devices): `sample_index` and `record_index` (B,) int64,
+-1 on padding rows. The model call is
+`model(input_ids, position_ids, attention_mask, (VisionPatches(vision_patches.reshape(B*P, S,
+1176), grid_hw),), vision_index)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sf2t_jax.input.examples import PATCH_DIM
+from sf2t_jax.video.patchify import normalize
+
+BATCH_KEYS = ("input_ids", "attention_mask", "position_ids", "loss_mask", "vision_patches", "vision_index",
+              "task_id", "valid")
+META_KEYS = ("sample_index", "record_index")
+
+# (3, 256) float32: the normalized value of every uint8 level per channel, from the same
+# normalization `patchify` uses (bit-identical to transformers').
+_LEVELS = np.ascontiguousarray(normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)).T)
+_PER_CHANNEL = PATCH_DIM // 3  # patch columns are channel-major: (c, t, y, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+    """The static shapes of every batch.
+
+    batch_size: B, rows per host; the global batch is `batch_size * num_processes`.
+    max_length: L.
+    slices: P, temporal slices per row.
+    grid_hw: (gh, gw), the patch grid of the resolution bucket (static for the ViT).
+    pad_id: the tokenizer's <|endoftext|> id.
+    """
+
+    batch_size: int
+    num_processes: int
+    max_length: int
+    slices: int
+    grid_hw: tuple[int, int]
+    pad_id: int
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.num_processes
+
+    @property
+    def patches_per_slice(self) -> int:
+        return self.grid_hw[0] * self.grid_hw[1]
+
+    @property
+    def vision_tokens(self) -> int:
+        """P*S/4: merged vision tokens per row, padding included."""
+        return self.slices * self.patches_per_slice // 4
+
+    def shapes(self, global_shapes: bool = True) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """{key: (shape, dtype)} of `BATCH_KEYS`, for the global batch (or one host's)."""
+        b = self.global_batch_size if global_shapes else self.batch_size
+        l, p, s = self.max_length, self.slices, self.patches_per_slice
+        i32 = np.dtype(np.int32)
+        return {
+            "input_ids": ((b, l), i32),
+            "attention_mask": ((b, l), i32),
+            "position_ids": ((3, b, l), i32),
+            "loss_mask": ((b, l), i32),
+            "vision_patches": ((b, p, s, PATCH_DIM), np.dtype(np.float32)),
+            "vision_index": ((b, self.vision_tokens), i32),
+            "task_id": ((b,), i32),
+            "valid": ((b,), i32),
+        }
+
+
+def collate(examples: Sequence[dict[str, Any]], spec: BatchSpec) -> dict[str, np.ndarray]:
+    """Stacks up to B examples into one batch; missing rows are padding (valid = 0).
+
+    Patch rows arrive as uint8 and are normalized here, straight into the batch buffer's
+    used slices; unused slices stay exactly zero.
+    """
+    b, l = spec.batch_size, spec.max_length
+    n = len(examples)
+    if not 0 < n <= b:
+        raise ValueError(f"collate: expected 1..{b} examples, got {n}")
+    shapes = spec.shapes(global_shapes=False)
+    out = {k: np.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
+    out["input_ids"][:] = spec.pad_id
+    out["position_ids"][:] = 1
+    out["vision_index"][:] = l
+    out["sample_index"] = np.full((b,), -1, np.int64)
+    out["record_index"] = np.full((b,), -1, np.int64)
+    for i, ex in enumerate(examples):
+        for key in ("input_ids", "attention_mask", "loss_mask", "vision_index"):
+            out[key][i] = ex[key]
+        out["position_ids"][:, i] = ex["position_ids"]
+        used = int(ex["num_slices"])
+        _normalize_into(out["vision_patches"][i, :used], np.asarray(ex["patches"][:used]))
+        out["task_id"][i] = ex["task_id"]
+        out["valid"][i] = 1
+        out["sample_index"][i] = ex["sample_index"]
+        out["record_index"][i] = ex["record_index"]
+    return out
+
+
+def _normalize_into(out: np.ndarray, rows: np.ndarray) -> None:
+    """uint8 patch rows -> float32 `(x/255 - mean) / std` written straight into `out` (same shape).
+
+    One table lookup per channel into the batch buffer: half the time of normalizing into a
+    temporary and copying it (the batch is tens of MB, so this is memory-bound).
+    """
+    src = rows.reshape(-1, 3, _PER_CHANNEL)
+    dst = out.reshape(-1, 3, _PER_CHANNEL)
+    for c in range(3):
+        np.take(_LEVELS[c], src[:, c, :], out=dst[:, c, :], mode="wrap")  # uint8 indices are always in range

@@ -1,0 +1,225 @@
+"""The input pipeline's config: one frozen dataclass, and its reading from an experiment file.
+
+Everything that fixes a batch's static shapes lives here (batch size, sequence length,
+resolution bucket, frame budget), next to what decides its content (source, seed, task mix)
+and how it is computed (workers, prefetch). `InputConfig.from_dict` reads the `input` section of
+an `ml_collections` experiment config; unknown keys are errors naming the key.
+
+Geometry, derived once (`InputConfig.geometry`): a resolution bucket (h, w) is a patch grid
+(gh, gw) = (h/14, w/14), so every temporal slice holds S = gh*gw patches and S/4 merged LLM
+tokens. A sample of N frames takes ceil(N/2) slices in 'video' presentation (Qwen2-VL pairs
+frames; an odd N repeats the last) and N slices in 'images' presentation (one image of grid_t=1
+per frame). P, the slices every batch row reserves, is the largest of these over the enabled
+tasks, so no sample is ever truncated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sf2t_jax.fragments import PRESENT_MODES, TASK_NAMES, FragmentsConfig
+from sf2t_jax.video.resize import check_bucket
+
+PATCH = 14  # ViT patch side
+MERGE = 2  # spatial merge: 2x2 patches -> one LLM token
+
+
+class InputConfigError(ValueError):
+    """A pipeline config that cannot work; the message names the field and what was expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Static shapes the config implies (per batch row).
+
+    slices: P, temporal slices reserved per sample (vision_patches dim 1).
+    grid_hw: (gh, gw), the patch grid of the resolution bucket.
+    patches_per_slice: S = gh * gw (vision_patches dim 2).
+    tokens_per_slice: S / 4, merged LLM tokens per slice.
+    max_frames: the most frames any enabled task shows.
+    max_vision_tokens: LLM tokens the largest sample's vision input takes, including its
+      <|vision_start|>/<|vision_end|> markers.
+    """
+
+    slices: int
+    grid_hw: tuple[int, int]
+    patches_per_slice: int
+    tokens_per_slice: int
+    max_frames: int
+    max_vision_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """How raw videos become static-shape fragment batches. Defaults in parentheses."""
+
+    # ---- what is read -----------------------------------------------------------------
+    source: str = ""
+    """A folder of video files (searched recursively by extension), a manifest (.txt/.lst:
+    one path per line, relative to the manifest, '#' comments), one video file, or
+    'tfds:NAME' (a tfds dataset with fields `id` and `video` (encoded bytes), read with
+    `tfds.data_source`). Required."""
+    split: str = "train"
+    """tfds split ('train'); ignored for files."""
+    data_dir: str = ""
+    """tfds data_dir ('' = tfds' default)."""
+    tokenizer: str = ""
+    """A tokenizer.json (or a Hugging Face checkpoint folder holding one), or 'tiny:V' for the
+    built-in test tokenizer of V ids (`sf2t_jax.text.build_tiny_tokenizer`). Required."""
+
+    # ---- static shapes ----------------------------------------------------------------
+    batch_size: int = 8
+    """Global batch size (8), split evenly over processes."""
+    max_length: int = 1024
+    """Tokens per row (1024). Longer samples are dropped and counted ('too_long'); vision
+    tokens are never truncated. Must hold the largest sample's vision tokens."""
+    resolution: tuple[int, int] = (224, 224)
+    """The resolution bucket (height, width), multiples of 28 ((224, 224)): every frame is
+    resized to it (bicubic, antialiased, aspect ratio not kept), so S = (h/14)*(w/14)."""
+    frame_budget: int = 16
+    """The most frames one sample may show (16); every enabled task's largest fragment must
+    fit, else an error names the task."""
+    slices: int = 0
+    """P, temporal slices per row (0 = the least that holds the largest sample)."""
+
+    # ---- content ----------------------------------------------------------------------
+    fragments: FragmentsConfig = FragmentsConfig()
+    """Task weights and per-task configs (uniform weights, spec defaults)."""
+    present: str = ""
+    """'' (each task's own `present`, 'video' by default), 'video' or 'images' for all tasks."""
+    source_frames: int = 32
+    """Frames decoded per clip, evenly spaced as qwen-vl-utils samples (32); 0 = every frame.
+    Tasks draw their fragments from these, so a long clip never costs more than this."""
+    seed: int = 0
+    """Seeds the shuffle and every sample: sample g is a function of (seed, g) and its clip."""
+    shuffle: bool = True
+    """Shuffle records (reshuffled every epoch)."""
+    num_epochs: int = 1
+    """Passes over the source (1); 0 repeats forever."""
+    drop_remainder: bool = False
+    """Drop a final partial batch instead of padding it with valid=0 rows."""
+
+    # ---- compute ----------------------------------------------------------------------
+    workers: int = 0
+    """grain worker processes per host (0 = decode in the main process)."""
+    threads: int = 0
+    """Reader threads per process (grain ReadOptions.num_threads); 0 reads synchronously."""
+    prefetch: int = 8
+    """Samples each worker (or the reader threads) keeps ready."""
+
+    def __post_init__(self):
+        def fail(field, expected, value):
+            raise InputConfigError(f"input.{field}: expected {expected}, got {value!r}")
+
+        for field in ("batch_size", "max_length", "frame_budget", "prefetch"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(field, "an integer >= 1", value)
+        for field in ("slices", "source_frames", "seed", "num_epochs", "workers", "threads"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                fail(field, "an integer >= 0", value)
+        try:
+            object.__setattr__(self, "resolution", check_bucket(tuple(self.resolution)))
+        except (ValueError, TypeError) as e:
+            raise InputConfigError(f"input.resolution: {e}") from None
+        if self.present not in ("",) + PRESENT_MODES:
+            fail("present", f"'' or one of {PRESENT_MODES}", self.present)
+        if not isinstance(self.fragments, FragmentsConfig):
+            fail("fragments", "a FragmentsConfig", self.fragments)
+        self.geometry  # validates the frame budget, slices and max_length now, not mid-run
+
+    # ---- derived ----------------------------------------------------------------------
+    def task_config(self) -> FragmentsConfig:
+        """The FragmentsConfig the pipeline runs: `fragments` with `present` applied."""
+        if not self.present:
+            return self.fragments
+        return dataclasses.replace(self.fragments, **{
+            name: dataclasses.replace(self.fragments.task_config(name), present=self.present)
+            for name in TASK_NAMES})
+
+    def enabled_tasks(self) -> tuple[str, ...]:
+        return tuple(name for name, weight in self.fragments.weights if weight > 0)
+
+    @property
+    def geometry(self) -> Geometry:
+        fragments = self.task_config()
+        gh, gw = self.resolution[0] // PATCH, self.resolution[1] // PATCH
+        s = gh * gw
+        tokens = s // MERGE**2
+        need, max_frames, vision_tokens = 0, 0, 0
+        for name in self.enabled_tasks():
+            cfg = fragments.task_config(name)
+            n = task_max_frames(name, cfg)
+            if n > self.frame_budget:
+                raise InputConfigError(
+                    f"input.fragments.{name}: shows up to {n} frames, more than input.frame_budget="
+                    f"{self.frame_budget}; lower {name}.n_frames or raise the budget")
+            slices = n if cfg.present == "images" else math.ceil(n / 2)
+            items = n if cfg.present == "images" else 1  # each carries <|vision_start|>...<|vision_end|>
+            need = max(need, slices)
+            max_frames = max(max_frames, n)
+            vision_tokens = max(vision_tokens, slices * tokens + 2 * items)
+        if self.slices and self.slices < need:
+            raise InputConfigError(f"input.slices={self.slices}: the largest sample needs {need} slices")
+        if vision_tokens >= self.max_length:
+            raise InputConfigError(
+                f"input.max_length={self.max_length} cannot hold the largest sample: its vision input alone "
+                f"is {vision_tokens} tokens ({max_frames} frames at {self.resolution}); raise max_length, or "
+                "lower the resolution or the frames per task")
+        return Geometry(slices=self.slices or need, grid_hw=(gh, gw), patches_per_slice=s, tokens_per_slice=tokens,
+                        max_frames=max_frames, max_vision_tokens=vision_tokens)
+
+    # ---- reading an experiment config section -----------------------------------------
+    @classmethod
+    def from_dict(cls, section: Mapping[str, Any]) -> "InputConfig":
+        """Builds the config from an experiment file's `input` section (a dict / ConfigDict).
+
+        Keys: every field above except `fragments`, plus
+          weights: {task: weight} (a task left out is off; default uniform),
+          tasks: {task: {field: value}} overrides of a task's config (e.g.
+            {'count': {'n_frames': (2, 8)}}).
+        """
+        section = dict(section)
+        scalar = {f.name for f in dataclasses.fields(cls)} - {"fragments"}
+        unknown = set(section) - scalar - {"weights", "tasks"}
+        if unknown:
+            raise InputConfigError(f"input: unknown key(s) {sorted(unknown)}; known: "
+                                   f"{sorted(scalar | {'weights', 'tasks'})}")
+        fragments = FragmentsConfig()
+        overrides = dict(section.pop("tasks", None) or {})
+        replaced = {}
+        for name, fields in overrides.items():
+            if name not in TASK_NAMES:
+                raise InputConfigError(f"input.tasks: unknown task {name!r}; known: {', '.join(TASK_NAMES)}")
+            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(fields).items()}
+            try:
+                replaced[name] = dataclasses.replace(fragments.task_config(name), **fields)
+            except TypeError as e:
+                raise InputConfigError(f"input.tasks.{name}: {e}") from None
+        weights = section.pop("weights", None)
+        try:
+            fragments = FragmentsConfig(weights=dict(weights) if weights is not None else fragments.weights,
+                                        **replaced)
+        except ValueError as e:
+            raise InputConfigError(f"input: {e}") from None
+        if "resolution" in section:
+            section["resolution"] = tuple(section["resolution"])
+        return cls(fragments=fragments, **section)
+
+
+def task_max_frames(name: str, task_config) -> int:
+    """The most frames task `name` shows (consistency always shows a pair)."""
+    if name == "consistency":
+        return 2
+    return int(task_config.n_frames[1])
+
+
+def default_section() -> dict[str, Any]:
+    """The `input` section with every default, for experiment files to start from."""
+    section = {f.name: getattr(InputConfig, f.name) for f in dataclasses.fields(InputConfig) if f.name != "fragments"}
+    section["weights"] = {name: 1.0 for name in TASK_NAMES}
+    section["tasks"] = {}
+    return section

@@ -1,0 +1,189 @@
+"""One record -> one model-ready example: decode, fragment task, resize, patchify, tokenize, pad.
+
+`ExampleMaker(index, record)` is the pipeline's map function (`map_with_index`, run in grain
+workers): `index` is the sample's position g in the global stream, which seeds its fragment
+task (`make_sample(frames, seed, g)`), so any sample can be regenerated alone from (config, g).
+
+Steps, for a clip:
+  1. decode up to `source_frames` evenly spaced frames (PyAV);
+  2. resize every frame to the resolution bucket, so the task's pixel guarantees (identical
+     pairs, visible edits, sprite spans) hold on exactly the pixels the model sees;
+  3. `make_sample`: the task's frames, question and answer;
+  4. patchify ('video': one clip of ceil(N/2) slices; 'images': N images of one slice each),
+     kept as uint8 rows (a quarter of float32's bytes between processes; normalized when
+     batched);
+  5. chat template: user turn = vision item(s) + question, assistant turn = answer; loss on the
+     answer and its <|im_end|>;
+  6. pad to the static row: L tokens, P slices.
+
+A clip that cannot serve (unreadable, corrupt, too short, near static, too long for L) becomes
+a `Skipped` marker instead of an exception, so it flows through worker processes to the
+consumer, which counts it exactly (`skips.SkipCounter`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from sf2t_jax.fragments import TASK_NAMES, FragmentSample, FragmentSkip, FragmentsConfig, make_sample
+from sf2t_jax.text import Tokenizer, encode_chat
+from sf2t_jax.video import VideoDecodeError, decode_video, patchify_image, patchify_video, resize_frames, to_slices
+from sf2t_jax.video.sampling import uniform_indices
+
+PATCH_DIM = 1176  # 3 channels * 2 frames * 14 * 14
+TOO_LONG = "too_long"  # the sample's tokens exceed max_length (counted like a skip)
+
+# Per-example arrays (shapes for one row; see batching.BatchSpec for the batch).
+EXAMPLE_FIELDS = {
+    "input_ids": "(L,) int32, padded with the pad id",
+    "attention_mask": "(L,) int32, 1 real token",
+    "position_ids": "(3, L) int32 M-RoPE positions, padding 1",
+    "loss_mask": "(L,) int32, 1 at answer tokens and the answer's <|im_end|>",
+    "patches": "(P, S, 1176) uint8 patch rows, unused slices zero",
+    "num_slices": "int, slices used",
+    "vision_index": "(P*S/4,) int32 row position of each merged vision token, L = padding",
+    "task_id": "int, index into TASK_NAMES",
+    "sample_index": "int, g: position in the global stream",
+    "record_index": "int, the source record",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A sample that could not be made; the consumer counts it by `reason` and logs `path` once.
+
+    reason: a `VideoDecodeError` reason (decode), a `FragmentSkip` reason (task), or 'too_long'.
+    task: the fragment task for task and length skips, None for decode skips.
+    """
+
+    index: int
+    record_index: int
+    path: str
+    reason: str
+    task: str | None = None
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Prepared:
+    """A sample as the model will see it, for previews and tests.
+
+    sample: the fragment, its frames already resized to the bucket (uint8 (N, h, w, 3)).
+    example: the padded per-row arrays (`EXAMPLE_FIELDS`).
+    num_tokens: the unpadded sequence length.
+    """
+
+    index: int
+    record_index: int
+    id: str
+    sample: FragmentSample
+    example: dict[str, Any]
+    num_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleMaker:
+    """The map function `(g, record) -> example dict | Skipped`. Picklable for grain workers."""
+
+    tokenizer: Tokenizer
+    fragments: FragmentsConfig
+    seed: int
+    resolution: tuple[int, int]
+    slices: int
+    max_length: int
+    source_frames: int = 32
+
+    def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any] | Skipped:
+        out = self.prepare(index, record)
+        return out if isinstance(out, Skipped) else out.example
+
+    def prepare(self, index: int, record: dict[str, Any]) -> Prepared | Skipped:
+        """The whole sample (frames, text, arrays), or why it was skipped.
+
+        Bad input is a `Skipped`; anything else is a bug and raises, naming the sample and file.
+        """
+        label = record.get("path") or record["id"]
+        try:
+            return self._prepare(index, record, label)
+        except Exception as e:
+            e.add_note(f"while making sample {index} from {label}")
+            raise
+
+    def _prepare(self, index: int, record: dict[str, Any], label: str) -> Prepared | Skipped:
+        rec = int(record["record_index"])
+        try:
+            clip = self._decode(record, label)
+        except VideoDecodeError as e:
+            return Skipped(index, rec, e.path, e.reason, None, e.detail)
+        clip = resize_frames(clip, self.resolution)
+        try:
+            sample = make_sample(clip, self.seed, index, self.fragments)
+        except FragmentSkip as e:
+            return Skipped(index, rec, label, e.reason, e.task, e.detail)
+        example, num_tokens = self._encode(sample)
+        if example is None:
+            return Skipped(index, rec, label, TOO_LONG, sample.task,
+                           f"{num_tokens} tokens > max_length {self.max_length}")
+        example["sample_index"] = int(index)
+        example["record_index"] = rec
+        return Prepared(index, rec, record["id"], sample, example, num_tokens)
+
+    # ------------------------------------------------------------------------------------
+    def _decode(self, record: dict[str, Any], label: str) -> np.ndarray:
+        """(T, H, W, 3) uint8: up to `source_frames` evenly spaced frames of the clip."""
+        cap = self.source_frames
+        select = None if cap == 0 else (lambda n: uniform_indices(n, min(n, cap)))
+        source = record["path"] if "path" in record else record["video"]
+        return decode_video(source, select, name=label).frames
+
+    def _encode(self, sample: FragmentSample) -> tuple[dict[str, Any] | None, int]:
+        """Patchify + chat template + padding. Returns (None, length) when the text does not fit."""
+        special = self.tokenizer.special
+        frames = sample.frames
+        if sample.present == "video":
+            rows, grid = patchify_video(frames, normalized=False)
+            slices = to_slices(rows, grid)
+            items = [{"type": "video"}]
+            grids = {"video_grid_thw": grid[None]}
+        else:
+            images = [patchify_image(f, normalized=False) for f in frames]
+            slices = np.stack([r for r, _ in images])
+            items = [{"type": "image"}] * len(images)
+            grids = {"image_grid_thw": np.stack([g for _, g in images])}
+        messages = [
+            {"role": "user", "content": items + [{"type": "text", "text": sample.question}]},
+            {"role": "assistant", "content": sample.answer},
+        ]
+        chat = encode_chat(self.tokenizer, messages, loss_on="assistant", **grids)
+        n = len(chat.input_ids)
+        if n > self.max_length:
+            return None, n
+        used, s = slices.shape[0], slices.shape[1]
+        if used > self.slices:  # InputConfig.geometry rules this out; a task broke its own range
+            raise ValueError(f"{sample.task}: {len(frames)} frames need {used} slices, more than the {self.slices} "
+                             "reserved per row")
+        length = self.max_length
+        vision = np.nonzero((chat.input_ids == special.video_pad) | (chat.input_ids == special.image_pad))[0]
+        if vision.size != used * s // 4:  # the template and the patch grid disagree: a bug, not bad data
+            raise ValueError(f"{sample.task}: {vision.size} vision pad tokens for {used} slices of {s // 4} tokens")
+        patches = np.zeros((self.slices, s, PATCH_DIM), np.uint8)
+        patches[:used] = slices
+        example = {
+            "input_ids": _pad(chat.input_ids, length, special.endoftext),
+            "attention_mask": _pad(np.ones(n, np.int32), length, 0),
+            "position_ids": np.pad(chat.position_ids.astype(np.int32), ((0, 0), (0, length - n)), constant_values=1),
+            "loss_mask": _pad(chat.loss_mask.astype(np.int32), length, 0),
+            "patches": patches,
+            "num_slices": int(used),
+            "vision_index": _pad(vision.astype(np.int32), self.slices * s // 4, length),
+            "task_id": TASK_NAMES.index(sample.task),
+        }
+        return example, n
+
+
+def _pad(x: np.ndarray, length: int, value: int) -> np.ndarray:
+    out = np.full((length,), value, np.int32)
+    out[: len(x)] = x
+    return out
