@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sf2t_jax.models.rope import get_rope_index
+from sf2t_jax.models.rope_index import get_rope_index
 from sf2t_jax.text.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
