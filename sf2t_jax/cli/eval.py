@@ -1,0 +1,85 @@
+"""`launch.py eval`: score a checkpoint on FineVidBench, or compare finished runs.
+
+    python launch.py eval --config configs/eval_finevidbench.py --checkpoint PATH --out DIR
+    python launch.py eval --compare DIR1 DIR2 ... --out DIR [--names Base SFT ...]
+
+PATH: a Hugging Face checkpoint, our converted format, or a training workdir's export
+(sf2t_jax/eval/loading.py). DIR gets results.json, predictions.jsonl, results.md, tasks.png
+and speed.png; --compare writes comparison.md and the same figures over the runs.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+
+HELP = "evaluate a checkpoint on FineVidBench (or --compare finished runs)"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="experiment config FILE[:ARG] (configs/eval_finevidbench.py)")
+    parser.add_argument("--checkpoint", help="Hugging Face dir, converted dir, or training workdir")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--name", help="run name in tables and figures (default: the checkpoint's folder name)")
+    parser.add_argument("--compare", nargs="+", metavar="DIR", help="eval output directories to put side by side")
+    parser.add_argument("--names", nargs="+", help="with --compare: one name per directory")
+
+
+def run(args: argparse.Namespace) -> None:
+    from sf2t_jax.eval import report
+
+    if args.compare:
+        if args.checkpoint or args.config:
+            raise SystemExit("eval: --compare takes finished run directories only (no --checkpoint / --config)")
+        if args.names and len(args.names) != len(args.compare):
+            raise SystemExit(f"eval: {len(args.compare)} directories but {len(args.names)} --names")
+        path = report.compare(args.compare, args.out, args.names)
+        logging.info("wrote %s", path)
+        return
+    if not (args.config and args.checkpoint):
+        raise SystemExit("eval: give --config and --checkpoint (or --compare DIR ...)")
+    _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import jax
+
+    from configs.sharding import RULES
+    from sf2t_jax.configuration import load_config
+    from sf2t_jax.eval import BenchmarkError, evaluate, load_items, load_model, load_tokenizer, report
+    from sf2t_jax.eval.config import EvalSettings
+    from sf2t_jax.eval.visuals import ShortClip
+    from sf2t_jax.parallel.mesh import make_mesh
+
+    config = load_config(args.config, args.overrides)
+    settings = EvalSettings.of(config)  # bad values fail here, before the model loads
+    for field in ("benchmark", "videos"):
+        if not config[field]:
+            raise SystemExit(f"error: eval config field {field!r} is empty (--config.{field}=...)")
+    if config.mesh.rules not in RULES:
+        raise SystemExit(f"error: eval config mesh.rules={config.mesh.rules!r}: expected one of {sorted(RULES)}")
+    try:
+        items = load_items(config.benchmark)
+    except BenchmarkError as e:
+        raise SystemExit(f"error: {e}") from None
+    mesh = make_mesh(*config.mesh.ici)
+    rules = RULES[config.mesh.rules]
+    t0 = time.perf_counter()
+    model = load_model(args.checkpoint, dtype=config.dtype, mesh=mesh, rules=rules)
+    tokenizer = load_tokenizer(config.tokenizer, args.checkpoint)
+    tokenizer.check_model_config(model.config)
+    logging.info("loaded %s in %.1fs", args.checkpoint, time.perf_counter() - t0)
+    try:
+        result = evaluate(model, items, settings, tokenizer=tokenizer, video_root=config.videos, mesh=mesh,
+                          rules=rules)
+    except ShortClip as e:
+        raise SystemExit(f"error: {e}") from None
+    if jax.process_index() != 0:
+        return  # every process evaluated (and holds) the same results; one writes them
+    name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
+    path = report.write_run(result, args.out, name, extra_meta={
+        "checkpoint": args.checkpoint, "benchmark": config.benchmark, "config": config.to_dict()})
+    for method, m in result.metrics.items():
+        logging.info("%s: overall %.1f%% over %d answers", method, 100 * m["overall"]["value"], m["n"])
+    logging.info("wrote %s", path)

@@ -1,0 +1,26 @@
+"""FineVidBench evaluation: a jitted, batched scorer, the step-by-step inquiry, metrics, reports.
+
+    items.py      load_items(path): strict benchmark reading (file:line: field errors); select
+    inquiry.py    prompts: scene questions and the multi-turn fragment inquiry (gold history)
+    visuals.py    frames per item (speed variants, fragment frame sets), decoded once per video
+    batching.py   items -> Prompt -> static-shape Batch (power-of-two length buckets)
+    loglik.py     option_nll: K options against one prefilled prompt via the KV cache
+    scorer.py     ModelScorer (prefill -> option_nll + greedy decode), plumbing-guard scorers
+    extract.py    answer extraction with an explicit unparsable outcome
+    metrics.py    grading, per task / speed / category / step, chain, Kendall tau, bootstrap CIs
+    report.py     results.json, predictions.jsonl, markdown tables, figures, --compare
+    runner.py     evaluate(model, items, config, ...) -> EvalRun(records, metrics, meta)
+    loading.py    load_model(path), load_tokenizer(spec, checkpoint)
+    config.py     eval_config() defaults and their checked form, EvalSettings
+"""
+from sf2t_jax.eval.config import EvalSettings, eval_config
+from sf2t_jax.eval.items import BenchmarkError, load_items, select
+from sf2t_jax.eval.loading import load_model, load_tokenizer
+from sf2t_jax.eval.metrics import compute_metrics, kendall_tau, summary
+from sf2t_jax.eval.report import compare, write_run
+from sf2t_jax.eval.runner import EvalRun, evaluate
+from sf2t_jax.eval.scorer import ModelScorer, constant_scorer, oracle_scorer
+
+__all__ = ["EvalSettings", "eval_config", "BenchmarkError", "load_items", "select", "load_model",
+           "load_tokenizer", "compute_metrics", "kendall_tau", "summary", "compare", "write_run", "EvalRun",
+           "evaluate", "ModelScorer", "constant_scorer", "oracle_scorer"]

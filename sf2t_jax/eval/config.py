@@ -1,0 +1,148 @@
+"""Evaluation settings: the ml_collections defaults an experiment file embeds, and their typed,
+checked form.
+
+`eval_config()` is the `ConfigDict` that `configs/eval_finevidbench.py` returns (and that a
+training config can hold as `config.eval`, for evaluation every N steps). `EvalSettings.of`
+checks it once, at start-up, so a typo in a method name fails before a video is decoded.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from sf2t_jax.finevidbench.schema import TASKS
+
+METHODS = ("loglik", "generate")
+LOGLIK_TARGETS = ("text", "letter", "letter_text")
+HISTORY_ANSWERS = ("letter", "letter_text")
+PRESENT_MODES = ("video", "images")
+SHORT_CLIP = ("error", "skip")
+DEFAULT_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def eval_config() -> ml_collections.ConfigDict:
+    """Defaults, each documented where it is defined."""
+    c = ml_collections.ConfigDict()
+    c.benchmark = ""  # finevidbench_{split}.jsonl (launch.py prepare / finevidbench.write_benchmark)
+    c.videos = ""  # SSv2-format root holding videos/{video_id}.webm|mp4
+    c.tokenizer = ""  # tokenizer.json (file or directory); "" = the checkpoint directory's
+    c.dtype = "float32"  # parameter and compute dtype: float32 | bfloat16
+    c.methods = "loglik,generate"  # comma-separated subset of METHODS
+    c.tasks = ""  # comma-separated subset of finevidbench TASKS; "" = all
+    c.max_videos = 0  # evaluate the first N videos of the file (whole conversations); 0 = all
+    c.batch_size = 8  # prompts per jitted call; must divide over the mesh's batch axes
+
+    c.video = ml_collections.ConfigDict()
+    # Frames shown for scene items at every speed. x4 spans 4*(n-1)+1 source frames: 6 fits the
+    # synthetic world's 24-frame clips; real SSv2 clips (24-70 frames) mostly fit 8.
+    c.video.scene_frames = 6
+    c.video.size = (112, 112)  # (height, width) every frame is resized to: one static grid
+    c.video.present = "video"  # fragment frames as one video, or one image per frame ("images")
+    c.video.on_short_clip = "error"  # a clip too short for x4 at scene_frames: error | skip (counted)
+
+    c.prompt = ml_collections.ConfigDict()
+    c.prompt.system = ""  # system prompt; "" = Qwen2-VL's default ("You are a helpful assistant.")
+    c.prompt.instruction = DEFAULT_INSTRUCTION  # appended after the options (lmms-eval's wording)
+    c.prompt.history_answer = "letter"  # gold answers of earlier turns: "B" or "B. option text"
+
+    c.loglik = ml_collections.ConfigDict()
+    # The continuation scored per option. "text" (cloze: the option text) is the default
+    # because it is meaningful for a base captioning model that has never answered a letter;
+    # "letter" scores "B"; "letter_text" scores "B. option text".
+    c.loglik.target = "text"
+    c.loglik.score_end = True  # include the closing <|im_end|>: the tokens training targets
+
+    c.generate = ml_collections.ConfigDict()
+    c.generate.max_new_tokens = 16  # multiple-choice answers (the spec's budget)
+    # Open answers: the order of 8 frames, "3, 1, 4, 2, 8, 6, 5, 7", is 22 Qwen2 tokens. A batch
+    # decodes to the larger budget; multiple-choice answers are cut at max_new_tokens, which is
+    # exact (greedy tokens never depend on later ones).
+    c.generate.max_new_tokens_open = 32
+
+    c.buckets = ml_collections.ConfigDict()
+    c.buckets.min_length = 128  # prompt lengths pad to powers of two from here: few compiles
+    c.buckets.min_option_length = 8  # option token lengths likewise
+
+    c.metrics = ml_collections.ConfigDict()
+    c.metrics.bootstrap = 1000  # resamples for the confidence intervals (0: none)
+    c.metrics.ci = 0.95
+    c.metrics.seed = 0
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.ici = (1, -1, 1)  # (data, fsdp, tensor) sizes, one may be -1 (the rest), as in configs/sf2t.py
+    c.mesh.rules = "default"  # configs/sharding.py RULES key; batch rows split over its 'batch' axes
+
+    c.progress_every_s = 10.0  # seconds between progress lines (0: none)
+    return c
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """The checked, typed form of `eval_config()` that the evaluator reads."""
+
+    methods: tuple[str, ...] = METHODS
+    tasks: tuple[str, ...] = ()
+    max_videos: int = 0
+    batch_size: int = 8
+    scene_frames: int = 6
+    size: tuple[int, int] = (112, 112)
+    present: str = "video"
+    on_short_clip: str = "error"
+    system: str = ""
+    instruction: str = DEFAULT_INSTRUCTION
+    history_answer: str = "letter"
+    loglik_target: str = "text"
+    score_end: bool = True
+    max_new_tokens: int = 16
+    max_new_tokens_open: int = 32
+    min_length: int = 128
+    min_option_length: int = 8
+    bootstrap: int = 1000
+    ci: float = 0.95
+    seed: int = 0
+    progress_every_s: float = 10.0
+
+    def __post_init__(self):
+        def need(ok: bool, field: str, message: str):
+            if not ok:
+                raise ValueError(f"eval config {field}={getattr(self, field)!r}: {message}")
+
+        need(bool(self.methods) and all(m in METHODS for m in self.methods), "methods",
+             f"expected a comma-separated subset of {METHODS}")
+        need(all(t in TASKS for t in self.tasks), "tasks", f"expected a subset of {TASKS}")
+        need(self.batch_size >= 1, "batch_size", "expected >= 1")
+        need(self.scene_frames >= 1, "scene_frames", "expected >= 1")
+        need(len(self.size) == 2 and all(s > 0 and s % 28 == 0 for s in self.size), "size",
+             "expected (height, width), positive multiples of 28")
+        need(self.present in PRESENT_MODES, "present", f"expected one of {PRESENT_MODES}")
+        need(self.on_short_clip in SHORT_CLIP, "on_short_clip", f"expected one of {SHORT_CLIP}")
+        need(self.history_answer in HISTORY_ANSWERS, "history_answer", f"expected one of {HISTORY_ANSWERS}")
+        need(self.loglik_target in LOGLIK_TARGETS, "loglik_target", f"expected one of {LOGLIK_TARGETS}")
+        need(self.max_new_tokens >= 1, "max_new_tokens", "expected >= 1")
+        need(self.max_new_tokens_open >= 1, "max_new_tokens_open", "expected >= 1")
+        need(self.min_length >= 1 and self.min_option_length >= 1, "min_length", "expected >= 1")
+        need(0.0 < self.ci < 1.0, "ci", "expected a level in (0, 1)")
+        need(self.bootstrap >= 0, "bootstrap", "expected >= 0")
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict | EvalSettings) -> EvalSettings:
+        """From an `eval_config()`-shaped ConfigDict (or pass settings through)."""
+        if isinstance(config, EvalSettings):
+            return config
+        c = config
+        return cls(
+            methods=_csv(c.methods), tasks=_csv(c.tasks), max_videos=int(c.max_videos),
+            batch_size=int(c.batch_size), scene_frames=int(c.video.scene_frames),
+            size=tuple(int(s) for s in c.video.size), present=c.video.present,
+            on_short_clip=c.video.on_short_clip, system=c.prompt.system,
+            instruction=c.prompt.instruction, history_answer=c.prompt.history_answer,
+            loglik_target=c.loglik.target, score_end=bool(c.loglik.score_end),
+            max_new_tokens=int(c.generate.max_new_tokens),
+            max_new_tokens_open=int(c.generate.max_new_tokens_open), min_length=int(c.buckets.min_length),
+            min_option_length=int(c.buckets.min_option_length), bootstrap=int(c.metrics.bootstrap),
+            ci=float(c.metrics.ci), seed=int(c.metrics.seed), progress_every_s=float(c.progress_every_s))

@@ -1,0 +1,178 @@
+"""The evaluation loop: items -> prompts -> batches -> scorer -> records -> metrics.
+
+    run = evaluate(model, items, config, tokenizer=tok, video_root=root)
+    run.metrics["loglik"]["tasks"]["action"]["value"]
+
+The host builds batch i+1 (decode, resize, tokenize) while the device scores batch i; each
+batch's results come back in one transfer. Training calls the same function every N steps
+on a held-out slice (`config.max_videos`), and logs `metrics.summary(run.metrics)`.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator, Sequence
+
+import ml_collections
+import numpy as np
+
+from sf2t_jax.eval.batching import Batch, build_prompt, make_batch, plan_shapes
+from sf2t_jax.eval.config import EvalSettings
+from sf2t_jax.eval.inquiry import Inquiry
+from sf2t_jax.eval.items import select
+from sf2t_jax.eval.metrics import compute_metrics, grade_generation, grade_loglik
+from sf2t_jax.eval.scorer import ModelScorer
+from sf2t_jax.eval.visuals import ShortClip, VisualLoader
+from sf2t_jax.finevidbench.schema import Item
+from sf2t_jax.text import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class EvalRun:
+    """records: one dict per (item, method) (see `metrics`); metrics: {method: ...};
+    meta: counts, skipped items, shape buckets, timings."""
+
+    records: list[dict]
+    metrics: dict
+    meta: dict
+
+
+class Progress:
+    """A log line at most every `every_s` seconds: done/total, rate and ETA."""
+
+    def __init__(self, total: int, label: str, every_s: float):
+        self.total, self.label, self.every_s = total, label, every_s
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.every_s and (now - self.last >= self.every_s or self.done == self.total):
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("inf")
+            log.info("%s: %d/%d questions (%.0f%%), %.1f q/s, ETA %s", self.label, self.done, self.total,
+                     100 * self.done / max(self.total, 1), rate, _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.ConfigDict | EvalSettings, *,
+             tokenizer: Tokenizer, video_root: str, history_items: Sequence[Item] | None = None,
+             mesh=None, rules=None) -> EvalRun:
+    """Scores `items` (after the config's task / video selection) and computes the metrics.
+
+    Args:
+      model_or_scorer: a `Qwen2VL`, or anything with `dispatch(batch)` / `fetch(pending)`
+        (`scorer.oracle_scorer`, `scorer.constant_scorer`).
+      items: benchmark items (e.g. `items.load_items(path)`).
+      history_items: the items conversations are rebuilt from (default: `items`); pass the
+        whole file when `items` is a slice that may cut conversations.
+      mesh, rules: split batch rows over the mesh (see `ModelScorer`).
+    """
+    settings = EvalSettings.of(config)
+    inquiry = Inquiry(history_items if history_items is not None else items)
+    selected = select(items, tasks=settings.tasks, max_videos=settings.max_videos)
+    if not selected:
+        raise ValueError("eval: no items selected (check the config's tasks and max_videos)")
+    if hasattr(model_or_scorer, "dispatch"):
+        scorer = model_or_scorer
+    else:
+        scorer = ModelScorer(model_or_scorer, settings, tokenizer, mesh=mesh, rules=rules)
+    visuals = VisualLoader(video_root, settings)
+    shapes = plan_shapes(selected, tokenizer, settings)
+    progress = Progress(len(selected), "eval", settings.progress_every_s)
+    records: list[dict] = []
+    skipped: list[dict] = []
+    buckets: collections.Counter = collections.Counter()
+    timing = collections.Counter()
+
+    def batches() -> Iterator[Batch]:
+        for start in range(0, len(selected), settings.batch_size):
+            t0 = time.perf_counter()
+            chunk = selected[start:start + settings.batch_size]
+            prompts = []
+            for item in chunk:
+                try:
+                    prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings))
+                except ShortClip as e:
+                    if settings.on_short_clip == "error":
+                        raise
+                    skipped.append({"item_id": item.item_id, "reason": str(e)})
+            if len(prompts) < len(chunk):
+                progress.update(len(chunk) - len(prompts))  # skipped short clips
+            if prompts:
+                batch = make_batch(prompts, batch_size=settings.batch_size,
+                                   pad_id=tokenizer.special.endoftext, settings=settings, shapes=shapes)
+                timing["host_s"] += time.perf_counter() - t0
+                yield batch
+
+    jitted = scorer.jitted() if hasattr(scorer, "jitted") else {}
+    compiled_before = {name: _cache_size(fn) for name, fn in jitted.items()}
+    start = time.perf_counter()
+    pending = None
+    for batch in batches():
+        buckets[batch.shape_key] += 1
+        dispatched = (batch, scorer.dispatch(batch))  # asynchronous: overlaps the next host batch
+        if pending is not None:
+            records += _grade(*pending, scorer, tokenizer, settings)
+            progress.update(len(pending[0].prompts))
+        pending = dispatched
+    if pending is not None:
+        records += _grade(*pending, scorer, tokenizer, settings)
+        progress.update(len(pending[0].prompts))
+    seconds = time.perf_counter() - start
+    scored = len(selected) - len(skipped)
+    meta = {
+        "items": scored, "skipped": skipped, "methods": list(settings.methods),
+        "conversations": len({it.conversation for it in selected}),
+        "videos": len({it.video_id for it in selected}),
+        "new_tokens": shapes.new_tokens,
+        # Compilations during this run, per jitted function: at most one per shape bucket.
+        "compiles": {name: _cache_size(fn) - compiled_before[name] for name, fn in jitted.items()},
+        "shape_buckets": [{"batch": k[0], "length": k[1], "slices": k[2], "option_length": k[3], "batches": n}
+                          for k, n in sorted(buckets.items())],
+        "seconds": seconds, "host_seconds": timing["host_s"], "questions_per_s": scored / max(seconds, 1e-9),
+        "settings": dataclasses.asdict(settings),
+    }
+    metrics = compute_metrics(records, selected, bootstrap=settings.bootstrap, ci=settings.ci, seed=settings.seed)
+    return EvalRun(records, metrics, meta)
+
+
+def _cache_size(fn) -> int:
+    """Entries in a jitted function's compilation cache (jax's PjitFunction)."""
+    return fn._cache_size()
+
+
+def _grade(batch: Batch, pending, scorer, tokenizer: Tokenizer, settings: EvalSettings) -> list[dict]:
+    out = scorer.fetch(pending)
+    stops = {tokenizer.special.im_end, tokenizer.special.endoftext}
+    records = []
+    for r, prompt in enumerate(batch.prompts):
+        item = prompt.item
+        generated = None
+        if "tokens" in out and "generate" in settings.methods:
+            # Multiple-choice answers get their own budget; a longer batch budget (for open
+            # answers) only appends tokens, never changes earlier ones.
+            budget = settings.max_new_tokens if item.options else settings.max_new_tokens_open
+            tokens = [int(t) for t in out["tokens"][r][:budget]]
+            end = next((i for i, t in enumerate(tokens) if t in stops), len(tokens))
+            generated = grade_generation(item, tokenizer.decode(tokens[:end], skip_special_tokens=True))
+            records.append(generated)
+        if "loglik" in settings.methods:
+            if item.options:
+                records.append(grade_loglik(item, out["nll"][r]))
+            elif generated is not None:  # open items can only be answered by generation
+                records.append({**generated, "method": "loglik", "scored_by": "generate"})
+    return records

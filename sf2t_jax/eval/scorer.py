@@ -1,0 +1,124 @@
+"""Scorers: what turns a `Batch` into option NLLs and generated tokens.
+
+`ModelScorer` runs the model: one `prefill` of the prompts (vision tower included), then
+`option_nll` on the shared cache and greedy `decode` of at most `batch.new_tokens` (the
+cache is donated to it). `dispatch` only enqueues work (JAX is asynchronous), so the runner
+builds the next batch on the host while the device computes; `fetch` brings a batch's
+results back in one transfer.
+
+`constant_scorer` and `oracle_scorer` are plumbing guards with the same interface: a scorer
+that always answers one letter must score chance on letter-balanced items, and one fed the
+gold answers must score 100%; anything else is a bug between the batch and the metrics.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from sf2t_jax.eval.batching import Batch, batch_axes, put_on_mesh
+from sf2t_jax.eval.config import EvalSettings
+from sf2t_jax.eval.loglik import option_nll
+from sf2t_jax.finevidbench.schema import LETTERS, Item
+from sf2t_jax.models.generate import decode, prefill
+from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.text import Tokenizer
+
+
+class ModelScorer:
+    """Scores batches with a `Qwen2VL`.
+
+    Args:
+      mesh, rules: when given, batch rows are split over the mesh axes that the rules map
+        'batch' to; the model's parameters must already live on `mesh` (e.g.
+        `eval.load_model(..., mesh=mesh, rules=rules)`).
+    """
+
+    def __init__(self, model: Qwen2VL, settings: EvalSettings, tokenizer: Tokenizer, *,
+                 mesh: Mesh | None = None, rules=None):
+        self.graphdef, self.state = nnx.split(model)  # once: jit caches key on the graphdef
+        self.settings = settings
+        special = tokenizer.special
+        # Qwen2-VL-Instruct's generation_config ends on either token.
+        self.eos_ids = jnp.asarray([special.im_end, special.endoftext], jnp.int32)
+        self.pad_id = jnp.int32(special.endoftext)
+        self.mesh = mesh
+        self.axes = batch_axes(mesh, rules or ()) if mesh is not None else ()
+        if mesh is not None:
+            shards = int(np.prod([mesh.shape[a] for a in self.axes])) if self.axes else 1
+            if settings.batch_size % shards:
+                raise ValueError(f"eval config batch_size={settings.batch_size} does not divide over the "
+                                 f"mesh batch axes {self.axes} ({shards} shards)")
+
+    def dispatch(self, batch: Batch) -> dict:
+        s = self.settings
+        x = batch.device_arrays()
+        if self.mesh is not None:
+            x = put_on_mesh(x, self.mesh, self.axes)
+        generate = "generate" in s.methods
+        room = max(x["option_ids"].shape[2], batch.new_tokens if generate else 0)
+        logits, cache = prefill(self.graphdef, self.state, x["input_ids"], x["position_ids"],
+                                x["attention_mask"], x["vision"], x["vision_index"], max_new_tokens=room)
+        out = {}
+        if "loglik" in s.methods:
+            out["nll"], out["choice"] = option_nll(self.graphdef, self.state, logits, cache, x["rope_deltas"],
+                                                   x["option_ids"], x["option_mask"])
+        if generate:
+            out["tokens"], _ = decode(self.graphdef, self.state, logits, cache, x["rope_deltas"], self.eos_ids,
+                                      self.pad_id, max_new_tokens=batch.new_tokens)
+        return out
+
+    def fetch(self, pending: dict) -> dict:
+        """One transfer per batch. With several processes every host builds the same batch and
+        gathers the rows the others computed."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            return jax.tree.map(np.asarray, multihost_utils.process_allgather(pending, tiled=True))
+        return jax.device_get(pending)
+
+    @staticmethod
+    def jitted() -> dict:
+        """The jitted functions a benchmark run calls (for compile counting)."""
+        return {"prefill": prefill, "option_nll": option_nll, "decode": decode}
+
+
+class AnswerScorer:
+    """Answers from the items themselves: `answer(item)` gives a letter or an open answer's
+    text, returned as generated tokens and as option NLLs (0 for the letter, 1 elsewhere)."""
+
+    def __init__(self, settings: EvalSettings, tokenizer: Tokenizer, answer: Callable[[Item], str]):
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.answer = answer
+
+    def dispatch(self, batch: Batch) -> dict:
+        b, k, _ = batch.option_ids.shape
+        special = self.tokenizer.special
+        nll = np.full((b, k), np.inf, np.float32)
+        tokens = np.full((b, batch.new_tokens), special.endoftext, np.int32)
+        for r, p in enumerate(batch.prompts):
+            said = self.answer(p.item)
+            if p.item.options and said in LETTERS[:len(p.item.options)]:
+                nll[r, :len(p.item.options)] = 1.0
+                nll[r, LETTERS.index(said)] = 0.0
+            ids = list(self.tokenizer.encode(said))[: batch.new_tokens - 1] + [special.im_end]
+            tokens[r, :len(ids)] = ids
+        return {"nll": nll, "choice": np.argmin(nll, axis=1).astype(np.int32), "tokens": tokens}
+
+    def fetch(self, pending: dict) -> dict:
+        return pending
+
+
+def constant_scorer(settings: EvalSettings, tokenizer: Tokenizer, letter: str = "A") -> AnswerScorer:
+    """Always the same letter (open items get it too, and are unparsable)."""
+    return AnswerScorer(settings, tokenizer, lambda item: letter)
+
+
+def oracle_scorer(settings: EvalSettings, tokenizer: Tokenizer) -> AnswerScorer:
+    """The gold answer: the letter, or the open answer's text."""
+    return AnswerScorer(settings, tokenizer, lambda item: item.answer)

@@ -1,0 +1,116 @@
+"""The frames an item shows, decoded once per video and patchified to one static grid.
+
+Scene items: the clip replayed at the item's speed to a fixed budget of `scene_frames`
+(`video.sampling.speed_indices`: x0.5 repeats frames, x2/x4 skip, static repeats one), over
+the span centred in the clip, so every speed shows the middle of the action.
+Fragment items: `frames` index the clip sampled uniformly to `frames_per_clip`
+(finevidbench/schema.py), shown in the order given, as one video or one image per frame.
+Every frame is resized to `size`, so every item has the same spatial grid: the batch has one
+`VisionPatches` group and static shapes.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from sf2t_jax.eval.config import EvalSettings
+from sf2t_jax.finevidbench.schema import Item
+from sf2t_jax.finevidbench.source import VIDEO_EXTENSIONS
+from sf2t_jax.video import (decode_video, patchify_image, patchify_video, resize_frames,
+                            speed_indices, speed_span, to_slices, uniform_indices)
+
+
+class ShortClip(ValueError):
+    """A clip too short for the item's speed at the configured frame budget."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Visual:
+    """What one item shows the model.
+
+    slices: (S, gh*gw, patch_dim) float32 temporal slices (`video.to_slices` layout).
+    kind: "video" (one video, `grid_thw` (1, 3)) or "image" (one per frame, (N, 3)).
+    grid_thw: (N, 3) int64 grids in patch units, for `text.encode_chat`.
+    """
+
+    slices: np.ndarray
+    kind: str
+    grid_thw: np.ndarray
+
+    @property
+    def content(self) -> list[dict]:
+        """The chat content items for these frames."""
+        return [{"type": self.kind} for _ in range(len(self.grid_thw))]
+
+
+class _LRU(collections.OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+class VisualLoader:
+    """Decodes, samples and patchifies the frames of benchmark items.
+
+    Items of one video are contiguous in a benchmark file, so a small cache of decoded clips
+    decodes each video once; items that show the same frames (Action and Effect at one
+    speed, every turn of a conversation) share one patchified result.
+    """
+
+    def __init__(self, video_root: str | Path, settings: EvalSettings, *, clips: int = 4, visuals: int = 16):
+        self.root = Path(video_root)
+        self.settings = settings
+        self._clips = _LRU(clips)
+        self._visuals = _LRU(visuals)
+
+    def video_path(self, video_id: str) -> Path:
+        for ext in VIDEO_EXTENSIONS:
+            path = self.root / "videos" / f"{video_id}.{ext}"
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"video {video_id}: no {self.root}/videos/{video_id}."
+                                f"{{{','.join(VIDEO_EXTENSIONS)}}} (eval config field 'videos')")
+
+    def clip(self, video_id: str) -> np.ndarray:
+        """(T, H, W, 3) uint8: every frame of the clip."""
+        return self._clips.get_or(video_id, lambda: decode_video(str(self.video_path(video_id))).frames)
+
+    def frame_plan(self, item: Item, num_frames: int) -> np.ndarray:
+        """Indices into the decoded clip of `num_frames` frames, in the order shown."""
+        if item.frames is not None:
+            return uniform_indices(num_frames, item.frames_per_clip)[list(item.frames)]
+        n = self.settings.scene_frames
+        span = speed_span(n, item.speed)
+        if span > num_frames:
+            raise ShortClip(f"item {item.item_id}: speed {item.speed} over {n} frames spans {span} source "
+                            f"frames but video {item.video_id} has {num_frames}; lower eval "
+                            "video.scene_frames or set video.on_short_clip=skip")
+        return speed_indices(num_frames, n, item.speed, (num_frames - span) // 2)
+
+    def visual(self, item: Item) -> Visual:
+        clip = self.clip(item.video_id)
+        plan = self.frame_plan(item, len(clip))
+        kind = "image" if item.frames is not None and self.settings.present == "images" else "video"
+        key = (item.video_id, tuple(int(i) for i in plan), kind)
+        return self._visuals.get_or(key, lambda: self._patchify(clip[plan], kind))
+
+    def _patchify(self, frames: np.ndarray, kind: str) -> Visual:
+        frames = resize_frames(frames, self.settings.size)
+        if kind == "video":
+            rows, grid = patchify_video(frames)
+            return Visual(to_slices(rows, grid), "video", grid[None].astype(np.int64))
+        pieces = [patchify_image(f) for f in frames]
+        slices = np.stack([to_slices(rows, grid)[0] for rows, grid in pieces])
+        return Visual(slices, "image", np.stack([grid for _, grid in pieces]).astype(np.int64))

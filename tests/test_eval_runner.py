@@ -1,0 +1,167 @@
+"""The evaluation loop end to end: plumbing guards, compile counts over a whole benchmark run,
+`launch.py eval` and --compare, and bad input."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import launch
+from qwen_reference import hf_model
+from sf2t_jax.configuration import ConfigKeyError, load_config
+from sf2t_jax.eval import (BenchmarkError, EvalSettings, eval_config, evaluate, load_items, load_model,
+                           load_tokenizer, write_run)
+from sf2t_jax.eval.scorer import ModelScorer, constant_scorer, oracle_scorer
+from sf2t_jax.eval.visuals import ShortClip
+from sf2t_jax.finevidbench import load_source, write_benchmark
+from sf2t_jax.models.config import qwen2vl_tiny
+from sf2t_jax.text import write_tiny_tokenizer
+from sf2t_jax.world import WorldConfig, write_world
+
+SETTINGS = EvalSettings(scene_frames=4, size=(56, 56), batch_size=8, bootstrap=200, progress_every_s=0)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    write_world(root / "world", WorldConfig(train_clips=0, validation_clips=0, test_clips=8, height=64, width=64,
+                                            num_frames=16, seed=5), progress=False)
+    write_benchmark(load_source(root / "world", ("test",)), root / "bench", ("test",))
+    hf_model(qwen2vl_tiny(tie_word_embeddings=False), seed=2).save_pretrained(root / "hf")
+    write_tiny_tokenizer(root / "hf")
+    path = root / "bench" / "finevidbench_test.jsonl"
+    return dict(root=root, path=path, items=load_items(path), tok=load_tokenizer("", str(root / "hf")))
+
+
+def _run(bench, scorer, settings=SETTINGS):
+    return evaluate(scorer, bench["items"], settings, tokenizer=bench["tok"], video_root=str(bench["root"] / "world"))
+
+
+def test_constant_letter_scores_chance_and_oracle_scores_everything(bench):
+    items, tok = bench["items"], bench["tok"]
+    const = _run(bench, constant_scorer(SETTINGS, tok, "A"))
+    multiple_choice = [it for it in items if it.options]
+    chance = np.mean([1 / len(it.options) for it in multiple_choice])
+    for method in ("loglik", "generate"):
+        m = const.metrics[method]
+        for task, stat in m["tasks"].items():
+            task_items = [it for it in items if it.task == task]
+            # Exactly the share of gold "A" answers: every "A" is graded right, nothing else is.
+            assert stat["value"] == pytest.approx(np.mean([it.answer == "A" for it in task_items])), (method, task)
+        mc = [r["correct"] for r in const.records if r["method"] == method and r["task"] != "rearrangement"]
+        assert abs(np.mean(mc) - chance) < 0.03, (method, np.mean(mc), chance)  # letters are balanced
+    assert const.metrics["generate"]["unparsable"]["tasks"]["rearrangement"]["value"] == 1.0
+
+    oracle = _run(bench, oracle_scorer(SETTINGS, tok))
+    for method, m in oracle.metrics.items():
+        assert m["overall"]["value"] == 1.0 and m["chain"]["value"] == 1.0, method
+        assert m["kendall_tau"]["value"] == 1.0 and m["unparsable"]["overall"]["value"] == 0.0
+        assert all(s["value"] == 1.0 for s in m["tasks"].values())
+        assert set(m["speed"]["speed"]) == {"x0.5", "x1", "x2", "x4", "static"}
+    assert oracle.meta["items"] == len(items) and len(oracle.records) == 2 * len(items)
+
+
+def test_whole_run_compiles_once_per_shape_bucket(bench, tmp_path):
+    model = load_model(str(bench["root"] / "hf"))
+    settings = dataclasses.replace(SETTINGS, min_length=256)  # prompts of 130-470 tokens: two buckets
+    jitted = ModelScorer.jitted()
+    for fn in jitted.values():
+        fn.clear_cache()  # so the count does not depend on what other tests compiled
+    first = _run(bench, model, settings)
+    buckets = first.meta["shape_buckets"]
+    assert [b["length"] for b in buckets] == [256, 512]
+    assert sum(b["batches"] for b in buckets) == -(-len(bench["items"]) // settings.batch_size)
+    assert first.meta["compiles"] == {"prefill": 2, "option_nll": 2, "decode": 2}
+    sizes = {name: fn._cache_size() for name, fn in jitted.items()}
+    again = _run(bench, model, settings)  # the same shapes again: nothing new to compile
+    assert again.meta["compiles"] == {"prefill": 0, "option_nll": 0, "decode": 0}
+    assert {name: fn._cache_size() for name, fn in jitted.items()} == sizes
+    nll = lambda run: np.concatenate([r["nll"] for r in run.records if "nll" in r])
+    np.testing.assert_array_equal(nll(again), nll(first))
+    write_run(first, tmp_path / "tiny", "tiny")
+    for f in ("results.json", "results.md", "tasks.png", "speed.png", "predictions.jsonl"):
+        assert (tmp_path / "tiny" / f).stat().st_size > 0
+
+
+def test_launch_eval_and_compare(bench, tmp_path):
+    """`launch.py eval` in a fresh process (one device), then --compare with an oracle run."""
+    root, out = bench["root"], tmp_path / "cli"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    proc = subprocess.run(
+        [sys.executable, "launch.py", "eval", "--config", "configs/eval_finevidbench.py", "--checkpoint",
+         str(root / "hf"), "--out", str(out), "--name", "tiny", f"--config.benchmark={bench['path']}",
+         f"--config.videos={root / 'world'}", "--config.video.scene_frames=4", "--config.video.size=(56, 56)",
+         "--config.max_videos=2", "--config.buckets.min_length=512"],
+        capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "questions" in proc.stderr and "q/s, ETA" in proc.stderr  # the progress line
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["videos"] == 2
+    assert results["meta"]["compiles"] == {"prefill": 1, "option_nll": 1, "decode": 1}
+    assert set(results["metrics"]) == {"loglik", "generate"}
+    assert sum(1 for _ in open(out / "predictions.jsonl")) == 2 * results["meta"]["items"]
+
+    oracle_dir = tmp_path / "oracle"
+    write_run(_run(bench, oracle_scorer(SETTINGS, bench["tok"])), oracle_dir, "oracle")
+    launch.main(["eval", "--compare", str(out), str(oracle_dir), "--out", str(tmp_path / "cmp")])
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "tiny · loglik" in table and "oracle · generate" in table and "| Chain (all steps right) |" in table
+    assert "| Overall | " in table and "100.0 [100.0, 100.0]" in table
+    assert (tmp_path / "cmp" / "tasks.png").stat().st_size > 0 and (tmp_path / "cmp" / "speed.png").stat().st_size > 0
+
+
+def _rewrite(src, dst, line_no, edit):
+    lines = src.read_text().splitlines()
+    record = json.loads(lines[line_no - 1])
+    edit(record)
+    lines[line_no - 1] = json.dumps(record)
+    dst.write_text("\n".join(lines) + "\n")
+    return dst
+
+
+def test_bad_benchmark_lines_name_file_line_and_field(bench, tmp_path):
+    src = bench["path"]
+    missing = _rewrite(src, tmp_path / "missing.jsonl", 3, lambda r: r.pop("question"))
+    with pytest.raises(BenchmarkError, match=rf"missing.jsonl:3: field 'question': missing"):
+        load_items(missing)
+    two = next(n for n, line in enumerate(src.read_text().splitlines(), 1) if len(json.loads(line)["options"]) == 2)
+    wrong = _rewrite(src, tmp_path / "answer.jsonl", two, lambda r: r.update(answer="C"))
+    with pytest.raises(BenchmarkError, match=rf"answer.jsonl:{two}: field 'answer': 'C' is not among the 2 options"):
+        load_items(wrong)
+    text = _rewrite(src, tmp_path / "text.jsonl", 1, lambda r: r.update(answer_text="something else"))
+    with pytest.raises(BenchmarkError, match=r"text.jsonl:1: field 'answer_text'"):
+        load_items(text)
+    first_turn = next(n for n, line in enumerate(src.read_text().splitlines(), 1) if json.loads(line)["turn"] == 2)
+    gap = _rewrite(src, tmp_path / "gap.jsonl", first_turn, lambda r: r.update(turn=7))
+    with pytest.raises(BenchmarkError, match=r"has turns \[1, 3, 4.*\]; expected 1\.\.\d"):
+        load_items(gap)
+    # Through the command line: a one-line error, no traceback.
+    with pytest.raises(SystemExit, match=rf"error: .*missing.jsonl:3: field 'question': missing"):
+        launch.main(["eval", "--config", "configs/eval_finevidbench.py", "--checkpoint", str(bench["root"] / "hf"),
+                     "--out", str(tmp_path / "o"), f"--config.benchmark={missing}", "--config.videos=/nowhere"])
+
+
+def test_config_file_defaults_and_bad_settings(bench):
+    config = load_config("configs/eval_finevidbench.py:benchmark=b.jsonl", ["video.size=(56, 84)", "methods=loglik"])
+    assert config.benchmark == "b.jsonl" and EvalSettings.of(config).size == (56, 84)
+    assert EvalSettings.of(eval_config()) == EvalSettings()  # one set of defaults, not two
+    with pytest.raises(ConfigKeyError, match="video.sizes"):
+        load_config("configs/eval_finevidbench.py", ["video.sizes=(56, 56)"])
+    with pytest.raises(ValueError, match="methods"):
+        EvalSettings(methods=("loglik", "beam"))
+    with pytest.raises(ValueError, match="size"):
+        EvalSettings(size=(50, 56))
+
+
+def test_short_clips_error_or_are_skipped_and_counted(bench):
+    long = EvalSettings(scene_frames=8, size=(56, 56), bootstrap=0, progress_every_s=0)  # x4 needs 29 frames
+    with pytest.raises(ShortClip, match=r"x4/?.*speed x4 over 8 frames spans 29 source frames but video \d+ has 16"):
+        _run(bench, oracle_scorer(long, bench["tok"]), long)
+    skip = EvalSettings(scene_frames=8, size=(56, 56), bootstrap=0, progress_every_s=0, on_short_clip="skip")
+    run = _run(bench, oracle_scorer(skip, bench["tok"]), skip)
+    x4 = [it.item_id for it in bench["items"] if it.speed == "x4"]
+    assert sorted(s["item_id"] for s in run.meta["skipped"]) == sorted(x4)
+    assert run.meta["items"] == len(bench["items"]) - len(x4)
