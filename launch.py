@@ -4,6 +4,9 @@
     python launch.py convert --to-hf DIR --out HF_DIR        our format -> Hugging Face safetensors
     python launch.py prepare --config configs/demo.py        render the synthetic world, build the datasets
     python launch.py prepare --config configs/demo.py --source SSV2_DIR   build them from a real SSv2 folder
+    python launch.py preview --config CONFIG --n 16 --out DIR contact sheets of training samples
+    python launch.py eval --config configs/eval_finevidbench.py --checkpoint PATH --out DIR
+    python launch.py eval --compare DIR1 DIR2 ... --out DIR  several runs in one table and figure
 
 Commands that take an experiment config accept `--config FILE[:ARG]` and field overrides
 `--config.a.b=VALUE`; an unknown key is refused before anything runs.
@@ -28,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"sf2t_jax.cli.{name}")
-        sub = commands.add_parser(name, help=module.HELP, description=module.__doc__)
+        sub = commands.add_parser(name, help=module.HELP, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         module.register(sub)
         sub.set_defaults(run=module.run)
     return parser

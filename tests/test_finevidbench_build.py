@@ -173,3 +173,23 @@ def test_bad_item_is_refused():
              speed="x1", conversation="1/action/x1", turn=1, question="?",
              options=("a", "b", "c", "d"), answer="A", answer_text="b", category="slight",
              template=REAL[0])
+
+
+def test_an_answer_letter_beyond_the_options_is_a_clear_error(tmp_path):
+    import json
+
+    from sf2t_jax.errors import InputError
+    from sf2t_jax.finevidbench import read_jsonl
+
+    item = {"item_id": "v1/action", "video_id": "v1", "split": "test", "level": "scene", "task": "action", "conversation": "v1",
+            "turn": 0, "speed": "x1", "question": "What happens?", "options": ["a", "b"], "answer": "C",
+            "answer_text": "a", "category": "distinctive", "template": "t", "frames": None, "permutation": None,
+            "order": None}
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(item) + "\n")
+    try:
+        read_jsonl(path)
+    except InputError as e:
+        assert "bad.jsonl:1" in str(e) and "'C' is not among the 2 options" in str(e)
+    else:
+        raise AssertionError("no error")

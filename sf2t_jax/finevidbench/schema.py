@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.world.io import atomic_write_bytes
 
 LETTERS = "ABCD"
@@ -79,6 +80,10 @@ class Item:
             if len(set(self.options)) != len(self.options) or len(self.options) > 4:
                 raise ValueError(f"item {self.item_id}: options must be 2-4 distinct texts, "
                                  f"got {self.options}")
+            allowed = LETTERS[: len(self.options)]
+            if self.answer not in allowed:
+                raise InputError(f"item {self.item_id}: field 'answer': {self.answer!r} is not among the "
+                                 f"{len(self.options)} options (expected one of {', '.join(allowed)})")
             if self.options[LETTERS.index(self.answer)] != self.answer_text:
                 raise ValueError(f"item {self.item_id}: answer {self.answer} is not "
                                  f"{self.answer_text!r}")
@@ -114,5 +119,5 @@ def read_jsonl(path: str | Path) -> list[Item]:
                 try:
                     items.append(Item.from_json(json.loads(line)))
                 except (json.JSONDecodeError, TypeError, ValueError) as e:
-                    raise ValueError(f"{path}:{n}: not a benchmark item ({e})") from e
+                    raise InputError(f"{path}:{n}: not a benchmark item ({e})") from e
     return items
