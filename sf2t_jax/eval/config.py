@@ -15,7 +15,7 @@ from sf2t_jax.finevidbench.schema import TASKS
 
 METHODS = ("loglik", "generate")
 LOGLIK_TARGETS = ("text", "letter", "letter_text")
-HISTORY_ANSWERS = ("letter", "letter_text")
+HISTORY_ANSWERS = ("letter", "letter_text", "text")
 PRESENT_MODES = ("video", "images")
 SHORT_CLIP = ("error", "skip")
 DEFAULT_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -44,7 +44,7 @@ def eval_config() -> ml_collections.ConfigDict:
     c.prompt = ml_collections.ConfigDict()
     c.prompt.system = ""  # system prompt; "" = Qwen2-VL's default ("You are a helpful assistant.")
     c.prompt.instruction = DEFAULT_INSTRUCTION  # appended after the options (lmms-eval's wording)
-    c.prompt.history_answer = "letter"  # gold answers of earlier turns: "B" or "B. option text"
+    c.prompt.history_answer = "letter"  # gold answers of earlier turns: "B", "B. option text" or "option text"
 
     c.loglik = ml_collections.ConfigDict()
     # The continuation scored per option. "text" (cloze: the option text) is the default

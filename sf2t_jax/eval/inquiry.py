@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.items import check_conversations
+from sf2t_jax.finevidbench.prompt import multiple_choice, written_answers
 from sf2t_jax.finevidbench.schema import LETTERS, Item
 
 
@@ -27,10 +28,7 @@ def question_text(item: Item, instruction: str) -> str:
     choice), or the question alone (open items)."""
     if not item.options:
         return item.question
-    lines = [item.question] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(item.options)]
-    if instruction:
-        lines.append(instruction)
-    return "\n".join(lines)
+    return multiple_choice(item.question, item.options, instruction)
 
 
 def gold_answer(item: Item, style: str) -> str:
@@ -44,13 +42,7 @@ def gold_answer(item: Item, style: str) -> str:
 def option_targets(item: Item, style: str) -> list[str]:
     """The answer as each option would be written, in option order: the option text, its
     letter, or "B. option text". Loglik scores these continuations."""
-    if style == "text":
-        return list(item.options)
-    if style == "letter":
-        return list(LETTERS[:len(item.options)])
-    if style == "letter_text":
-        return [f"{LETTERS[i]}. {o}" for i, o in enumerate(item.options)]
-    raise ValueError(f"unknown answer style {style!r}; known: text, letter, letter_text")
+    return written_answers(item.options, style)
 
 
 class Inquiry:

@@ -19,8 +19,8 @@ import numpy as np
 from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.finevidbench.source import VIDEO_EXTENSIONS
-from sf2t_jax.video import (decode_video, patchify_image, patchify_video, resize_frames,
-                            speed_indices, speed_span, to_slices, uniform_indices)
+from sf2t_jax.video import (centered_speed_indices, decode_video, patchify_image, patchify_video, resize_frames,
+                            speed_span, to_slices, uniform_indices)
 
 
 class ShortClip(ValueError):
@@ -97,7 +97,7 @@ class VisualLoader:
             raise ShortClip(f"item {item.item_id}: speed {item.speed} over {n} frames spans {span} source "
                             f"frames but video {item.video_id} has {num_frames}; lower eval "
                             "video.scene_frames or set video.on_short_clip=skip")
-        return speed_indices(num_frames, n, item.speed, (num_frames - span) // 2)
+        return centered_speed_indices(num_frames, n, item.speed)
 
     def visual(self, item: Item) -> Visual:
         clip = self.clip(item.video_id)

@@ -19,9 +19,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from sf2t_jax.finevidbench.prompt import ANSWER_STYLES
 from sf2t_jax.fragments import PRESENT_MODES, TASK_NAMES, FragmentsConfig
+from sf2t_jax.input.scene import SCENE_FIELDS, SCENE_MODES, SCENE_TASK_NAMES, SceneConfig
 from sf2t_jax.video.resize import check_bucket
 
+INPUT_MODES = ("fragments",) + SCENE_MODES
 PATCH = 14  # ViT patch side
 MERGE = 2  # spatial merge: 2x2 patches -> one LLM token
 
@@ -85,6 +88,19 @@ class InputConfig:
     """P, temporal slices per row (0 = the least that holds the largest sample)."""
 
     # ---- content ----------------------------------------------------------------------
+    mode: str = "fragments"
+    """What a sample is: 'fragments' (the five SF²T tasks on unlabelled videos), 'captions'
+    or 'scene_qa' (labelled `video_sft` records: captions to pretrain the base model, scene QA
+    for the SFT baseline; see input/scene.py). Scene modes need a `tfds:video_sft` source."""
+    scene_frames: int = 6
+    """Scene modes: frames shown, the clip replayed at the question's speed (6; keep equal to
+    the scorer's video.scene_frames)."""
+    instruction: str = ""
+    """Scene QA: text after the lettered options (''; keep equal to the scorer's
+    prompt.instruction)."""
+    answer_style: str = "text"
+    """Scene QA: the answer written as the option's 'text' (default; the scorer's default
+    log-likelihood target), 'letter' or 'letter_text'."""
     fragments: FragmentsConfig = FragmentsConfig()
     """Task weights and per-task configs (uniform weights, spec defaults)."""
     present: str = ""
@@ -113,7 +129,7 @@ class InputConfig:
         def fail(field, expected, value):
             raise InputConfigError(f"input.{field}: expected {expected}, got {value!r}")
 
-        for field in ("batch_size", "max_length", "frame_budget", "prefetch"):
+        for field in ("batch_size", "max_length", "frame_budget", "prefetch", "scene_frames"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fail(field, "an integer >= 1", value)
@@ -129,6 +145,10 @@ class InputConfig:
             fail("present", f"'' or one of {PRESENT_MODES}", self.present)
         if not isinstance(self.fragments, FragmentsConfig):
             fail("fragments", "a FragmentsConfig", self.fragments)
+        if self.mode not in INPUT_MODES:
+            fail("mode", f"one of {INPUT_MODES}", self.mode)
+        if self.answer_style not in ANSWER_STYLES:
+            fail("answer_style", f"one of {ANSWER_STYLES}", self.answer_style)
         self.geometry  # validates the frame budget, slices and max_length now, not mid-run
 
     # ---- derived ----------------------------------------------------------------------
@@ -140,7 +160,21 @@ class InputConfig:
             name: dataclasses.replace(self.fragments.task_config(name), present=self.present)
             for name in TASK_NAMES})
 
+    def scene_config(self) -> SceneConfig | None:
+        """The scene sampler's config in scene modes, None for fragments."""
+        if self.mode == "fragments":
+            return None
+        return SceneConfig(mode=self.mode, scene_frames=self.scene_frames, instruction=self.instruction,
+                           answer_style=self.answer_style)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """What `task_id` indexes: the five fragment tasks, or the scene tasks."""
+        return TASK_NAMES if self.mode == "fragments" else SCENE_TASK_NAMES
+
     def enabled_tasks(self) -> tuple[str, ...]:
+        if self.mode != "fragments":
+            return self.scene_config().tasks
         return tuple(name for name, weight in self.fragments.weights if weight > 0)
 
     @property
@@ -150,7 +184,12 @@ class InputConfig:
         s = gh * gw
         tokens = s // MERGE**2
         need, max_frames, vision_tokens = 0, 0, 0
-        for name in self.enabled_tasks():
+        if self.mode != "fragments":  # one video of scene_frames frames
+            n = self.scene_frames
+            if n > self.frame_budget:
+                raise InputConfigError(f"input.scene_frames={n} is more than input.frame_budget={self.frame_budget}")
+            need, max_frames, vision_tokens = math.ceil(n / 2), n, math.ceil(n / 2) * tokens + 2
+        for name in () if self.mode != "fragments" else self.enabled_tasks():
             cfg = fragments.task_config(name)
             n = task_max_frames(name, cfg)
             if n > self.frame_budget:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sf2t_jax.fragments import TASK_NAMES, FragmentSample, FragmentSkip, FragmentsConfig, make_sample
+from sf2t_jax.input.scene import SceneConfig, make_scene_sample
 from sf2t_jax.text import Tokenizer, encode_chat
 from sf2t_jax.video import VideoDecodeError, decode_video, patchify_image, patchify_video, resize_frames, to_slices
 from sf2t_jax.video.sampling import uniform_indices
@@ -94,6 +95,8 @@ class ExampleMaker:
     slices: int
     max_length: int
     source_frames: int = 32
+    scene: SceneConfig | None = None  # labelled scene samples (captions / scene QA) instead of fragments
+    task_names: tuple[str, ...] = TASK_NAMES  # task_id indexes this
 
     def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any] | Skipped:
         out = self.prepare(index, record)
@@ -119,7 +122,10 @@ class ExampleMaker:
             return Skipped(index, rec, e.path, e.reason, None, e.detail)
         clip = resize_frames(clip, self.resolution)
         try:
-            sample = make_sample(clip, self.seed, index, self.fragments)
+            if self.scene is None:
+                sample = make_sample(clip, self.seed, index, self.fragments)
+            else:
+                sample = make_scene_sample(clip, record, self.seed, index, self.scene)
         except FragmentSkip as e:
             return Skipped(index, rec, label, e.reason, e.task, e.detail)
         example, num_tokens = self._encode(sample)
@@ -132,8 +138,9 @@ class ExampleMaker:
 
     # ------------------------------------------------------------------------------------
     def _decode(self, record: dict[str, Any], label: str) -> np.ndarray:
-        """(T, H, W, 3) uint8: up to `source_frames` evenly spaced frames of the clip."""
-        cap = self.source_frames
+        """(T, H, W, 3) uint8: up to `source_frames` evenly spaced frames of the clip (every frame
+        for scene samples, whose speed plans index the whole clip)."""
+        cap = 0 if self.scene is not None else self.source_frames
         select = None if cap == 0 else (lambda n: uniform_indices(n, min(n, cap)))
         source = record["path"] if "path" in record else record["video"]
         return decode_video(source, select, name=label).frames
@@ -178,7 +185,7 @@ class ExampleMaker:
             "patches": patches,
             "num_slices": int(used),
             "vision_index": _pad(vision.astype(np.int32), self.slices * s // 4, length),
-            "task_id": TASK_NAMES.index(sample.task),
+            "task_id": self.task_names.index(sample.task),
         }
         return example, n
 

@@ -36,6 +36,7 @@ import numpy as np
 from sf2t_jax.input.batching import META_KEYS, BatchSpec, collate
 from sf2t_jax.input.config import InputConfig, InputConfigError
 from sf2t_jax.input.examples import ExampleMaker, Prepared, Skipped
+from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
 from sf2t_jax.input.sources import FileSource, RecordSource, open_source
 from sf2t_jax.text import Tokenizer
@@ -78,8 +79,9 @@ class InputPipeline:
         self.config = config
         self.process_index, self.process_count = process_index, process_count
         self.tokenizer = tokenizer or load_tokenizer(config.tokenizer)
+        extra = SCENE_FIELDS if config.mode != "fragments" else ()
         self.source = source if source is not None else open_source(config.source, split=config.split,
-                                                                    data_dir=config.data_dir)
+                                                                    data_dir=config.data_dir, extra_fields=extra)
         if not len(self.source):
             raise ValueError(f"{self.source!r} has no records")
         geometry = config.geometry
@@ -88,7 +90,8 @@ class InputPipeline:
                               pad_id=self.tokenizer.special.endoftext)
         self.maker = ExampleMaker(tokenizer=self.tokenizer, fragments=config.task_config(), seed=config.seed,
                                   resolution=config.resolution, slices=geometry.slices,
-                                  max_length=config.max_length, source_frames=config.source_frames)
+                                  max_length=config.max_length, source_frames=config.source_frames,
+                                  scene=config.scene_config(), task_names=config.task_names)
         records = grain.MapDataset.source(self.source)
         if config.shuffle:
             records = records.shuffle(seed=config.seed)
@@ -96,6 +99,7 @@ class InputPipeline:
         log.info("input: %r, %d records; host %d/%d; batch %d x %d tokens, %d slices of %s patches; %s",
                  self.source, len(self.source), process_index, process_count, self.spec.batch_size,
                  self.spec.max_length, self.spec.slices, self.spec.grid_hw,
+                 config.mode if config.mode != "fragments" else
                  ", ".join(f"{t} {w:g}" for t, w in config.fragments.weights if w))
 
     @property

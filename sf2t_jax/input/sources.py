@@ -92,11 +92,13 @@ class RecordSource:
     a tfds data source, an ArrayRecord reader that decodes to dicts, or a list all work.
     """
 
-    def __init__(self, source, name: str, id_field: str = "id", video_field: str = "video"):
+    def __init__(self, source, name: str, id_field: str = "id", video_field: str = "video",
+                 extra_fields: tuple[str, ...] = ()):
         self.source = source
         self.name = name
         self.id_field = id_field
         self.video_field = video_field
+        self.extra_fields = tuple(extra_fields)  # passed through as read (e.g. video_sft's caption, qa)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -111,6 +113,10 @@ class RecordSource:
                               f"{self.video_field!r}, got {fields}") from None
         key = key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
         out = {"record_index": int(index), "id": key}
+        for field in self.extra_fields:
+            if field not in record:
+                raise SourceError(f"{self.name} record {index} ({key}): missing field {field!r}")
+            out[field] = record[field]
         if isinstance(video, (bytes, bytearray, memoryview)):
             out["video"] = bytes(video)
         elif isinstance(video, (str, os.PathLike)):
@@ -126,8 +132,10 @@ class RecordSource:
         return f"RecordSource({self.name!r}, {len(self)} records)"
 
 
-def open_source(spec: str, *, split: str = "train", data_dir: str = "") -> FileSource | RecordSource:
-    """The source `spec` names (see `InputConfig.source`)."""
+def open_source(spec: str, *, split: str = "train", data_dir: str = "",
+                extra_fields: tuple[str, ...] = ()) -> FileSource | RecordSource:
+    """The source `spec` names (see `InputConfig.source`); `extra_fields` of tfds records are
+    kept (labelled sources only: a folder of files has none)."""
     if not spec:
         raise SourceError("input.source is not set: give a folder of videos, a manifest file, a video file, "
                           "or tfds:NAME")
@@ -139,10 +147,13 @@ def open_source(spec: str, *, split: str = "train", data_dir: str = "") -> FileS
             ds = tfds.data_source(name, split=split, data_dir=data_dir or None)
         except Exception as e:  # tfds raises many types (DatasetNotFoundError, ValueError, ...)
             raise SourceError(f"{spec} (split {split!r}, data_dir {data_dir or 'default'!r}): {e}") from None
-        source = RecordSource(ds, name=f"{spec}[{split}]")
+        source = RecordSource(ds, name=f"{spec}[{split}]", extra_fields=extra_fields)
         if not len(source):
             raise SourceError(f"{spec}[{split}] has no records")
         return source
+    if extra_fields:
+        raise SourceError(f"input.source {spec!r}: fields {list(extra_fields)} need a labelled tfds source "
+                          "(e.g. tfds:video_sft), not video files")
     if os.path.isdir(spec):
         return FileSource.from_folder(spec)
     if not os.path.exists(spec):

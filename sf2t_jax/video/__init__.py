@@ -26,6 +26,7 @@ from sf2t_jax.video.resize import check_bucket, nearest_bucket, resize_frames, s
 from sf2t_jax.video.sampling import (
     SPEEDS,
     NotEnoughFrames,
+    centered_speed_indices,
     qwen_num_frames,
     random_sorted_indices,
     random_speed_indices,

@@ -166,3 +166,13 @@ def _check(num_frames: int, num: int) -> None:
         raise NotEnoughFrames(f"the clip has {num_frames} frames")
     if num < 1:
         raise ValueError(f"the number of frames to sample must be >= 1, got {num}")
+
+
+def centered_speed_indices(num_frames: int, num: int, speed: float | str) -> np.ndarray:
+    """`speed_indices` over the span centred in the clip, so every speed shows the middle of
+    the action (the benchmark's scene items and the SFT set use this one plan).
+
+    Raises NotEnoughFrames when the clip is shorter than the speed's span.
+    """
+    span = speed_span(num, speed)
+    return speed_indices(num_frames, num, speed, max(num_frames - span, 0) // 2)

@@ -1,0 +1,103 @@
+"""Labelled scene samples from `video_sft` records: captions (pretraining the "base" model) and
+scene QA (the SFT baseline), in exactly the benchmark's format.
+
+A `video_sft` record holds one video, its caption and its scene questions (action, effect,
+speed; 4 options each). Sample g takes one of them, chosen by `sample_rng(seed, g)`, and shows
+`scene_frames` frames of the clip replayed at the question's speed over the clip's middle —
+the plan the benchmark's scorer uses (`video.centered_speed_indices`). The question is
+formatted by `finevidbench.prompt`, the module the scorer formats with.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from sf2t_jax.finevidbench.prompt import ANSWER_STYLES, multiple_choice, written_answers
+from sf2t_jax.finevidbench.schema import LETTERS
+from sf2t_jax.fragments import FragmentSample, FragmentSkip
+from sf2t_jax.fragments.base import sample_rng
+from sf2t_jax.video.sampling import NotEnoughFrames, centered_speed_indices
+
+SCENE_MODES = ("captions", "scene_qa")
+CAPTION_TASK = "caption"
+QA_TASKS = ("action", "effect", "speed")
+SCENE_TASK_NAMES = (CAPTION_TASK,) + QA_TASKS
+CAPTION_QUESTIONS = (
+    "Describe the action in this video.",
+    "What is happening in this video?",
+    "What does the video show?",
+)
+# The fields a scene sample reads besides the video (kept by `sources.RecordSource`).
+SCENE_FIELDS = ("caption", "qa")
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneConfig:
+    """How scene samples are made.
+
+    mode: 'captions' (question: a caption request; answer: the caption, shown at x1) or
+      'scene_qa' (one of the record's action/effect/speed questions at its speed).
+    scene_frames: frames shown (6, the scorer's `video.scene_frames` default).
+    instruction: text after the lettered options ('' ; the scorer's `prompt.instruction`).
+    answer_style: how the answer is written: 'text' (the option's text, the default and the
+      scorer's default log-likelihood target), 'letter' or 'letter_text'.
+    """
+
+    mode: str = "scene_qa"
+    scene_frames: int = 6
+    instruction: str = ""
+    answer_style: str = "text"
+
+    def __post_init__(self):
+        if self.mode not in SCENE_MODES:
+            raise ValueError(f"scene mode {self.mode!r}: expected one of {SCENE_MODES}")
+        if self.answer_style not in ANSWER_STYLES:
+            raise ValueError(f"answer_style {self.answer_style!r}: expected one of {ANSWER_STYLES}")
+        if self.scene_frames < 1:
+            raise ValueError(f"scene_frames={self.scene_frames}: expected >= 1")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return (CAPTION_TASK,) if self.mode == "captions" else QA_TASKS
+
+
+def make_scene_sample(clip: np.ndarray, record: dict[str, Any], seed: int, index: int,
+                      config: SceneConfig) -> FragmentSample:
+    """Sample `index` of a `video_sft` record.
+
+    Args:
+      clip: uint8 (T, H, W, 3), every frame of the video (speed plans index the whole clip).
+      record: with `caption` (str) and `qa` (a dict of per-question arrays, as tfds reads a
+        Sequence feature: task, speed, question, options (n, 4), answer, answer_text).
+    Raises:
+      FragmentSkip('too_short') when the clip is shorter than the question's speed needs.
+    """
+    rng = sample_rng(seed, index)
+    if config.mode == "captions":
+        task, speed = CAPTION_TASK, "x1"
+        question = CAPTION_QUESTIONS[int(rng.integers(len(CAPTION_QUESTIONS)))]
+        answer = _text(record["caption"])
+        meta: dict[str, Any] = {}
+    else:
+        qa = record["qa"]
+        j = int(rng.integers(len(qa["question"])))
+        task, speed = _text(qa["task"][j]), _text(qa["speed"][j])
+        options = [_text(o) for o in qa["options"][j]]
+        letter = _text(qa["answer"][j])
+        question = multiple_choice(_text(qa["question"][j]), options, config.instruction)
+        answer = written_answers(options, config.answer_style)[LETTERS.index(letter)]
+        meta = {"question_index": j, "answer_letter": letter}
+    try:
+        plan = centered_speed_indices(len(clip), config.scene_frames, speed)
+    except NotEnoughFrames as e:
+        raise FragmentSkip("too_short", task, str(e)) from None
+    return FragmentSample(task=task, frames=clip[plan].copy(), question=question, answer=answer, present="video",
+                          metadata={"speed": speed, "frames": [int(i) for i in plan], **meta})
+
+
+def _text(value) -> str:
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)

@@ -1,0 +1,76 @@
+"""Scene samples (captions, scene QA) from video_sft records, in exactly the scorer's format."""
+import os
+
+import numpy as np
+import pytest
+
+from sf2t_jax.configuration import load_config
+from sf2t_jax.datasets import layout
+from sf2t_jax.datasets import prepare as prep
+from sf2t_jax.eval.inquiry import question_text
+from sf2t_jax.finevidbench.schema import Item
+from sf2t_jax.input import InputConfig, InputPipeline
+from sf2t_jax.input.scene import CAPTION_QUESTIONS, SCENE_TASK_NAMES
+from sf2t_jax.video import centered_speed_indices, decode_video, resize_frames
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["world.train_clips=6", "world.validation_clips=1", "world.test_clips=2", "world.height=56",
+        "world.width=56", "world.num_frames=24"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scene")
+    prep.prepare(load_config(os.path.join(ROOT, "configs", "demo.py"), TINY + [f"data.dir={path}"]), progress=False)
+    return path
+
+
+def _pipeline(data_dir, mode, **kw):
+    config = InputConfig(source="tfds:video_sft", data_dir=str(layout.DataPaths.from_dir(data_dir).tfds),
+                         tokenizer="tiny:1000", mode=mode, batch_size=2, max_length=160, resolution=(56, 56),
+                         frame_budget=6, scene_frames=6, **kw)
+    return InputPipeline(config, process_index=0, process_count=1)
+
+
+def test_scene_qa_samples_match_the_scorer_format(data_dir):
+    pipeline = _pipeline(data_dir, "scene_qa", instruction="Pick one.")
+    tok = pipeline.tokenizer
+    seen = set()
+    for g in range(12):
+        prepared = pipeline.prepare(g)
+        sample, record = prepared.sample, pipeline.records[g]
+        qa, j = record["qa"], prepared.sample.metadata["question_index"]
+        options = tuple(o.decode() for o in qa["options"][j])
+        letter = qa["answer"][j].decode()
+        item = Item(item_id="x", video_id=record["id"], split="train", level="scene", task=sample.task,
+                    speed=qa["speed"][j].decode(), conversation="x", turn=1, question=qa["question"][j].decode(),
+                    options=options, answer=letter, answer_text=qa["answer_text"][j].decode(), category="", template="")
+        assert sample.question == question_text(item, "Pick one.")
+        assert sample.answer == item.answer_text
+        clip = decode_video(record["video"]).frames
+        plan = centered_speed_indices(len(clip), 6, item.speed)
+        np.testing.assert_array_equal(sample.frames, resize_frames(clip, (56, 56))[plan])
+        ex = prepared.example
+        assert tok.decode(ex["input_ids"][ex["loss_mask"] == 1].tolist()) == sample.answer + "<|im_end|>"
+        assert SCENE_TASK_NAMES[ex["task_id"]] == sample.task
+        seen.add(sample.task)
+    assert seen == {"action", "effect", "speed"}
+
+
+def test_caption_samples_and_batches(data_dir):
+    pipeline = _pipeline(data_dir, "captions")
+    prepared = pipeline.prepare(3)
+    assert prepared.sample.task == "caption"
+    assert prepared.sample.question in CAPTION_QUESTIONS
+    assert prepared.sample.answer == pipeline.records[3]["caption"].decode()
+    batch = next(pipeline.iterator())
+    assert batch["vision_patches"].shape == (2, 3, 16, 1176)
+    assert (batch["task_id"] == 0).all() and batch["loss_mask"].sum() > 0
+
+
+def test_scene_modes_need_a_labelled_source(tmp_path):
+    from sf2t_jax.input.sources import SourceError
+
+    with pytest.raises(SourceError, match="need a labelled tfds source"):
+        InputPipeline(InputConfig(source=str(tmp_path), tokenizer="tiny:1000", mode="scene_qa", max_length=512),
+                      process_index=0, process_count=1)
