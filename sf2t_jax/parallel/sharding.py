@@ -77,3 +77,57 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
     return jax.tree_util.tree_map_with_path(
         lambda p, v: one(tuple(getattr(k, "key", getattr(k, "idx", k)) for k in p), v),
         state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+# ----------------------------------------------------------------------------------------
+# Trees of shardings for training: parameters, optimizer state, batches.
+# ----------------------------------------------------------------------------------------
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def optimizer_shardings(tx, abstract_opt_state, param_shardings, mesh: Mesh):
+    """Each optimizer-state leaf that mirrors a parameter (Adam's mu and nu, ...) gets that
+    parameter's sharding; everything else (step counts, scalars) is replicated.
+
+    Needed because `jax.jit(tx.init)` in GSPMD (Auto) mode does not propagate the parameter
+    shardings to the moments: it put them all on one device (NOTES.md).
+    """
+    import optax
+
+    return optax.tree_map_params(tx, lambda _, sharding: sharding, abstract_opt_state, param_shardings,
+                                 transform_non_params=lambda _: replicated(mesh))
+
+
+def batch_sharding(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Rules,
+                   what: str = "batch") -> NamedSharding:
+    """The sharding of one batch array. Unlike parameters, a batch dimension that the mesh
+    does not divide is an error, never silently replicated (every device would compute the
+    whole batch)."""
+    spec = logical_to_spec(axes, rules)
+    for dim, entry in zip(shape, spec):
+        names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+        size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+        if dim % size:
+            raise ValueError(f"{what}: dimension of size {dim} is not divisible by mesh axes {names} (size {size})")
+    return NamedSharding(mesh, spec)
+
+
+def named_rules(name: str) -> Rules:
+    """The rules table `name` from `configs/sharding.py` (RULES), e.g. 'default'."""
+    try:
+        from configs.sharding import RULES
+    except ImportError:  # not run from the repository root: load the file next to the package
+        import importlib.util
+        import pathlib
+
+        path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "sharding.py"
+        spec = importlib.util.spec_from_file_location("sf2t_sharding_rules", path)
+        if spec is None or not path.exists():
+            raise FileNotFoundError(f"no rules table: cannot import configs.sharding or read {path}") from None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        RULES = module.RULES
+    if name not in RULES:
+        raise ValueError(f"mesh.rules={name!r}: expected one of {sorted(RULES)} (configs/sharding.py)")
+    return RULES[name]

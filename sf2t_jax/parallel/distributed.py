@@ -1,0 +1,92 @@
+"""`jax.distributed` start-up: one process per host, every process runs the same command.
+
+    TPU VM pods and multislice: automatic. Every worker runs the same command (see
+        scripts/tpu_pod.sh); JAX reads the coordinator, the process count and this worker's
+        index from the TPU metadata, so no flags are needed.
+    CPU / GPU clusters: explicit. Give each process the coordinator address (process 0's host
+        and a free port), the number of processes and its own index, either as flags
+        (`--coordinator HOST:PORT --num-processes N --process-id I`) or through the environment
+        (`SF2T_COORDINATOR`, `SF2T_NUM_PROCESSES`, `SF2T_PROCESS_ID`).
+    One process: nothing to do.
+
+This must run before anything touches a device (`jax.devices()`, a jit, an array).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import jax
+
+log = logging.getLogger(__name__)
+
+ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID = "SF2T_COORDINATOR", "SF2T_NUM_PROCESSES", "SF2T_PROCESS_ID"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """How this process joins the job. All None: decide automatically (`initialize`)."""
+
+    coordinator: str | None = None  # 'host:port' of process 0's coordination service
+    num_processes: int | None = None
+    process_id: int | None = None
+    local_device_ids: tuple[int, ...] | None = None  # GPU: which local devices this process owns
+
+    @classmethod
+    def from_env(cls, **overrides) -> "ClusterSpec":
+        """Flags win over SF2T_* environment variables."""
+        env = os.environ
+
+        def pick(name, key, cast):
+            value = overrides.get(name)
+            if value is None and env.get(key):
+                value = cast(env[key])
+            return value
+
+        ids = overrides.get("local_device_ids")
+        return cls(coordinator=pick("coordinator", ENV_COORDINATOR, str),
+                   num_processes=pick("num_processes", ENV_NUM_PROCESSES, int),
+                   process_id=pick("process_id", ENV_PROCESS_ID, int),
+                   local_device_ids=tuple(ids) if ids else None)
+
+
+def _on_multihost_tpu() -> bool:
+    """True on a TPU VM with several workers or several slices (what JAX's TPU cluster
+    detection would pick up). A single-host TPU VM needs no coordination service."""
+    hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    return len([h for h in hosts.split(",") if h]) > 1 or bool(os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"))
+
+
+def initialize(spec: ClusterSpec = ClusterSpec()) -> bool:
+    """Starts `jax.distributed` when this job spans several processes. Idempotent.
+
+    Returns True when a multi-process runtime is (now) up.
+    Raises ValueError naming the missing setting when an explicit spec is incomplete.
+    """
+    if jax.distributed.is_initialized():
+        return True
+    explicit = [spec.coordinator, spec.num_processes, spec.process_id]
+    if any(v is not None for v in explicit):
+        missing = [name for name, v in zip(("--coordinator", "--num-processes", "--process-id"), explicit) if v is None]
+        if missing:
+            raise ValueError(f"distributed start-up: {', '.join(missing)} missing (give all three, or none on TPU)")
+        if spec.num_processes == 1:
+            return False
+        if not 0 <= spec.process_id < spec.num_processes:
+            raise ValueError(f"--process-id {spec.process_id} is not in [0, {spec.num_processes})")
+        log.info("jax.distributed: process %d of %d, coordinator %s", spec.process_id, spec.num_processes,
+                 spec.coordinator)
+        jax.distributed.initialize(spec.coordinator, spec.num_processes, spec.process_id,
+                                   local_device_ids=list(spec.local_device_ids) if spec.local_device_ids else None)
+        return True
+    if _on_multihost_tpu():
+        log.info("jax.distributed: TPU pod detected, initialising from TPU metadata")
+        jax.distributed.initialize()
+        return True
+    return False
+
+
+def is_coordinator() -> bool:
+    """Process 0 writes logs, metrics and the resolved config."""
+    return jax.process_index() == 0

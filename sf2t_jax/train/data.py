@@ -1,0 +1,166 @@
+"""Where batches come from, and how host rows become global arrays on the mesh.
+
+The trainer consumes any *host iterator*: `next(it)` gives this process's rows of the batch
+contract as numpy (or global `jax.Array`s already), and `it.get_state()` / `it.set_state(s)`
+save and restore its position as JSON-serialisable data (a grain `DatasetIterator` is one).
+
+    input_ids (B,L) int32; attention_mask (B,L) int32; position_ids (3,B,L) int32;
+    loss_mask (B,L) int32 (1 at target tokens); vision_patches (B,P,S,1176) float32;
+    vision_index (B,P*S/4) int32 (row positions, L = padding); task_id (B,) int32; valid (B,) int32
+
+B is the GLOBAL batch; each host holds B / process_count rows, and the global array is their
+concatenation in process order (`jax.make_array_from_process_local_data`), the batch dimension
+sharded over the mesh axes of the logical 'batch' axis (('data', 'fsdp') by default).
+
+Sources (`config.data.source`):
+  synthetic  `train/synthetic.py`: generated rows with the real shapes and a learnable answer.
+  videos     the fragment pipeline (`sf2t_jax.input.InputPipeline` over `config.input`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+
+from sf2t_jax.parallel.sharding import Rules, batch_sharding
+
+# Logical axes of every batch array (the sharding rules map 'batch' onto mesh axes).
+BATCH_AXES = {
+    "input_ids": ("batch", "length"),
+    "attention_mask": ("batch", "length"),
+    "position_ids": (None, "batch", "length"),
+    "loss_mask": ("batch", "length"),
+    "vision_patches": ("batch", None, None, None),
+    "vision_index": ("batch", None),
+    "task_id": ("batch",),
+    "valid": ("batch",),
+}
+BATCH_KEYS = tuple(BATCH_AXES)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchGeometry:
+    """The static shapes of every global batch.
+
+    batch_size: B (global); length: L; slices: P; grid_hw: (gh, gw), S = gh * gw;
+    steps_per_epoch: global batches in one pass over the source (an estimate for video
+    sources, whose skipped clips are only known when read); num_tasks: task ids in `task_id`.
+    """
+
+    batch_size: int
+    length: int
+    slices: int
+    grid_hw: tuple[int, int]
+    steps_per_epoch: int
+    num_tasks: int
+    task_names: tuple[str, ...]
+
+    @property
+    def patches(self) -> int:
+        return self.grid_hw[0] * self.grid_hw[1]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        b, l, p, s = self.batch_size, self.length, self.slices, self.patches
+        return {"input_ids": (b, l), "attention_mask": (b, l), "position_ids": (3, b, l), "loss_mask": (b, l),
+                "vision_patches": (b, p, s, 1176), "vision_index": (b, p * s // 4), "task_id": (b,), "valid": (b,)}
+
+    def abstract(self, shardings: dict[str, NamedSharding] | None = None) -> dict[str, jax.ShapeDtypeStruct]:
+        """ShapeDtypeStructs of a global batch (for ahead-of-time lowering and planning)."""
+        dtypes = {k: np.float32 if k == "vision_patches" else np.int32 for k in BATCH_KEYS}
+        return {k: jax.ShapeDtypeStruct(shape, dtypes[k], sharding=None if shardings is None else shardings[k])
+                for k, shape in self.shapes().items()}
+
+
+def batch_shardings(geometry: BatchGeometry, mesh: Mesh, rules: Rules) -> dict[str, NamedSharding]:
+    """One NamedSharding per batch key; a batch the mesh cannot split evenly is refused."""
+    shapes = geometry.shapes()
+    try:
+        return {k: batch_sharding(axes, shapes[k], mesh, rules, what=k) for k, axes in BATCH_AXES.items()}
+    except ValueError as e:
+        raise ValueError(f"input.batch_size={geometry.batch_size} does not divide over the mesh's batch axes: {e}") \
+            from None
+
+
+class GlobalBatches:
+    """Wraps a host iterator: `next()` gives global arrays; state calls go to the host iterator."""
+
+    def __init__(self, host_iterator, geometry: BatchGeometry, shardings: dict[str, NamedSharding]):
+        self.host = host_iterator
+        self.geometry = geometry
+        self.shardings = shardings
+        self.shapes = geometry.shapes()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, jax.Array]:
+        batch = next(self.host)
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise KeyError(f"the input pipeline's batch lacks {missing}; the trainer needs {list(BATCH_KEYS)}")
+        return {k: self._global(k, batch[k]) for k in BATCH_KEYS}
+
+    def _global(self, key: str, value) -> jax.Array:
+        if isinstance(value, jax.Array) and value.shape == self.shapes[key]:
+            return value if value.sharding == self.shardings[key] else jax.device_put(value, self.shardings[key])
+        return jax.make_array_from_process_local_data(self.shardings[key], np.asarray(value), self.shapes[key])
+
+    def get_state(self) -> dict[str, Any]:
+        return self.host.get_state()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.host.set_state(state)
+
+
+def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatches:
+    """The batch iterator `config.data.source` names, for this process, on `mesh`."""
+    source = config.data.source
+    if source == "synthetic":
+        from sf2t_jax.train import synthetic
+
+        dataset, g = synthetic.synthetic_dataset(config.input, config.data, model_config,
+                                                 process_index=jax.process_index(),
+                                                 process_count=jax.process_count())
+        geometry = BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
+                                 grid_hw=g.grid_hw,
+                                 steps_per_epoch=int(config.data.synthetic_examples) // int(config.input.batch_size),
+                                 num_tasks=synthetic.NUM_TASK_IDS,
+                                 task_names=synthetic.TASK_NAMES + ("sft",))
+        host = iter(dataset)
+    elif source == "videos":
+        host, geometry = _video_batches(config)
+    else:
+        raise ValueError(f"data.source={source!r}: expected 'synthetic' or 'videos'")
+    return GlobalBatches(host, geometry, batch_shardings(geometry, mesh, rules))
+
+
+def _video_batches(config):
+    """The fragment pipeline (`sf2t_jax.input`) over `config.input`, as numpy host rows."""
+    from sf2t_jax.fragments import TASK_NAMES
+    from sf2t_jax.input import InputConfig, InputPipeline
+
+    if config.data.sft_weight > 0:
+        raise ValueError("data.sft_weight > 0 needs SFT question-answer records mixed into the fragment "
+                         "pipeline, which sf2t_jax.input does not provide yet; use data.source=synthetic")
+    pipeline = InputPipeline(InputConfig.from_dict(config.input.to_dict()))
+    spec = pipeline.spec
+    per_epoch = pipeline.records_per_epoch * jax.process_count() // int(config.input.batch_size)
+    geometry = BatchGeometry(batch_size=spec.global_batch_size, length=spec.max_length, slices=spec.slices,
+                             grid_hw=tuple(spec.grid_hw), steps_per_epoch=max(per_epoch, 1),
+                             num_tasks=len(TASK_NAMES), task_names=tuple(TASK_NAMES))
+    return pipeline.iterator(None), geometry
+
+
+def total_steps(config, geometry: BatchGeometry) -> int:
+    """`train.steps`, or (when 0) `input.num_epochs` passes over the source."""
+    if int(config.train.steps) > 0:
+        return int(config.train.steps)
+    epochs = int(config.input.num_epochs)
+    if epochs <= 0:
+        raise ValueError("train.steps=0 means 'input.num_epochs passes', but input.num_epochs=0 (forever); "
+                         "set train.steps")
+    return max(1, math.floor(epochs * geometry.steps_per_epoch))

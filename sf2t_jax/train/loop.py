@@ -1,0 +1,314 @@
+"""The trainer, top to bottom: mesh, model, data, optimizer, state (resumed or fresh), loop.
+
+    result = train(config, "gs://bucket/run")      # or launch.py train --config ... --workdir ...
+
+Every process of a multi-host job runs this same function; process 0 writes logs, metrics
+and the resolved config. Running it again on the same workdir resumes from the latest
+checkpoint: the same batches, the same losses, bit for bit. SIGTERM (preemption) saves the
+current step and returns; the caller exits 0 and the next start resumes.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from etils import epath
+from flax import nnx, traverse_util
+
+from sf2t_jax.models import lora
+from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.parallel.mesh import make_hybrid_mesh
+from sf2t_jax.parallel.sharding import logical_to_spec, named_rules
+from sf2t_jax.train import checkpoint as checkpoint_lib
+from sf2t_jax.train import data as data_lib
+from sf2t_jax.train import model as model_lib
+from sf2t_jax.train import optimizer as optimizer_lib
+from sf2t_jax.train import state as state_lib
+from sf2t_jax.train.errors import TrainConfigError
+from sf2t_jax.train.metrics import MetricsWriter
+from sf2t_jax.train.step import make_train_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """How a call to `train` ended.
+
+    status: 'completed' (reached the last step), 'preempted' (SIGTERM: saved, resume later),
+      'input_exhausted' (the data ran out before train.steps) or 'already_complete'.
+    step: optimizer steps done; history: this session's per-step metric records;
+    compiles: how often the train step was traced (1 = compiled once).
+    """
+
+    status: str
+    step: int
+    total_steps: int
+    history: list[dict[str, Any]]
+    compiles: int
+    workdir: str
+
+
+class _Preemption:
+    """SIGTERM -> a flag the loop checks after every step (the step in flight completes).
+
+    With several processes JAX's coordination service catches SIGTERM itself and every
+    process learns at the same step (`reached_preemption_sync_point`), so they all save the
+    same step; installing a Python handler would hide the signal from it.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.multihost = jax.process_count() > 1
+        self._previous = None
+        if not self.multihost:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del frame
+        log.warning("signal %d: stopping after the current step, saving a checkpoint", signum)
+        self.requested = True
+
+    def reached(self, step: int) -> bool:
+        if self.multihost:
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
+
+    def close(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+    # ================================================================================
+    # Devices and workdir
+    # ================================================================================
+    workdir = str(workdir).rstrip("/")
+    primary = jax.process_index() == 0
+    with _config_errors():
+        mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn)
+        rules = named_rules(config.mesh.rules)
+    log.info("mesh %s over %d devices (%d processes), rules %r", dict(mesh.shape), mesh.size, jax.process_count(),
+             config.mesh.rules)
+    if primary:
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+
+    # ================================================================================
+    # Model: shape, adapters, trainable vs frozen, shardings (nothing allocated yet)
+    # ================================================================================
+    with _config_errors():
+        shape = model_lib.model_config(config)
+        parts = model_lib.split_model(config, shape, mesh, rules)
+    n_train, n_frozen = model_lib.count(parts.abstract["trainable"]), model_lib.count(parts.abstract["frozen"])
+    log.info("model %s, method %s: %s trainable parameters, %s frozen (%.2f%% trained)", config.model.name,
+             config.method, f"{n_train:,}", f"{n_frozen:,}", 100.0 * n_train / max(n_train + n_frozen, 1))
+
+    # ================================================================================
+    # Data
+    # ================================================================================
+    with _config_errors():
+        batches = data_lib.open_batches(config, shape, mesh, rules)
+        geometry = batches.geometry
+        total_steps = data_lib.total_steps(config, geometry)
+        accum = int(config.train.grad_accum)
+        _check_batch(config, geometry.batch_size, accum, mesh, rules)
+        _check_debug(config.debug)
+    log.info("batches: %d rows x %d tokens, %d slices of %s patches; %d steps (%.2f epochs), %d micro-steps each",
+             geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw, total_steps,
+             total_steps / max(geometry.steps_per_epoch, 1), accum)
+
+    # ================================================================================
+    # Optimizer
+    # ================================================================================
+    train_cfg = ml_collections.ConfigDict(config.train.to_dict())
+    train_cfg.steps = total_steps
+    with _config_errors():
+        tx, schedule = optimizer_lib.make_optimizer(train_cfg)
+        shardings = state_lib.state_shardings(parts, tx, mesh)
+        ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
+
+    resolved = config.to_dict()
+    resolved["train"]["steps"] = total_steps
+    if primary:
+        (epath.Path(workdir) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+
+    # ================================================================================
+    # State: resume from the latest checkpoint, or start fresh
+    # ================================================================================
+    latest = ckpt.latest_step()
+    if latest is not None:
+        _warn_config_changes(ckpt.saved_config(latest), resolved)
+        need = ("extra",) if ckpt.save_frozen else ("frozen", "extra")
+        values = model_lib.initial_values(parts, config, mesh, rules, only=need)
+        target = state_lib.with_shardings(state_lib.abstract_state(parts, tx), shardings)
+        if not ckpt.save_frozen:
+            target = target.replace(frozen=values["frozen"])
+        state = ckpt.restore(latest, target, batches)
+        log.info("resumed from step %d", latest)
+    else:
+        values = model_lib.initial_values(parts, config, mesh, rules)
+        state = state_lib.create(values["trainable"], values["frozen"], tx, int(config.seed), shardings)
+        log.info("fresh start%s", f" from {config.init_from}" if config.init_from else " (random init)")
+    extra = values["extra"]
+    step = int(jax.device_get(state.step))
+    if step >= total_steps:
+        log.info("workdir %s is complete (step %d of %d)", workdir, step, total_steps)
+        _export(config, workdir, parts, state, extra)
+        ckpt.close()
+        return TrainResult("already_complete", step, total_steps, [], 0, workdir)
+
+    # ================================================================================
+    # The jitted train step
+    # ================================================================================
+    train_step = make_train_step(
+        parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=geometry.num_tasks, accum=accum,
+        dropout=config.method == "lora" and config.lora.dropout > 0, state_shardings=shardings,
+        extra_shardings=parts.shardings["extra"], batch_shardings=batches.shardings)
+
+    # ================================================================================
+    # Loop
+    # ================================================================================
+    metrics = MetricsWriter(workdir, first_step=step, total_steps=total_steps, every=int(config.log.every),
+                            task_names=geometry.task_names, tensorboard=bool(config.log.tensorboard),
+                            flush_seconds=float(config.log.flush_seconds))
+    preemption = _Preemption()
+    status, first_step, last_saved = "completed", step, step
+    fresh_session = latest is None  # fault injection fires only here, so a restart goes on
+    try:
+        while step < total_steps:
+            if fresh_session and step + 1 == int(config.debug.signal_at_step):
+                _inject_signal(config.debug.signal, ckpt)
+            try:
+                batch = next(batches)
+            except StopIteration:
+                status = "input_exhausted"
+                log.warning("the input ran out after %d of %d steps", step, total_steps)
+                break
+            t0 = time.time()
+            state, step_metrics = train_step(state, extra, batch)
+            step += 1
+            if step == first_step + 1:  # the first call of this session compiles
+                log.info("train step compiled in %.1fs", time.time() - t0)
+                metrics.restart_clock()
+            metrics.add(step, step_metrics)
+            if metrics.due(step):
+                metrics.write()
+            stop = preemption.reached(step)
+            if ckpt.due(step) or step == total_steps or stop:
+                ckpt.save(step, state, batches, resolved)
+                last_saved = step
+                metrics.flush(force=True)
+            if stop:
+                status = "preempted"
+                log.warning("preempted: checkpoint %d saved; run the same command to resume", step)
+                break
+        if step > last_saved:  # the input ran out between checkpoints
+            ckpt.save(step, state, batches, resolved)
+    finally:
+        preemption.close()
+        metrics.close()
+        ckpt.close()
+
+    # ================================================================================
+    # Export: LoRA merged into the weights, our native format (launch.py convert --to-hf)
+    # ================================================================================
+    if status != "preempted":
+        _export(config, workdir, parts, state, extra)
+    return TrainResult(status, step, total_steps, metrics.history, train_step.traces, workdir)
+
+
+# ----------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _config_errors():
+    """Set-up errors are config errors: re-raised as TrainConfigError (the message names the
+    field), so the command line shows the message instead of a traceback."""
+    try:
+        yield
+    except TrainConfigError:
+        raise
+    except (ValueError, KeyError) as e:
+        raise TrainConfigError(e.args[0] if e.args else str(e)) from e
+
+
+def _check_batch(config, batch: int, accum: int, mesh, rules) -> None:
+    spec = logical_to_spec(("batch",), rules)[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    shards = 1
+    for a in axes:
+        shards *= mesh.shape[a]
+    if accum < 1:
+        raise ValueError(f"train.grad_accum={accum}: expected >= 1")
+    if batch % (shards * accum):
+        raise ValueError(f"input.batch_size={batch} must be divisible by train.grad_accum ({accum}) x the mesh's batch "
+                         f"shards ({' x '.join(axes) or 'none'} = {shards}), i.e. by {shards * accum}")
+
+
+def _warn_config_changes(saved: dict | None, current: dict) -> None:
+    if saved is None:
+        return
+    flat_saved, flat_now = _flatten(saved), _flatten(json.loads(json.dumps(current, default=str)))
+    changed = sorted(k for k in flat_now.keys() | flat_saved.keys()
+                     if not k.startswith("debug.") and flat_now.get(k) != flat_saved.get(k))
+    if changed:
+        log.warning("resuming with a config that differs from the checkpoint's in: %s (a resumed run is only "
+                    "identical to an uninterrupted one when nothing that affects training changed)", ", ".join(changed))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_debug(config) -> None:
+    if config.signal not in ("SIGTERM", "SIGKILL", "SIGINT"):
+        raise ValueError(f"debug.signal={config.signal!r}: expected SIGTERM, SIGKILL or SIGINT")
+
+
+def _inject_signal(name: str, ckpt) -> None:
+    """Fault injection (`debug.signal_at_step`): wait for checkpoints in flight, then signal."""
+    ckpt.wait()
+    log.warning("debug: sending %s to myself", name)
+    os.kill(os.getpid(), getattr(signal, name))
+
+
+def _export(config, workdir: str, parts, state, extra) -> None:
+    """WORKDIR/export: the trained model with adapters merged, per layer (unscanned), in
+    `export.dtype`; `launch.py convert --to-hf` turns it into a Hugging Face checkpoint."""
+    if not config.export.final:
+        return
+    out = epath.Path(workdir) / "export"
+    if (out / "config.json").exists():
+        log.info("export: %s exists", out)
+        return
+    dtype = model_lib.DTYPES[config.export.dtype or config.model.param_dtype]
+    model = parts.merge(state.params, state.frozen, extra)
+    lora.merge_lora(model)
+    flat = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    if model.numerics.scan_layers:
+        flat = model_lib.unstack_layers(flat)
+    numerics = dataclasses.replace(model.numerics, param_dtype=dtype, scan_layers=False, remat="none")
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Qwen2VL(model.config, numerics, rngs=nnx.Rngs(0))))
+    cast = jax.jit(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x)
+    nnx.replace_by_pure_dict(abstract, traverse_util.unflatten_dict({k: cast(v) for k, v in flat.items()}))
+    from sf2t_jax.convert.native import save_native
+
+    save_native(nnx.merge(graphdef, abstract), str(out))
+    log.info("export: %s (LoRA merged, %s)", out, jnp.dtype(dtype).name)

@@ -1,0 +1,158 @@
+"""The train step: one pure function of (state, batch), jitted once with explicit shardings.
+
+DESIGN decision 1: the NNX graph is split once (`train/model.py`); inside the step the model
+is rebuilt with `nnx.merge` from plain arrays, so tracing is cheap and the jitted function
+sees only pytrees. The state is donated: parameters and optimizer state are updated in place.
+
+Gradient accumulation splits the global batch (B rows) into A micro-batches of B/A rows and
+scans over them, summing gradients. Micro-batch a takes rows {j*A + a}: every device keeps
+working on its own rows (a contiguous split would leave most devices idle in each micro-step).
+Every micro-step's loss is divided by the target-token count of the whole global batch, so
+the summed gradient is exactly the gradient of the global-batch loss (train/loss.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from sf2t_jax.models.vision import VisionPatches
+from sf2t_jax.train.data import BATCH_AXES
+from sf2t_jax.train.loss import shifted_targets, token_sums
+from sf2t_jax.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+def _batch_dim(key: str) -> int:
+    return BATCH_AXES[key].index("batch")
+
+
+def split_micro(batch: Batch, accum: int, shardings: dict[str, NamedSharding] | None = None) -> Batch:
+    """(.., B, ..) -> (A, .., B/A, ..) with micro-batch a = rows {j*A + a}; the row split stays
+    on the devices that hold the rows (no data movement)."""
+    out = {}
+    for key, x in batch.items():
+        d = _batch_dim(key)
+        b = x.shape[d]
+        x = x.reshape(*x.shape[:d], b // accum, accum, *x.shape[d + 1:])
+        x = jnp.moveaxis(x, d + 1, 0)
+        if shardings is not None:
+            spec = shardings[key].spec
+            x = jax.lax.with_sharding_constraint(x, NamedSharding(shardings[key].mesh, PartitionSpec(None, *spec)))
+        out[key] = x
+    return out
+
+
+def target_weights(batch: Batch) -> jax.Array:
+    """(B, L-1) float32: 1 at answer tokens of valid rows, aligned with next-token targets."""
+    _, weights = shifted_targets(batch["input_ids"], batch["loss_mask"] * batch["valid"][:, None])
+    return weights.astype(jnp.float32)
+
+
+def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: bool) -> Callable:
+    """(params, frozen, extra, key, batch) -> sums over the batch's target tokens (train/loss.py)."""
+
+    def loss_sums(params, frozen, extra, key, batch: Batch) -> dict[str, jax.Array]:
+        model = parts.merge(params, frozen, extra)
+        if dropout:
+            nnx.reseed(model, dropout=key, policy="match_shape")  # stacked streams: one key per layer
+        b, p, s, d = batch["vision_patches"].shape
+        vision = (VisionPatches(patches=batch["vision_patches"].reshape(b * p, s, d), grid_hw=grid_hw),)
+        logits, _ = model(batch["input_ids"], batch["position_ids"], batch["attention_mask"], vision,
+                          batch["vision_index"])
+        targets, _ = shifted_targets(batch["input_ids"], batch["loss_mask"])
+        return token_sums(logits[:, :-1], targets, target_weights(batch), batch["task_id"], num_tasks)
+
+    return loss_sums
+
+
+def make_grad_fn(loss_sums: Callable, accum: int, batch_shardings: dict[str, NamedSharding] | None = None
+                 ) -> Callable:
+    """(params, frozen, extra, key, batch) -> (grads, sums) of the global-batch mean loss
+    `sum(token losses) / sum(target tokens)`, accumulated over `accum` micro-batches."""
+
+    def grad_fn(params, frozen, extra, key, batch: Batch):
+        total = jnp.maximum(jnp.sum(target_weights(batch)), 1.0)
+
+        def micro(mb: Batch, k):
+            def loss(p):
+                sums = loss_sums(p, frozen, extra, k, mb)
+                return sums["loss_sum"] / total, sums
+
+            (_, sums), grads = jax.value_and_grad(loss, has_aux=True)(params)
+            return grads, sums
+
+        if accum == 1:
+            return micro(batch, key)
+        micro_batches = split_micro(batch, accum, batch_shardings)
+
+        def body(grads, xs):
+            mb, i = xs
+            g, sums = micro(mb, jax.random.fold_in(key, i))
+            return jax.tree.map(jnp.add, grads, g), sums
+
+        grads, sums = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), (micro_batches, jnp.arange(accum)))
+        return grads, jax.tree.map(lambda x: jnp.sum(x, axis=0), sums)  # per-micro-step sums -> totals
+
+    return grad_fn
+
+
+def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Schedule, *, grid_hw, num_tasks: int,
+                    accum: int, dropout: bool, state_shardings: TrainState, extra_shardings: Any,
+                    batch_shardings: dict[str, NamedSharding]):
+    """The jitted step `(state, extra, batch) -> (state, metrics)`; `state` is donated.
+
+    metrics (replicated float32): loss, accuracy (answer tokens whose argmax is right),
+    grad_norm (before clipping), lr (of this update), target_tokens, tokens (non-padding),
+    task_correct / task_count (num_tasks,).
+    `step.traces` counts how often Python traced the function: 1 means it compiled once.
+    """
+    grad_fn = make_grad_fn(make_loss_sums(parts, grid_hw, num_tasks, dropout), accum, batch_shardings)
+    traces = [0]
+
+    def train_step(state: TrainState, extra, batch: Batch):
+        traces[0] += 1
+        key = jax.random.fold_in(state.rng, state.step)
+        grads, sums = grad_fn(state.params, state.frozen, extra, key, batch)
+        total = jnp.maximum(sums["count"], 1.0)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": sums["loss_sum"] / total,
+            "accuracy": sums["correct"] / total,
+            "grad_norm": optax.tree.norm(grads),
+            "lr": jnp.asarray(schedule(state.step), jnp.float32),
+            "target_tokens": sums["count"],
+            "tokens": jnp.sum(batch["attention_mask"]).astype(jnp.float32),
+            "task_correct": sums["task_correct"],
+            "task_count": sums["task_count"],
+        }
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    mesh = next(iter(batch_shardings.values())).mesh
+    jitted = jax.jit(train_step, in_shardings=(state_shardings, extra_shardings, batch_shardings),
+                     out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=(0,))
+    return TrainStep(jitted, traces)
+
+
+class TrainStep:
+    """The jitted step plus `traces`: how often Python traced it (1 = compiled once)."""
+
+    def __init__(self, jitted, traces: list[int]):
+        self.jitted, self._traces = jitted, traces
+
+    def __call__(self, state: TrainState, extra, batch: Batch):
+        return self.jitted(state, extra, batch)
+
+    @property
+    def traces(self) -> int:
+        return self._traces[0]
+
+    def lower(self, *args):
+        return self.jitted.lower(*args)

@@ -1,0 +1,174 @@
+"""Synthetic fragment batches with the exact shapes of the real input pipeline, through grain.
+
+For smoke runs, tests and benchmarks without videos: every batch follows the batch contract
+(`sf2t_jax.input.batching`), the geometry comes from the same `input` config fields (batch size,
+max_length, resolution bucket, frame budget, presentation, task weights), and the sequence has
+the real layout (a Qwen2-VL chat with one video, or one image per frame, then a question and a
+short answer), with M-RoPE positions from `rope.get_rope_index`.
+
+The data are learnable, so training can be checked to learn: each sample has a class c (one
+of `NUM_CLASSES`) shown by its patches (a fixed random pattern per class plus noise), and the
+answer is a class-specific token, then <|im_end|>-like end token. Predicting the answer needs
+the vision tower, the merger and the LLM.
+
+Sample g of the stream is a pure function of (seed, g): grain shuffles indices, each host
+takes a contiguous block of every global batch, and the iterator state saves and restores.
+"""
+from __future__ import annotations
+
+import math
+
+import grain
+import numpy as np
+
+from sf2t_jax.models import rope
+from sf2t_jax.models.config import Qwen2VLConfig
+
+TASK_NAMES = ("count", "consistency", "localize", "disorder", "rearrange")
+SFT_TASK = len(TASK_NAMES)  # task id of supervised (SFT) question-answer samples
+NUM_TASK_IDS = len(TASK_NAMES) + 1
+NUM_CLASSES = 4
+PATCH_DIM = 1176
+QUESTION_TOKENS = 6
+SYSTEM_TOKENS = 5
+
+
+class Geometry:
+    """Static shapes of a synthetic row, from the `input` section.
+
+    frames: N, frames per sample (the frame budget); slices: P per row ('video': ceil(N/2),
+    'images': N); grid_hw: (gh, gw); patches: S = gh*gw; tokens_per_slice: S/4.
+    """
+
+    def __init__(self, input_config, model: Qwen2VLConfig):
+        h, w = (int(v) for v in input_config.resolution)
+        unit = model.vision.patch_size * model.vision.spatial_merge_size
+        if h % unit or w % unit or h <= 0 or w <= 0:
+            raise ValueError(f"input.resolution={input_config.resolution}: expected positive multiples of {unit}")
+        self.images = input_config.present == "images"
+        self.frames = int(input_config.frame_budget)
+        self.grid_hw = (h // model.vision.patch_size, w // model.vision.patch_size)
+        self.patches = self.grid_hw[0] * self.grid_hw[1]
+        self.tokens_per_slice = self.patches // model.vision.spatial_merge_size**2
+        need = self.frames if self.images else math.ceil(self.frames / 2)
+        self.slices = int(input_config.slices) or need
+        if self.slices < need:
+            raise ValueError(f"input.slices={self.slices}: {self.frames} frames need {need} slices")
+        self.length = int(input_config.max_length)
+        items = need if self.images else 1
+        text = SYSTEM_TOKENS + QUESTION_TOKENS + 2 + 2  # + answer, end, and a spare
+        self.vision_tokens = need * self.tokens_per_slice + 2 * items
+        if self.vision_tokens + text > self.length:
+            raise ValueError(f"input.max_length={self.length} cannot hold a sample: {self.vision_tokens} vision tokens "
+                             f"({self.frames} frames at {tuple(input_config.resolution)}) + {text} text tokens")
+
+
+class SyntheticSamples:
+    """Random-access source: index g -> one row of the batch contract (numpy)."""
+
+    def __init__(self, geometry: Geometry, model: Qwen2VLConfig, *, seed: int, weights: dict[str, float],
+                 sft_weight: float = 0.0, noise: float = 0.5):
+        self.g, self.m, self.seed, self.noise = geometry, model, seed, noise
+        w = np.array([float(weights.get(t, 0.0)) for t in TASK_NAMES], np.float64)
+        if w.sum() <= 0 and sft_weight <= 0:
+            raise ValueError("input.weights: every task has weight 0 (and data.sft_weight is 0): nothing to train on")
+        w = w / w.sum() * (1.0 - sft_weight) if w.sum() > 0 else w
+        self.task_p = np.append(w, sft_weight)
+        self.task_p = self.task_p / self.task_p.sum()
+        # Fixed per-class patch patterns and per-task question / answer tokens, from a fixed seed
+        # (the same in every process and worker).
+        fixed = np.random.default_rng(1234)
+        self.patterns = fixed.normal(0.0, 1.0, (NUM_CLASSES, PATCH_DIM)).astype(np.float32)
+        vocab = min(model.text.vocab_size, 32000) - 16  # ordinary tokens, clear of the special ids
+        self.vocab = vocab
+        self.questions = fixed.integers(8, vocab, (NUM_TASK_IDS, QUESTION_TOKENS))
+        self.answers = fixed.integers(8, vocab, (NUM_TASK_IDS, NUM_CLASSES))
+        self.end_id = model.eos_token_id
+        self.pad_id = model.bos_token_id  # <|endoftext|>, Qwen2-VL's pad token
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        g, m = self.g, self.m
+        rng = np.random.default_rng([self.seed, int(index)])
+        task = int(rng.choice(NUM_TASK_IDS, p=self.task_p))
+        label = int(rng.integers(NUM_CLASSES))
+        used = g.frames if g.images else math.ceil(g.frames / 2)
+        patches = np.zeros((g.slices, g.patches, PATCH_DIM), np.float32)
+        patches[:used] = self.patterns[label] + self.noise * rng.standard_normal((used, g.patches, PATCH_DIM),
+                                                                                 dtype=np.float32)
+        pad_token = m.image_token_id if g.images else m.video_token_id
+        items = used if g.images else 1
+        per_item = g.tokens_per_slice * (1 if g.images else used)
+        ids = list(rng.integers(8, self.vocab, SYSTEM_TOKENS))
+        for _ in range(items):
+            ids += [m.vision_start_token_id] + [pad_token] * per_item + [m.vision_end_token_id]
+        ids += list(self.questions[task])
+        answer_start = len(ids)
+        ids += [int(self.answers[task, label]), self.end_id]
+        n = len(ids)
+        input_ids = np.full((g.length,), self.pad_id, np.int32)
+        input_ids[:n] = ids
+        attention_mask = np.zeros((g.length,), np.int32)
+        attention_mask[:n] = 1
+        loss_mask = np.zeros((g.length,), np.int32)
+        loss_mask[answer_start:n] = 1
+        grid = np.array([[1, *g.grid_hw]] * items if g.images else [[used, *g.grid_hw]], np.int64)
+        position_ids, _ = rope.get_rope_index(
+            input_ids[None], grid if g.images else None, None if g.images else grid, attention_mask[None],
+            image_token_id=m.image_token_id, video_token_id=m.video_token_id,
+            vision_start_token_id=m.vision_start_token_id, spatial_merge_size=m.vision.spatial_merge_size)
+        vision_index = np.full((g.slices * g.tokens_per_slice,), g.length, np.int32)
+        where = np.nonzero(input_ids == pad_token)[0]
+        vision_index[:where.size] = where
+        return dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids[:, 0],
+                    loss_mask=loss_mask, vision_patches=patches, vision_index=vision_index,
+                    task_id=np.int32(task), valid=np.int32(1))
+
+
+def _collate(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    out = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    out["position_ids"] = np.ascontiguousarray(out["position_ids"].transpose(1, 0, 2))  # (3, B, L)
+    return out
+
+
+class _HostRows:
+    """A global batch of sample indices -> this host's contiguous block of rows, made and collated.
+
+    The contiguous block (not a stride) keeps the global batch, row for row, the same for any
+    number of hosts, so a run on 2 hosts sees the batch a run on 1 host sees.
+    """
+
+    def __init__(self, samples: SyntheticSamples, process_index: int, local_batch: int):
+        self.samples, self.start, self.size = samples, process_index * local_batch, local_batch
+
+    def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return _collate([self.samples(int(i)) for i in indices[self.start:self.start + self.size]])
+
+
+def synthetic_dataset(input_config, data_config, model: Qwen2VLConfig, *, process_index: int,
+                      process_count: int) -> tuple[grain.IterDataset, Geometry]:
+    """This host's batches (numpy, the batch contract) as a grain dataset; one epoch is
+    `data.synthetic_examples` samples, reshuffled per epoch, `input.num_epochs` epochs (0 =
+    forever). Partial final batches are dropped (static shapes). `input.threads` > 0 makes
+    batches on that many threads, two ahead; `input.workers` > 0 in worker processes."""
+    geometry = Geometry(input_config, model)
+    batch = int(input_config.batch_size)
+    if batch % process_count:
+        raise ValueError(f"input.batch_size={batch} does not split over {process_count} processes")
+    samples = SyntheticSamples(geometry, model, seed=int(input_config.seed), weights=dict(input_config.weights),
+                               sft_weight=float(data_config.sft_weight))
+    n = int(data_config.synthetic_examples)
+    if n < batch:
+        raise ValueError(f"data.synthetic_examples={n} is smaller than one batch (input.batch_size={batch})")
+    ds = grain.MapDataset.range(n)
+    if input_config.shuffle:
+        ds = ds.shuffle(seed=int(input_config.seed))
+    epochs = int(input_config.num_epochs) or None
+    ds = ds.repeat(epochs).batch(batch, drop_remainder=True)  # global batches of indices: cheap ints
+    ds = ds.map(_HostRows(samples, process_index, batch // process_count))
+    # Elements are whole batches: a couple in flight overlap host work with the device step
+    # (grain's default, 500 elements on 16 threads, would hold gigabytes of patches).
+    threads = int(input_config.threads)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 if threads else 0))
+    if int(input_config.workers):
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(input_config.workers)))
+    return ds, geometry
