@@ -133,6 +133,12 @@ def get_config(arg=None):
     c.input.slices = 0  # P, temporal slices per row; 0 = the least that fits the largest sample
     c.input.present = arg.present  # video | images (or "": each task's own presentation)
     c.input.source_frames = 32  # frames decoded per clip
+    # What a sample is: fragments (SF²T, unlabelled videos) | captions | scene_qa (labelled
+    # tfds:video_sft records: the base model's captions and the SFT baseline; sf2t_jax/input/scene.py).
+    c.input.mode = "fragments"
+    c.input.scene_frames = 6  # scene modes: frames shown (keep equal to the scorer's video.scene_frames)
+    c.input.instruction = ""  # scene_qa: text after the options (keep equal to the scorer's prompt.instruction)
+    c.input.answer_style = "text"  # scene_qa: answer as the option's text | letter | letter_text
     c.input.seed = 0  # data order and every sample
     c.input.shuffle = True
     c.input.num_epochs = 1  # passes over the source (the recipe: one epoch); 0 = forever

@@ -139,8 +139,7 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
 
 
 def _video_batches(config):
-    """The fragment pipeline (`sf2t_jax.input`) over `config.input`, as numpy host rows."""
-    from sf2t_jax.fragments import TASK_NAMES
+    """The input pipeline (`sf2t_jax.input`) over `config.input`, as numpy host rows."""
     from sf2t_jax.input import InputConfig, InputPipeline
 
     if config.data.sft_weight > 0:
@@ -151,7 +150,7 @@ def _video_batches(config):
     per_epoch = pipeline.records_per_epoch * jax.process_count() // int(config.input.batch_size)
     geometry = BatchGeometry(batch_size=spec.global_batch_size, length=spec.max_length, slices=spec.slices,
                              grid_hw=tuple(spec.grid_hw), steps_per_epoch=max(per_epoch, 1),
-                             num_tasks=len(TASK_NAMES), task_names=tuple(TASK_NAMES))
+                             num_tasks=len(pipeline.config.task_names), task_names=pipeline.config.task_names)
     return pipeline.iterator(None), geometry
 
 
