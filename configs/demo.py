@@ -1,6 +1,9 @@
-"""The embedded demo: the synthetic SSv2-format world, its datasets, and (later) the runs.
+"""The embedded demo: the synthetic SSv2-format world, its datasets, and the paper's four runs
+(Base, SFT, SF²T, SFT+SF²T) evaluated on the synthetic FineVidBench (docs/demo.md).
 
-    python launch.py prepare --config configs/demo.py                 # scale=small
+    python launch.py demo                                             # everything, scale=small
+    python launch.py demo --scale medium --workdir runs/demo_medium
+    python launch.py prepare --config configs/demo.py                 # the data only
     python launch.py prepare --config configs/demo.py:scale=medium
     python launch.py prepare --config configs/demo.py --config.data.dir=/tmp/demo
 
@@ -8,6 +11,7 @@ Scales (clips train/validation/test, resolution, frames per clip):
   small   480/60/60,       112x112, 24 frames   the laptop demo: prepares in about a minute
   medium  1920/240/240,    112x112, 32 frames
   large   7680/960/960,    224x224, 32 frames
+Training steps per stage grow with the scale (STEPS below); the model is the same.
 """
 import ml_collections
 
@@ -19,6 +23,13 @@ SCALES = {
     "medium": (1920, 240, 240, 112, 32),
     "large": (7680, 960, 960, 224, 32),
 }
+# Optimizer steps per stage: (base captions, SFT, SF²T, SFT+SF²T's SF²T).
+STEPS = {
+    "small": (600, 300, 300, 300),
+    "medium": (2400, 1200, 1200, 1200),
+    "large": (8000, 4000, 4000, 4000),
+}
+STAGES = ("base", "sft", "sf2t", "sft_sf2t")
 
 
 def get_config(arg=None):
@@ -28,6 +39,7 @@ def get_config(arg=None):
     train, validation, test, side, frames = SCALES[arg.scale]
     config = ml_collections.ConfigDict()
     config.scale = arg.scale
+    config.seed = 0  # every stage's model init and data order derive from it (same seed, same numbers)
 
     # ---- world: the synthetic SSv2-format folder (sf2t_jax.world.WorldConfig) ----------------
     config.world = ml_collections.ConfigDict(dict(
@@ -63,5 +75,49 @@ def get_config(arg=None):
         seed=0,
         scene_speeds=("x0.5", "x1", "x2", "x4"),
         speed_speeds=("x0.5", "x1", "x2", "x4", "static"),
+    ))
+
+    # ---- model: one Qwen2-VL-architecture shape for all four runs ----------------------------
+    config.model = ml_collections.ConfigDict(dict(
+        name="qwen2vl_tiny",  # sf2t_jax.models.config preset (special tokens at the top of the vocab)
+        tokenizer="tiny:1000",  # the built-in byte-level tokenizer of that vocabulary size
+        resolution=(56, 56),  # frames are resized to this bucket for training and evaluation
+        dtype="float32",  # CPU: bfloat16 matmuls are emulated and slower
+    ))
+
+    # ---- stages: the paper's four settings (specs/sf2t.md §1, §4) --------------------------
+    # Each stage is configs/sf2t.py (model, LoRA, optimizer, checkpoints) with these fields
+    # applied; `init` names the stage whose export it starts from ("" = random init).
+    base_steps, sft_steps, sf2t_steps, sft_sf2t_steps = STEPS[arg.scale]
+    common = dict(batch_size=16, warmup_fraction=0.03, log_every=25)
+    scene = dict(source="tfds:video_sft", scene_frames=6, frame_budget=6, max_length=96)
+    # SF²T: the five fragment tasks over unlabelled sf2t_corpus clips (train split: videos
+    # disjoint from the benchmark's). Frame budget 8 at 56x56: at most 4 slices x 4 tokens.
+    fragments = dict(source="tfds:sf2t_corpus", scene_frames=6, frame_budget=8, max_length=128)
+    config.stages = ml_collections.ConfigDict()
+    config.stages.base = ml_collections.ConfigDict(dict(
+        # the "base" Video-LLM: captioning pretraining from random init, every parameter trained
+        init="", mode="captions", method="full", steps=base_steps, lr=1e-3, **common, **scene))
+    config.stages.sft = ml_collections.ConfigDict(dict(
+        # supervised fine-tuning on labelled scene QA (action, effect, speed), from base
+        init="base", mode="scene_qa", method="full", steps=sft_steps, lr=5e-4, **common, **scene))
+    # SF²T. The recipe is LoRA (rank 16, alpha 32, lr 1e-4 for 7B models); on a 64-wide model
+    # a rank-16 adapter is a quarter of the width, so the demo trains fully ("full") at a small
+    # model's learning rate. method="lora" runs the recipe (configs/sf2t.py's LoRA section).
+    config.stages.sf2t = ml_collections.ConfigDict(dict(
+        init="base", mode="fragments", method="full", steps=sf2t_steps, lr=5e-4, **common, **fragments))
+    config.stages.sft_sf2t = ml_collections.ConfigDict(dict(
+        init="sft", mode="fragments", method="full", steps=sft_sf2t_steps, lr=5e-4, **common, **fragments))
+
+    # ---- evaluation (sf2t_jax.eval.eval_config fields; the benchmark is never changed) ------
+    config.eval = ml_collections.ConfigDict(dict(
+        methods="loglik,generate",  # option log-likelihood and greedy generation
+        batch_size=16,
+        scene_frames=6,  # = the scene stages' scene_frames: training shows what the scorer shows
+        instruction="",  # no letter instruction: the scene stages answer with the option's text
+        history_answer="text",  # earlier turns' gold answers written as text, like the training answers
+        loglik_target="text",
+        bootstrap=1000,  # CI resamples
+        max_videos=0,  # 0 = the whole benchmark
     ))
     return config

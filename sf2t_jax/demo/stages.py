@@ -1,0 +1,74 @@
+"""One demo stage -> the trainer's config: configs/sf2t.py with the stage's fields applied.
+
+    cfg = stage_config(demo_config, "sft", data_dir="runs/demo/data", init_from="runs/demo/base/export")
+    sf2t_jax.train.loop.train(cfg, "runs/demo/sft")
+
+The stage sections of configs/demo.py name only what differs between the paper's settings
+(data mode, init, method, steps, lr); everything else (LoRA shape, optimizer, checkpoints)
+is the SF²T experiment file's, so the demo trains exactly as `launch.py train` does.
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from sf2t_jax.configuration import load_config
+
+SF2T_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "sf2t.py")
+STAGE_FIELDS = ("init", "mode", "method", "steps", "lr", "batch_size", "warmup_fraction", "log_every", "source",
+                "scene_frames", "frame_budget", "max_length")
+
+
+def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
+                 init_from: str = "") -> ml_collections.ConfigDict:
+    """The resolved training config of `stage` (a key of `demo.stages`).
+
+    Args:
+      demo: configs/demo.py's config.
+      data_dir: the prepared data folder (its `tfds/` holds sf2t_corpus and video_sft).
+      init_from: the previous stage's export ("" = random init; required when the stage's
+        `init` names a stage).
+    """
+    if stage not in demo.stages:
+        raise KeyError(f"demo: no stage {stage!r}; configs/demo.py defines {list(demo.stages)}")
+    s = demo.stages[stage]
+    unknown = sorted(set(s) - set(STAGE_FIELDS))
+    if unknown:
+        raise KeyError(f"demo: stages.{stage} has unknown fields {unknown}; known: {list(STAGE_FIELDS)}")
+    if bool(s.init) != bool(init_from):
+        raise ValueError(f"demo: stages.{stage}.init={s.init!r} but init_from={init_from!r}")
+    frames = int(s.frame_budget)
+    c = load_config(os.path.normpath(SF2T_CONFIG) + f":model={demo.model.name},method={s.method},data=videos,"
+                    f"frames={frames}")
+    c.unlock()
+    c.seed = int(demo.seed)
+    c.init_from = init_from
+    c.model.dtype = demo.model.dtype
+
+    c.input.mode = s.mode
+    c.input.scene_frames = int(s.scene_frames)
+    c.input.instruction = demo.eval.instruction  # the scorer's prompt, exactly
+    c.input.answer_style = demo.eval.loglik_target
+    c.input.source = s.source
+    c.input.split = "train"  # video_sft and sf2t_corpus: videos disjoint from the benchmark's
+    c.input.data_dir = os.path.join(data_dir, "tfds")
+    c.input.tokenizer = demo.model.tokenizer
+    c.input.resolution = tuple(demo.model.resolution)
+    c.input.max_length = int(s.max_length)
+    c.input.batch_size = int(s.batch_size)
+    c.input.seed = int(demo.seed)
+    c.input.num_epochs = 0  # repeat the source; `steps` decides how long a stage trains
+
+    c.train.steps = int(s.steps)
+    c.train.lr = float(s.lr)
+    c.train.warmup_fraction = float(s.warmup_fraction)
+    if s.method == "full":
+        c.params.frozen = ()  # full training: the vision tower learns too (base starts from random)
+    c.checkpoint.every = max(int(s.steps), 1)  # one checkpoint, at the end
+    c.checkpoint.keep = 1
+    c.checkpoint.async_save = False
+    c.log.every = max(1, min(int(s.log_every), int(s.steps)))
+    c.log.tensorboard = False
+    c.lock()
+    return c

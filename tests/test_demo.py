@@ -1,0 +1,99 @@
+"""The embedded demo in miniature: the same pipeline (prepare, four stages, evaluation, table,
+claims) on a tiny world with a few steps and one benchmark video; a re-run with the same seed
+in a fresh folder reproduces every number."""
+import json
+import os
+
+import jax
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from sf2t_jax.configuration import load_config
+from sf2t_jax.demo import CLAIMS, run_demo, stage_config
+from sf2t_jax.demo.run import DISPLAY, _stage_order
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "configs", "demo.py")
+STAGES = ("base", "sft", "sf2t", "sft_sf2t")
+MINI = ["world.train_clips=8", "world.validation_clips=2", "world.test_clips=2", "world.height=32",
+        "world.width=32", "world.num_frames=8", "eval.scene_frames=2", "eval.max_videos=1", "eval.bootstrap=20",
+        "eval.batch_size=8", "eval.methods=loglik"]
+for _s in STAGES:  # 8 rows: one per fake device; x4 at 2 frames fits the 8-frame clips; one lr, so
+    # stages of the same shapes share one compiled train step (the learning rate is a constant in it)
+    MINI += [f"stages.{_s}.steps=2", f"stages.{_s}.batch_size=8", f"stages.{_s}.scene_frames=2",
+             f"stages.{_s}.lr=0.001"]
+MINI += [f"stages.{s}.frame_budget=2" for s in ("base", "sft")]
+
+
+def _config(data_dir):
+    return load_config(DEMO, MINI + [f"data.dir={data_dir}"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_once(tmp_path_factory):
+    """A persistent compilation cache for this module: stages of the same shapes, and the
+    same-seed re-run, reuse executables instead of compiling them again (restored after)."""
+    saved = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir",
+                                                  "jax_persistent_cache_min_compile_time_secs")}
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()
+    yield
+    for k, v in saved.items():
+        jax.config.update(k, v)
+    compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("demo_data"))
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, data_dir):
+    workdir = tmp_path_factory.mktemp("demo_run")
+    return run_demo(_config(data_dir), str(workdir), progress=False)
+
+
+def test_run_folder_holds_results_table_figures_configs_and_logs(first):
+    root = first.workdir
+    for name in ("demo.json", "demo.log", "comparison.md", "tasks.png", "speed.png", "claims.md", "claims.json",
+                 "configs/eval.json"):
+        assert os.path.isfile(os.path.join(root, name)), name
+    for stage in STAGES:
+        resolved = json.load(open(os.path.join(root, "configs", f"{stage}.json")))
+        assert resolved["train"]["steps"] == 2
+        assert os.path.isdir(os.path.join(root, "stages", stage, "export"))
+        for name in ("results.json", "results.md", "predictions.jsonl", "tasks.png", "speed.png"):
+            assert os.path.isfile(os.path.join(root, "eval", stage, name)), (stage, name)
+    table = open(os.path.join(root, "comparison.md")).read()
+    for setting in DISPLAY.values():
+        assert setting in table
+    for row in ("Action", "Effect", "Speed @", "Chain", "Frame count", "Rearrangement"):
+        assert row.lower() in table.lower(), row
+    assert {c["claim"] for c in first.claims} == {c[0] for c in CLAIMS}
+    assert set(first.seconds) >= {"prepare", "train base", "eval sft_sf2t", "total"}
+    log = open(os.path.join(root, "demo.log")).read()
+    assert "ETA for the whole demo" in log and "step 2/2" in log
+
+
+def test_stage_configs_chain_the_paper_settings(data_dir):
+    config = _config(data_dir)
+    assert _stage_order(config) == ["base", "sft", "sf2t", "sft_sf2t"]
+    sf2t = stage_config(config, "sf2t", data_dir=data_dir, init_from="x/base/export")
+    assert (sf2t.input.mode, sf2t.input.source, sf2t.input.split) == ("fragments", "tfds:sf2t_corpus", "train")
+    assert stage_config(config, "sft", data_dir=data_dir, init_from="x").input.mode == "scene_qa"
+    with pytest.raises(ValueError, match="init"):
+        stage_config(config, "base", data_dir=data_dir, init_from="x")  # base starts from random init
+
+
+def test_same_seed_same_numbers(first, data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative run folder, as `launch.py demo --workdir runs/demo` gives
+    again = run_demo(_config(data_dir), "again", progress=False)
+    assert again.workdir == str(tmp_path / "again")
+    assert again.metrics == first.metrics
+    assert again.claims == first.claims
+    for stage in STAGES:
+        a = open(os.path.join(first.workdir, "eval", stage, "predictions.jsonl")).read()
+        b = open(os.path.join(again.workdir, "eval", stage, "predictions.jsonl")).read()
+        assert a == b, stage
