@@ -1,5 +1,6 @@
 """The one entry point of sf2t-jax: the same command on a laptop, one GPU, or every TPU worker.
 
+    python launch.py demo [--scale small|medium|large]       the embedded demo: Base / SFT / SF²T / SFT+SF²T
     python launch.py convert --from-hf HF_DIR --out DIR      Hugging Face -> our orbax format
     python launch.py convert --to-hf DIR --out HF_DIR        our format -> Hugging Face safetensors
     python launch.py prepare --config configs/demo.py        render the synthetic world, build the datasets
@@ -7,6 +8,8 @@
     python launch.py preview --config CONFIG --n 16 --out DIR contact sheets of training samples
     python launch.py eval --config configs/eval_finevidbench.py --checkpoint PATH --out DIR
     python launch.py eval --compare DIR1 DIR2 ... --out DIR  several runs in one table and figure
+    python launch.py train --config configs/sf2t.py[:ARGS] --workdir DIR   (local or gs://)
+    python launch.py sweep configs/ablations/NAME.py [--dry-run]
 
 Commands that take an experiment config accept `--config FILE[:ARG]` and field overrides
 `--config.a.b=VALUE`; an unknown key is refused before anything runs.
