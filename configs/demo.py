@@ -40,6 +40,7 @@ def get_config(arg=None):
     config = ml_collections.ConfigDict()
     config.scale = arg.scale
     config.seed = 0  # every stage's model init and data order derive from it (same seed, same numbers)
+    config.devices = 0  # devices training and eval span: 0 = all; 1 = one (a tiny model compiles fastest there)
 
     # ---- world: the synthetic SSv2-format folder (sf2t_jax.world.WorldConfig) ----------------
     config.world = ml_collections.ConfigDict(dict(

@@ -168,6 +168,7 @@ def get_config(arg=None):
     c.mesh.ici = (1, -1, 1)  # (data, fsdp, tensor) within a slice; one may be -1 (the rest)
     c.mesh.dcn = (1, 1, 1)  # (data, fsdp, tensor) across slices / processes; product = number of slices
     c.mesh.rules = "default"  # logical-axis rules: a key of configs/sharding.py RULES
+    c.mesh.devices = 0  # devices the mesh spans: 0 = all; N = the first N (single process only)
 
     # ---- checkpoints, logs, export -----------------------------------------------------------
     c.checkpoint = ml_collections.ConfigDict()

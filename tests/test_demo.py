@@ -17,7 +17,7 @@ DEMO = os.path.join(ROOT, "configs", "demo.py")
 STAGES = ("base", "sft", "sf2t", "sft_sf2t")
 MINI = ["world.train_clips=8", "world.validation_clips=2", "world.test_clips=2", "world.height=32",
         "world.width=32", "world.num_frames=8", "eval.scene_frames=2", "eval.max_videos=1", "eval.bootstrap=20",
-        "eval.batch_size=8", "eval.methods=loglik"]
+        "eval.batch_size=8", "eval.methods=loglik", "devices=1"]
 for _s in STAGES:  # 8 rows: one per fake device; x4 at 2 frames fits the 8-frame clips; one lr, so
     # stages of the same shapes share one compiled train step (the learning rate is a constant in it)
     MINI += [f"stages.{_s}.steps=2", f"stages.{_s}.batch_size=8", f"stages.{_s}.scene_frames=2",

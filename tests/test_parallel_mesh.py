@@ -46,3 +46,16 @@ def test_incomplete_or_inconsistent_cluster_flags_are_refused(monkeypatch):
     # A single process (explicitly, or nothing set on a non-TPU machine): no coordination service.
     assert distributed.initialize(distributed.ClusterSpec("127.0.0.1:1", 1, 0)) is False
     assert distributed.initialize(distributed.ClusterSpec.from_env()) is False
+
+
+def test_select_devices_takes_a_prefix_or_refuses():
+    import jax
+    import pytest as _pytest
+
+    from sf2t_jax.parallel.mesh import make_mesh, select_devices
+
+    assert select_devices(0) == jax.devices()
+    assert select_devices(2) == jax.devices()[:2]
+    assert make_mesh(fsdp=-1, devices=select_devices(2)).size == 2
+    with _pytest.raises(ValueError, match=r"mesh.devices=9: expected 0 \(all\) or 1..8"):
+        select_devices(9)

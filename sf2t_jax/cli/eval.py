@@ -50,7 +50,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from sf2t_jax.eval import BenchmarkError, evaluate, load_items, load_model, load_tokenizer, report
     from sf2t_jax.eval.config import EvalSettings
     from sf2t_jax.eval.visuals import ShortClip
-    from sf2t_jax.parallel.mesh import make_mesh
+    from sf2t_jax.parallel.mesh import make_mesh, select_devices
 
     config = load_config(args.config, args.overrides)
     settings = EvalSettings.of(config)  # bad values fail here, before the model loads
@@ -63,7 +63,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         items = load_items(config.benchmark)
     except BenchmarkError as e:
         raise SystemExit(f"error: {e}") from None
-    mesh = make_mesh(*config.mesh.ici)
+    mesh = make_mesh(*config.mesh.ici, devices=select_devices(int(config.mesh.devices)))
     rules = RULES[config.mesh.rules]
     t0 = time.perf_counter()
     model = load_model(args.checkpoint, dtype=config.dtype, mesh=mesh, rules=rules)

@@ -209,13 +209,14 @@ def _eval_config(config, benchmark: str, videos: str) -> ml_collections.ConfigDi
     c.loglik.target = e.loglik_target
     c.metrics.bootstrap = int(e.bootstrap)
     c.metrics.seed = int(config.seed)
+    c.mesh.devices = int(config.devices)
     return c
 
 
 def _evaluate_stage(config, eval_cfg, stage: str, root: Path, *, redo: bool) -> bool:
     """Scores the stage's export on the benchmark; True if an earlier result was kept."""
     from sf2t_jax.eval import EvalSettings, evaluate, load_items, load_model, load_tokenizer, report
-    from sf2t_jax.parallel.mesh import make_mesh
+    from sf2t_jax.parallel.mesh import make_mesh, select_devices
     from sf2t_jax.parallel.sharding import named_rules
 
     out = root / "eval" / stage
@@ -223,7 +224,8 @@ def _evaluate_stage(config, eval_cfg, stage: str, root: Path, *, redo: bool) -> 
         log.info("eval %s: %s exists (the stage was already trained); kept", stage, out / "results.json")
         return True
     checkpoint = str(root / "stages" / stage / "export")
-    mesh, rules = make_mesh(*eval_cfg.mesh.ici), named_rules(eval_cfg.mesh.rules)
+    mesh = make_mesh(*eval_cfg.mesh.ici, devices=select_devices(int(eval_cfg.mesh.devices)))
+    rules = named_rules(eval_cfg.mesh.rules)
     model = load_model(checkpoint, dtype=eval_cfg.dtype, mesh=mesh, rules=rules)
     tokenizer = load_tokenizer(eval_cfg.tokenizer, checkpoint)
     tokenizer.check_model_config(model.config)

@@ -44,6 +44,7 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
     c.unlock()
     c.seed = int(demo.seed)
     c.init_from = init_from
+    c.mesh.devices = int(demo.devices)
     c.model.dtype = demo.model.dtype
 
     c.input.mode = s.mode

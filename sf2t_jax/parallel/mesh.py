@@ -102,3 +102,16 @@ def make_hybrid_mesh(ici=(1, -1, 1), dcn=(1, 1, 1), devices=None) -> Mesh:
         ici = resolve_sizes(ici, len(groups[0]), "mesh.ici")
         grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, process_is_granule=attr == "process_index")
     return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def select_devices(count: int) -> list:
+    """The devices a mesh spans: all of them (count=0), or the first `count` (one process only;
+    e.g. a small model on one device of a multi-device host, or tests on 8 fake CPU devices)."""
+    devices = jax.devices()
+    if count == 0:
+        return devices
+    if jax.process_count() > 1:
+        raise ValueError(f"mesh.devices={count}: a subset of devices needs a single process; use 0 (all)")
+    if not 0 < count <= len(devices):
+        raise ValueError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
+    return devices[:count]

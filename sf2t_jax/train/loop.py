@@ -26,7 +26,7 @@ from flax import nnx, traverse_util
 
 from sf2t_jax.models import lora
 from sf2t_jax.models.qwen2_vl import Qwen2VL
-from sf2t_jax.parallel.mesh import make_hybrid_mesh
+from sf2t_jax.parallel.mesh import make_hybrid_mesh, select_devices
 from sf2t_jax.parallel.sharding import logical_to_spec, named_rules
 from sf2t_jax.train import checkpoint as checkpoint_lib
 from sf2t_jax.train import data as data_lib
@@ -97,7 +97,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     workdir = str(workdir).rstrip("/")
     primary = jax.process_index() == 0
     with _config_errors():
-        mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn)
+        mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, select_devices(int(config.mesh.devices)))
         rules = named_rules(config.mesh.rules)
     log.info("mesh %s over %d devices (%d processes), rules %r", dict(mesh.shape), mesh.size, jax.process_count(),
              config.mesh.rules)
