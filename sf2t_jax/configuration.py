@@ -45,7 +45,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """Loads `path[:arg]`, applies `key.sub=value` overrides, and returns the locked config."""
     path, _, arg = spec.partition(":")
-    module = _load_module(path)
+    module = load_module(path)
     if not hasattr(module, "get_config"):
         raise AttributeError(f"{path}: a config file must define get_config(arg)")
     config = module.get_config(arg or None)
@@ -56,7 +56,7 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
 
 def load_sweep(path: str) -> list[dict[str, Any]]:
     """The variants of an ablation file: each a dict of dotted keys -> values, plus 'name'."""
-    module = _load_module(path.partition(":")[0])
+    module = load_module(path.partition(":")[0])
     if not hasattr(module, "sweep"):
         raise AttributeError(f"{path}: an ablation file must define sweep()")
     return list(module.sweep())
@@ -109,7 +109,8 @@ def _coerce(text: str, current: Any, key: str) -> Any:
     return value
 
 
-def _load_module(path: str):
+def load_module(path: str):
+    """Imports a config file (a plain Python file, not a package module) by path."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path} does not exist")
     name = "sf2t_config_" + os.path.splitext(os.path.basename(path))[0]

@@ -6,12 +6,11 @@
 Variants: all, no_count, no_consistency, no_localize, no_disorder, no_rearrange (the left-out
 task's weight is 0; the others keep equal weights).
 """
-import importlib.util
 import os
 
-_base = importlib.util.spec_from_file_location("sf2t_base", os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
-sf2t = importlib.util.module_from_spec(_base)
-_base.loader.exec_module(sf2t)
+from sf2t_jax.configuration import load_module
+
+sf2t = load_module(os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
 
 
 def get_config(arg=None):

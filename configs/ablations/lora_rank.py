@@ -3,12 +3,11 @@ recipe's (rank 16, alpha 32).
 
     python launch.py sweep configs/ablations/lora_rank.py --workdir DIR [--dry-run]
 """
-import importlib.util
 import os
 
-_base = importlib.util.spec_from_file_location("sf2t_base", os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
-sf2t = importlib.util.module_from_spec(_base)
-_base.loader.exec_module(sf2t)
+from sf2t_jax.configuration import load_module
+
+sf2t = load_module(os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
 
 RANKS = (4, 8, 16, 32, 64)
 

@@ -3,12 +3,11 @@ image per frame (twice the vision tokens; max_length grows to fit).
 
     python launch.py sweep configs/ablations/presentation.py --workdir DIR [--dry-run]
 """
-import importlib.util
 import os
 
-_base = importlib.util.spec_from_file_location("sf2t_base", os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
-sf2t = importlib.util.module_from_spec(_base)
-_base.loader.exec_module(sf2t)
+from sf2t_jax.configuration import load_module
+
+sf2t = load_module(os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
 
 
 def get_config(arg=None):

@@ -7,12 +7,11 @@ jointly (one run over a 50/50 mix).
 only). The sequential variant runs two stages into DIR/sequential/{sft,sf2t}; the second
 starts from the first's export (its model, LoRA merged) with fresh adapters.
 """
-import importlib.util
 import os
 
-_base = importlib.util.spec_from_file_location("sf2t_base", os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
-sf2t = importlib.util.module_from_spec(_base)
-_base.loader.exec_module(sf2t)
+from sf2t_jax.configuration import load_module
+
+sf2t = load_module(os.path.join(os.path.dirname(__file__), "..", "sf2t.py"))
 
 
 def get_config(arg=None):

@@ -6,6 +6,7 @@ functions take explicit `in_shardings` / `out_shardings`; no `jax.set_mesh` expl
 from __future__ import annotations
 
 import logging
+import pathlib
 from collections.abc import Sequence
 
 import jax
@@ -115,19 +116,9 @@ def batch_sharding(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
 
 def named_rules(name: str) -> Rules:
     """The rules table `name` from `configs/sharding.py` (RULES), e.g. 'default'."""
-    try:
-        from configs.sharding import RULES
-    except ImportError:  # not run from the repository root: load the file next to the package
-        import importlib.util
-        import pathlib
+    from sf2t_jax.configuration import load_module
 
-        path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "sharding.py"
-        spec = importlib.util.spec_from_file_location("sf2t_sharding_rules", path)
-        if spec is None or not path.exists():
-            raise FileNotFoundError(f"no rules table: cannot import configs.sharding or read {path}") from None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        RULES = module.RULES
+    RULES = load_module(str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "sharding.py")).RULES
     if name not in RULES:
         raise ValueError(f"mesh.rules={name!r}: expected one of {sorted(RULES)} (configs/sharding.py)")
     return RULES[name]
