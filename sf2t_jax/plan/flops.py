@@ -55,17 +55,19 @@ def forward_flops(config: Qwen2VLConfig, w: Workload) -> dict[str, float]:
 
 
 def train_step_flops(config: Qwen2VLConfig, w: Workload, *, method: str = "lora", lora_rank: int = 16,
-                     train_vision: bool = False, train_merger: bool = True) -> dict[str, float]:
+                     train_vision: bool | None = None, train_merger: bool = True) -> dict[str, float]:
     """FLOPs of one train step (forward + backward) by part, plus 'total'.
 
-    method: 'full' (every weight trained) or 'lora' (LLM base frozen, rank-`lora_rank`
-    adapters on q/k/v/o/gate/up/down).
+    method: 'full' (every LLM weight trained) or 'lora' (LLM base frozen, rank-`lora_rank`
+    adapters on q/k/v/o/gate/up/down). train_vision: whether the vision tower (patch embed and
+    blocks) trains; None = the method's default (full: yes, lora: no). The merger trains when
+    `train_merger`, when the tower trains, or under method='full'.
     """
     if method not in ("full", "lora"):
         raise ValueError(f"method must be 'full' or 'lora', got {method!r}")
     fwd = forward_flops(config, w)
     full = method == "full"
-    vision_trained = full or train_vision
+    vision_trained = full if train_vision is None else train_vision
     merger_trained = full or train_merger or vision_trained
     # backward multipliers: input gradients (1x) wherever something trainable is upstream,
     # weight gradients (1x) for trained weights.
