@@ -191,7 +191,10 @@ def test_two_processes_train_like_one(env, base, reference, tmp_path):
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     ours, theirs = _losses(tmp_path), _losses(reference)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-6)  # measured: at most one float32 ulp apart
+    # Cross-process sums reduce in another order than one process's; Adam amplifies the rounding
+    # over 12 steps (measured: max 8.7e-6 relative at step 11, 1 ulp over the first 8). Another
+    # batch order or a missing shard moves the loss by 1e-3 or more.
+    np.testing.assert_allclose(ours, theirs, rtol=3e-5)
     state, ref = _state(tmp_path, 12), _state(reference, 12)  # written by 2 processes, read by 1
     for key in ref:
         np.testing.assert_allclose(state[key], ref[key], rtol=1e-4, atol=1e-6, err_msg=key)

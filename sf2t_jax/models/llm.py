@@ -111,7 +111,7 @@ class Qwen2Model(nnx.Module):
         self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, numerics=numerics)
 
     def __call__(self, embeds: jax.Array, position_ids: jax.Array, attention_mask: jax.Array | None,
-                 cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+                 cache: KVCache | None = None, attend: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
         """Runs the decoder.
 
         Args:
@@ -120,6 +120,8 @@ class Qwen2Model(nnx.Module):
           attention_mask: (B, L) 1/True for real tokens, 0 for padding; None means all real.
           cache: when given, the L new tokens are appended at `cache.length` and attend to
             every earlier slot (prefill: the prompt; decode: L = 1).
+          attend: optional (B, L, S) bool (S = L, or the cache's slots), ANDed into the causal
+            and padding mask: e.g. packed prompts that share a prefix (`generate.prefill_shared`).
         Returns:
           (hidden states after the final norm (B, L, D), updated cache or None).
         """
@@ -135,6 +137,8 @@ class Qwen2Model(nnx.Module):
             query_slot = cache.length + jnp.arange(l)
             slot = jnp.arange(key_mask.shape[1])
             mask = (slot[None, :] <= query_slot[:, None])[None] & key_mask[:, None, :]
+        if attend is not None:
+            mask = mask & attend
         x = embeds
         if cache is None:
             x = run_layers(self.layers, _layer_forward, x, cos, sin, mask, numerics=self.numerics)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sf2t_jax.models.layers import dot_general
+
 # The LLM's attention and MLP projections (specs/sf2t.md §2): module paths such as
 # `model.layers.3.self_attn.q_proj` or `model.layers.3.mlp.down_proj`.
 DEFAULT_TARGETS = r"^model\.layers\.(\d+\.)?(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$"
@@ -77,9 +79,13 @@ class LoRALinear(nnx.Linear):
         if self.lora_rng is not None:  # inverted dropout on the adapter's input only
             keep = jax.random.bernoulli(self.lora_rng(), 1.0 - self.dropout_rate, inputs.shape)
             h = jnp.where(keep, inputs / (1.0 - self.dropout_rate), 0).astype(inputs.dtype)
-        h, a, b = self.promote_dtype((h, self.lora_a[...], self.lora_b[...]), dtype=self.dtype)
-        low = jnp.dot(h, a, precision=self.precision)  # (..., rank): the cheap side first
-        return y + (jnp.dot(low, b, precision=self.precision) * self.scale).astype(y.dtype)
+        # The adapters stay in their (master) dtype: `dot_general` casts them to the compute
+        # dtype inside its custom VJP.
+        h = h if self.dtype is None else h.astype(self.dtype)
+        a, b = self.lora_a[...], self.lora_b[...]
+        contract = (((h.ndim - 1,), (0,)), ((), ()))
+        low = dot_general(h, a, contract, precision=self.precision)  # (..., rank): the cheap side first
+        return y + (dot_general(low, b, contract, precision=self.precision) * self.scale).astype(y.dtype)
 
 
 def _dotted(path) -> str:

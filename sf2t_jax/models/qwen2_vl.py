@@ -16,7 +16,7 @@ from flax import nnx
 
 from sf2t_jax.models import rope, vision_layout
 from sf2t_jax.models.config import Qwen2VLConfig
-from sf2t_jax.models.layers import Numerics, linear
+from sf2t_jax.models.layers import Numerics, einsum, linear
 from sf2t_jax.models.llm import KVCache, Qwen2Model
 from sf2t_jax.models.vision import VisionPatches, VisionTower
 
@@ -66,8 +66,10 @@ class Qwen2VL(nnx.Module):
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """(B, L, D) final hidden states -> (B, L, vocab) float32 logits."""
-        if self.config.text.tie_word_embeddings:
-            out = self.model.embed_tokens.attend(hidden)
+        if self.config.text.tie_word_embeddings:  # nnx.Embed.attend, accumulated in float32 (layers.einsum)
+            embed = self.model.embed_tokens
+            flat = hidden.reshape(-1, hidden.shape[-1]).astype(embed.dtype)
+            out = einsum("nd,vd->nv", flat, embed.embedding[...].astype(embed.dtype)).reshape(*hidden.shape[:-1], -1)
         else:
             out = self.lm_head(hidden)
         return out.astype(jnp.float32)

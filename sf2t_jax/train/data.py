@@ -75,6 +75,16 @@ class BatchGeometry:
                 for k, shape in self.shapes().items()}
 
 
+def check_targets(batch: dict[str, np.ndarray], max_targets: int) -> None:
+    """Raises ValueError when a row has more target tokens than `max_targets` (the LM head
+    runs at that many positions per row: `train.loss_positions`)."""
+    counts = (np.asarray(batch["loss_mask"])[:, 1:] != 0).sum(axis=1) * (np.asarray(batch["valid"]) != 0)
+    if counts.size and counts.max() > max_targets:
+        row = int(counts.argmax())
+        raise ValueError(f"train.loss_positions={max_targets}: row {row} of this host's batch has {int(counts[row])} "
+                         "target tokens; raise train.loss_positions (or set 0: the LM head at every position)")
+
+
 def batch_shardings(geometry: BatchGeometry, mesh: Mesh, rules: Rules) -> dict[str, NamedSharding]:
     """One NamedSharding per batch key; a batch the mesh cannot split evenly is refused."""
     shapes = geometry.shapes()
@@ -86,13 +96,19 @@ def batch_shardings(geometry: BatchGeometry, mesh: Mesh, rules: Rules) -> dict[s
 
 
 class GlobalBatches:
-    """Wraps a host iterator: `next()` gives global arrays; state calls go to the host iterator."""
+    """Wraps a host iterator: `next()` gives global arrays; state calls go to the host iterator.
 
-    def __init__(self, host_iterator, geometry: BatchGeometry, shardings: dict[str, NamedSharding]):
+    `max_targets` > 0 (the step's `loss_positions`): every host row must have at most that
+    many target tokens; a row with more is an error naming it (checked on the numpy rows).
+    """
+
+    def __init__(self, host_iterator, geometry: BatchGeometry, shardings: dict[str, NamedSharding],
+                 max_targets: int = 0):
         self.host = host_iterator
         self.geometry = geometry
         self.shardings = shardings
         self.shapes = geometry.shapes()
+        self.max_targets = int(max_targets)
 
     def __iter__(self):
         return self
@@ -102,6 +118,8 @@ class GlobalBatches:
         missing = [k for k in BATCH_KEYS if k not in batch]
         if missing:
             raise KeyError(f"the input pipeline's batch lacks {missing}; the trainer needs {list(BATCH_KEYS)}")
+        if self.max_targets and isinstance(batch["loss_mask"], np.ndarray):
+            check_targets(batch, self.max_targets)
         return {k: self._global(k, batch[k]) for k in BATCH_KEYS}
 
     def _global(self, key: str, value) -> jax.Array:
@@ -114,6 +132,14 @@ class GlobalBatches:
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.host.set_state(state)
+
+
+def loss_positions(config) -> int:
+    """`train.loss_positions`: answer positions per row the LM head runs at (0 = every position)."""
+    k = int(config.train.get("loss_positions", 0))
+    if k < 0:
+        raise ValueError(f"train.loss_positions={k}: expected 0 (every position) or a positive count")
+    return k
 
 
 def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatches:
@@ -135,7 +161,7 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
         host, geometry = _video_batches(config)
     else:
         raise ValueError(f"data.source={source!r}: expected 'synthetic' or 'videos'")
-    return GlobalBatches(host, geometry, batch_shardings(geometry, mesh, rules))
+    return GlobalBatches(host, geometry, batch_shardings(geometry, mesh, rules), max_targets=loss_positions(config))
 
 
 def _video_batches(config):

@@ -5,6 +5,12 @@ Every device and every accumulation micro-step returns *sums* over its rows; the
 by the global target count. So a batch split across 8 devices or into 4 micro-steps gives the
 same loss and the same gradient as the whole batch at once; averaging per-device or per-micro-
 step means would over-weight the rows of a shard with few answer tokens.
+
+Only answer tokens are targets, a handful per row, yet the LM head over every position is the
+largest matmul of a step at Qwen2's 151,936-token vocabulary (and its (B, L, V) float32 logits
+the largest activation). `gather_targets` keeps the hidden states of a row's first K target
+positions, so the head runs on (B, K) positions instead of (B, L): the same loss, gradients
+and accuracy whenever no row has more than K targets (`make_train_step(loss_positions=K)`).
 """
 from __future__ import annotations
 
@@ -46,3 +52,33 @@ def token_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array, task_i
         "task_correct": one_hot.T @ jnp.sum(hits, axis=1),
         "task_count": one_hot.T @ jnp.sum(weights, axis=1),
     }
+
+
+def target_positions(weights: jax.Array, k: int) -> jax.Array:
+    """(B, L-1) target weights -> (B, k) int32 positions: each row's target positions in order,
+    then (when the row has fewer than k) its first non-target positions, whose weights are 0.
+
+    A stable sort of `weights == 0` puts targets first; no position is taken twice, so the
+    gathered weights sum to the row's target count, or fall short of it when the row has more
+    than k targets (`gather_targets` reports those as dropped).
+    """
+    if not 0 < k <= weights.shape[1]:
+        raise ValueError(f"loss_positions={k}: expected 1..{weights.shape[1]} (the predicted positions per row)")
+    return jnp.argsort(weights == 0, axis=1, stable=True)[:, :k].astype(jnp.int32)
+
+
+def gather_targets(hidden: jax.Array, targets: jax.Array, weights: jax.Array, k: int
+                   ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Keeps k positions per row: the target positions (`target_positions`).
+
+    Args:
+      hidden: (B, L-1, D) final hidden states of the predicting positions.
+      targets, weights: (B, L-1) as for `token_sums`.
+    Returns (hidden (B, k, D), targets (B, k), weights (B, k), dropped ()): `dropped` counts
+    target weight left out (rows with more than k targets); 0 means the loss is exact.
+    """
+    idx = target_positions(weights, k)
+    take = lambda x: jnp.take_along_axis(x, idx if x.ndim == 2 else idx[..., None], axis=1)
+    kept = take(weights)
+    dropped = jnp.sum(weights.astype(jnp.float32)) - jnp.sum(kept.astype(jnp.float32))
+    return take(hidden), take(targets), kept, dropped

@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from sf2t_jax.models.vision import VisionPatches
 from sf2t_jax.train.data import BATCH_AXES
-from sf2t_jax.train.loss import shifted_targets, token_sums
+from sf2t_jax.train.loss import gather_targets, shifted_targets, token_sums
 from sf2t_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -55,8 +55,15 @@ def target_weights(batch: Batch) -> jax.Array:
     return weights.astype(jnp.float32)
 
 
-def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: bool) -> Callable:
-    """(params, frozen, extra, key, batch) -> sums over the batch's target tokens (train/loss.py)."""
+def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: bool, loss_positions: int = 0
+                   ) -> Callable:
+    """(params, frozen, extra, key, batch) -> sums over the batch's target tokens (train/loss.py).
+
+    loss_positions: 0 runs the LM head at every position; K > 0 only at each row's first K
+    target positions (`loss.gather_targets`): the same sums while no row has more than K
+    targets. Target weight left out is counted in 'dropped' and makes 'loss_sum' NaN, so an
+    undersized K cannot go unnoticed (the trainer also checks each batch on the host).
+    """
 
     def loss_sums(params, frozen, extra, key, batch: Batch) -> dict[str, jax.Array]:
         model = parts.merge(params, frozen, extra)
@@ -64,10 +71,16 @@ def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: boo
             nnx.reseed(model, dropout=key, policy="match_shape")  # stacked streams: one key per layer
         b, p, s, d = batch["vision_patches"].shape
         vision = (VisionPatches(patches=batch["vision_patches"].reshape(b * p, s, d), grid_hw=grid_hw),)
-        logits, _ = model(batch["input_ids"], batch["position_ids"], batch["attention_mask"], vision,
-                          batch["vision_index"])
+        embeds = model.embed(batch["input_ids"], vision, batch["vision_index"])
+        hidden, _ = model.model(embeds, batch["position_ids"], batch["attention_mask"])
         targets, _ = shifted_targets(batch["input_ids"], batch["loss_mask"])
-        return token_sums(logits[:, :-1], targets, target_weights(batch), batch["task_id"], num_tasks)
+        hidden, weights, dropped = hidden[:, :-1], target_weights(batch), jnp.zeros((), jnp.float32)
+        if loss_positions:
+            hidden, targets, weights, dropped = gather_targets(hidden, targets, weights, loss_positions)
+        sums = token_sums(model.logits(hidden), targets, weights, batch["task_id"], num_tasks)
+        sums["loss_sum"] = jnp.where(dropped > 0, jnp.nan, sums["loss_sum"])
+        sums["dropped"] = dropped
+        return sums
 
     return loss_sums
 
@@ -105,15 +118,17 @@ def make_grad_fn(loss_sums: Callable, accum: int, batch_shardings: dict[str, Nam
 
 def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Schedule, *, grid_hw, num_tasks: int,
                     accum: int, dropout: bool, state_shardings: TrainState, extra_shardings: Any,
-                    batch_shardings: dict[str, NamedSharding]):
+                    batch_shardings: dict[str, NamedSharding], loss_positions: int = 0):
     """The jitted step `(state, extra, batch) -> (state, metrics)`; `state` is donated.
 
+    loss_positions: K > 0 runs the LM head only at each row's first K answer positions
+    (`make_loss_sums`); every row must have at most K targets.
     metrics (replicated float32): loss, accuracy (answer tokens whose argmax is right),
     grad_norm (before clipping), lr (of this update), target_tokens, tokens (non-padding),
-    task_correct / task_count (num_tasks,).
+    task_correct / task_count (num_tasks,), dropped_targets (0 unless K is too small).
     `step.traces` counts how often Python traced the function: 1 means it compiled once.
     """
-    grad_fn = make_grad_fn(make_loss_sums(parts, grid_hw, num_tasks, dropout), accum, batch_shardings)
+    grad_fn = make_grad_fn(make_loss_sums(parts, grid_hw, num_tasks, dropout, loss_positions), accum, batch_shardings)
     traces = [0]
 
     def train_step(state: TrainState, extra, batch: Batch):
@@ -132,6 +147,7 @@ def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Sch
             "tokens": jnp.sum(batch["attention_mask"]).astype(jnp.float32),
             "task_correct": sums["task_correct"],
             "task_count": sums["task_count"],
+            "dropped_targets": sums["dropped"],
         }
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
