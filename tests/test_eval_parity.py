@@ -1,6 +1,8 @@
 """The scorer against transformers on a tiny random Qwen2-VL: option log-likelihoods from the
 shared KV cache equal those from transformers' logits, greedy answers equal generate(), and
-a batch split over an 8-device mesh scores the same."""
+a batch split over an 8-device mesh scores the same. The batch packs questions that share
+their frames (and, in a conversation, earlier turns) into rows, so the shared prefill is
+checked against transformers running each prompt alone."""
 import dataclasses
 
 import numpy as np
@@ -24,8 +26,8 @@ from sf2t_jax.text import encode_chat, write_tiny_tokenizer
 from sf2t_jax.world import WorldConfig, write_world
 
 CONFIG = qwen2vl_tiny(tie_word_embeddings=False)
-SETTINGS = EvalSettings(scene_frames=4, size=(56, 56), batch_size=6, max_new_tokens=8, max_new_tokens_open=12,
-                        progress_every_s=0)
+SETTINGS = EvalSettings(scene_frames=4, size=(56, 56), batch_size=8, rows=2, max_new_tokens=8,
+                        max_new_tokens_open=12, progress_every_s=0)
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +44,23 @@ def setup(tmp_path_factory):
     inquiry = Inquiry(items)
     pick = lambda task, **kw: next(it for it in items
                                    if it.task == task and all(getattr(it, k) == v for k, v in kw.items()))
-    chosen = [pick("action", speed="x2"), pick("speed", speed="static"), pick("frame_comparison"),
-              pick("rearrangement"), pick("adjust_or_not")]
+    last = pick("rearrangement")
+    turns = {it.task: it for it in items if it.conversation == last.conversation}
+    # Action and effect at x2 show the same frames; three turns of one conversation too (turn
+    # 1's prompt is a prefix of the others').
+    chosen = [pick("action", speed="x2"), pick("speed", speed="static"), turns["frame_comparison"], last,
+              turns["adjust_or_not"], pick("effect", speed="x2"), turns["frame_count"]]
+    assert turns["frame_count"].turn == 1 and turns["frame_comparison"].turn == 3
     images = dataclasses.replace(SETTINGS, present="images", loglik_target="letter_text")
-    prompts = [build_prompt(it, inquiry, VisualLoader(root / "world", SETTINGS), tok, SETTINGS) for it in chosen[:4]]
-    # One row shows its frames as separate images (and scores "B. text"), in the same batch.
+    loader = VisualLoader(root / "world", SETTINGS)
+    prompts = [build_prompt(it, inquiry, loader, tok, SETTINGS) for it in chosen[:4]]
+    # One question shows its frames as separate images (and scores "B. text"), in the same batch.
     prompts.append(build_prompt(chosen[4], inquiry, VisualLoader(root / "world", images), tok, images))
+    prompts += [build_prompt(it, inquiry, loader, tok, SETTINGS) for it in chosen[5:]]
     batch = make_batch(prompts, batch_size=SETTINGS.batch_size, pad_id=tok.special.endoftext, settings=SETTINGS)
+    assert sorted(np.unique(batch.token_group[r]).size - 1 for r in range(2)) == [2, 2]  # 4 groups over 2 rows
+    assert batch.token_counts()["row_tokens"] < sum(len(p.input_ids) for p in prompts) * 0.8  # shared once
+    prompts = list(batch.prompts)  # question order of the batch
     return dict(root=root, ref=ref, tok=tok, items=items, inquiry=inquiry, prompts=prompts, batch=batch,
                 chosen=chosen, images=images)
 
@@ -91,7 +103,7 @@ def test_option_loglik_matches_transformers_logits(setup, ours):
             assert abs(ours["nll"][r, k] - expected) < 1e-4, (prompt.item.item_id, k, ours["nll"][r, k], expected)
             checked += 1
         assert np.isinf(ours["nll"][r, len(prompt.options):]).all()  # padding options never win
-    assert checked == 4 + 4 + 4 + 0 + 2
+    assert checked == sum(len(p.options) for p in setup["prompts"]) >= 20
     assert np.isinf(ours["nll"][len(setup["prompts"]):]).all()  # padding rows
 
 
@@ -99,8 +111,10 @@ def test_greedy_answers_match_transformers_generate(setup, ours):
     tok = setup["tok"]
     eos = [tok.special.im_end, tok.special.endoftext]
     for r, prompt in enumerate(setup["prompts"]):
+        # Each question decodes to its own budget (multiple choice: max_new_tokens), then pads.
+        budget = SETTINGS.max_new_tokens if prompt.item.options else SETTINGS.max_new_tokens_open
         with torch.no_grad():
-            out = setup["ref"].generate(**_torch(_hf_inputs(prompt)), max_new_tokens=setup["batch"].new_tokens,
+            out = setup["ref"].generate(**_torch(_hf_inputs(prompt)), max_new_tokens=budget,
                                         do_sample=False, eos_token_id=eos, pad_token_id=tok.special.endoftext)
         expected = out[0, len(prompt.input_ids):].numpy()
         got = ours["tokens"][r]
@@ -120,8 +134,9 @@ def test_option_tokens_are_what_the_chat_template_targets(setup):
     """Scoring appends each option's own tokens; they must equal the tokens encode_chat gives
     the answer turn (BPE never merges across the end of "assistant\\n")."""
     tok, inquiry = setup["tok"], setup["inquiry"]
-    for prompt, settings in zip(setup["prompts"], [SETTINGS] * 4 + [setup["images"]]):
+    for prompt in setup["prompts"]:
         item = prompt.item
+        settings = setup["images"] if item == setup["chosen"][4] else SETTINGS
         loader = VisualLoader(setup["root"] / "world", settings)
         visual = loader.visual(item)
         grids = {f"{visual.kind}_grid_thw": visual.grid_thw}

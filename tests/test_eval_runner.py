@@ -66,24 +66,40 @@ def test_constant_letter_scores_chance_and_oracle_scores_everything(bench):
 
 def test_whole_run_compiles_once_per_shape_bucket(bench, tmp_path):
     model = load_model(str(bench["root"] / "hf"))
-    settings = dataclasses.replace(SETTINGS, min_length=256)  # prompts of 130-470 tokens: two buckets
+    settings = dataclasses.replace(SETTINGS, min_length=256)  # prompts of 130-470 tokens: 256, 384 or 512
     jitted = ModelScorer.jitted()
     for fn in jitted.values():
         fn.clear_cache()  # so the count does not depend on what other tests compiled
     first = _run(bench, model, settings)
     buckets = first.meta["shape_buckets"]
-    assert [b["length"] for b in buckets] == [256, 512]
-    assert sum(b["batches"] for b in buckets) == -(-len(bench["items"]) // settings.batch_size)
-    assert first.meta["compiles"] == {"prefill": 2, "option_nll": 2, "decode": 2}
+    views = {b["view"] for b in buckets}
+    assert views <= {256, 384, 512} and len(views) >= 2
+    assert {(b["rows"], b["batch"]) for b in buckets} == {(1, 8)}
+    # Whole groups (questions about one frame set) fill the batches to within 15%.
+    assert sum(b["batches"] for b in buckets) <= 1.15 * len(bench["items"]) / settings.batch_size
+    prefill_shapes = {(b["length"], b["view"]) for b in buckets}
+    assert first.meta["compiles"] == {"prefill": len(prefill_shapes), "decode": len(views)}
+    assert len(prefill_shapes) <= 6
+    tokens = first.meta["tokens"]
+    assert tokens["row_tokens"] < 0.6 * tokens["prompt_tokens"]  # shared prefixes computed once
     sizes = {name: fn._cache_size() for name, fn in jitted.items()}
     again = _run(bench, model, settings)  # the same shapes again: nothing new to compile
-    assert again.meta["compiles"] == {"prefill": 0, "option_nll": 0, "decode": 0}
+    assert again.meta["compiles"] == {"prefill": 0, "decode": 0}
     assert {name: fn._cache_size() for name, fn in jitted.items()} == sizes
     nll = lambda run: np.concatenate([r["nll"] for r in run.records if "nll" in r])
     np.testing.assert_array_equal(nll(again), nll(first))
+    assert [r["item_id"] for r in first.records[::2]] == [it.item_id for it in bench["items"]]  # item order
     write_run(first, tmp_path / "tiny", "tiny")
     for f in ("results.json", "results.md", "tasks.png", "speed.png", "predictions.jsonl"):
         assert (tmp_path / "tiny" / f).stat().st_size > 0
+
+    # Each question scored alone (no shared prefix, one question per row) scores the same.
+    alone = _run(bench, model, dataclasses.replace(settings, share_prefix=False, rows=8))
+    assert alone.meta["tokens"]["row_tokens"] == tokens["prompt_tokens"]
+    np.testing.assert_allclose(nll(alone), nll(first), rtol=1e-5, atol=1e-5)
+    generated = lambda run: [(r["item_id"], r["text"]) for r in run.records if r["method"] == "generate"]
+    assert generated(alone) == generated(first)
+    assert [r["pred"] for r in alone.records] == [r["pred"] for r in first.records]
 
 
 def test_launch_eval_and_compare(bench, tmp_path):
@@ -94,13 +110,13 @@ def test_launch_eval_and_compare(bench, tmp_path):
         [sys.executable, "launch.py", "eval", "--config", "configs/eval_finevidbench.py", "--checkpoint",
          str(root / "hf"), "--out", str(out), "--name", "tiny", f"--config.benchmark={bench['path']}",
          f"--config.videos={root / 'world'}", "--config.video.scene_frames=4", "--config.video.size=(56, 56)",
-         "--config.max_videos=2", "--config.buckets.min_length=512"],
+         "--config.max_videos=2", "--config.buckets.min_length=1024"],
         capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "questions" in proc.stderr and "q/s, ETA" in proc.stderr  # the progress line
     results = json.loads((out / "results.json").read_text())
     assert results["meta"]["videos"] == 2
-    assert results["meta"]["compiles"] == {"prefill": 1, "option_nll": 1, "decode": 1}
+    assert results["meta"]["compiles"] == {"prefill": 1, "decode": 1}
     assert set(results["metrics"]) == {"loglik", "generate"}
     assert sum(1 for _ in open(out / "predictions.jsonl")) == 2 * results["meta"]["items"]
 

@@ -1,15 +1,33 @@
 """Items -> prompts (host, numpy) -> static-shape batches for the jitted scorers.
 
 A `Prompt` is one item fully encoded: its chat tokens with M-RoPE positions, its vision slices,
-and the token ids of each option's continuation. `make_batch` left-pads prompts to a shared
-length (so every row writes the KV cache at the same slot), right-pads options, pads vision
-slices per row, and fills the batch up to `batch_size` with empty rows that `example_mask`
-marks. Lengths round up to powers of two, so a whole benchmark compiles a handful of shapes.
+and the token ids of each option's continuation.
+
+Questions about the same frames share most of their prompt: the system prompt, the video and,
+in a fragment conversation, every earlier turn (turn t's prompt is a prefix of turn t+1's). A
+batch therefore packs *groups* (prompts that show one visual and agree up to its last vision
+token) into a few long rows, each shared token computed once:
+
+    row:  [ trunk g1 | branch | branch ][ trunk g2 | branch ] ... padding
+    trunk   the longest common prefix of the group's prompts (the vision tokens included)
+    branch  the rest of a prompt that is not a prefix of another one of the group; a prompt
+            that is (an earlier turn) ends inside the trunk or another prompt's branch
+
+A token attends causally to its group's trunk and its own branch. After the prefill, each
+question gets a compact *view* of the cache: the slots its own prompt filled, in order, so
+option scoring and greedy decoding see exactly what they would for the question alone.
+
+`plan_batches` decides which items share a batch and a row (first-fit-decreasing of groups
+over rows, within windows of whole videos); `make_batch` lays the rows out. Lengths round up
+to powers of two or 1.5 times one (`length_bucket`), so a whole benchmark compiles a handful
+of shapes.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 import jax
 import numpy as np
@@ -17,12 +35,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.inquiry import Inquiry, option_targets
-from sf2t_jax.eval.visuals import VisualLoader
+from sf2t_jax.eval.visuals import VisualLoader, shown_key
 from sf2t_jax.finevidbench.schema import LETTERS, Item
 from sf2t_jax.models.vision import VisionPatches
 from sf2t_jax.text import Tokenizer, encode_chat
 
 MAX_OPTIONS = len(LETTERS)
+WINDOW_BATCHES = 8  # planning packs groups over windows of whole videos of at least this many batches
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +55,7 @@ class Prompt:
     grid_hw: (gh, gw) of every slice, in patches.
     vision_positions: (S * gh*gw / merge**2,) positions of the vision pad tokens in input_ids.
     options: one (T_k,) int32 array per option: the continuation loglik scores.
+    visual_key: `visuals.Visual.key`: prompts with equal keys show equal pixels.
     """
 
     item: Item
@@ -45,6 +66,13 @@ class Prompt:
     grid_hw: tuple[int, int]
     vision_positions: np.ndarray
     options: tuple[np.ndarray, ...]
+    visual_key: tuple = ()
+
+    def share_key(self) -> Hashable:
+        """Prompts with one key may share a trunk: same pixels, same tokens up to the last
+        vision token (so the vision features land on the same shared slots)."""
+        end = int(self.vision_positions[-1]) + 1 if len(self.vision_positions) else 0
+        return self.visual_key or id(self), self.input_ids[:end].tobytes()
 
 
 def build_prompt(item: Item, inquiry: Inquiry, visuals: VisualLoader, tokenizer: Tokenizer,
@@ -56,7 +84,7 @@ def build_prompt(item: Item, inquiry: Inquiry, visuals: VisualLoader, tokenizer:
                       loss_on="none", spatial_merge_size=merge, **grids)
     # An option's tokens are those of the answer text on its own: Qwen2's pre-tokenizer splits
     # at the "\n" that ends "assistant\n", so no BPE merge crosses into the answer (checked
-    # against encode_chat with the answer appended in tests/test_eval_batching.py).
+    # against encode_chat with the answer appended in tests/test_eval_parity.py).
     end = [tokenizer.special.im_end] if settings.score_end else []
     options = tuple(np.asarray(list(tokenizer.encode(t)) + end, np.int32)
                     for t in option_targets(item, settings.loglik_target))
@@ -66,7 +94,7 @@ def build_prompt(item: Item, inquiry: Inquiry, visuals: VisualLoader, tokenizer:
     positions = np.flatnonzero(np.isin(enc.input_ids, [special.image_pad, special.video_pad]))
     grid_hw = (int(visual.grid_thw[0, 1]), int(visual.grid_thw[0, 2]))
     return Prompt(item, enc.input_ids, enc.position_ids, enc.rope_delta, visual.slices, grid_hw, positions,
-                  options)
+                  options, visual.key)
 
 
 def pow2_bucket(n: int, minimum: int) -> int:
@@ -77,84 +105,248 @@ def pow2_bucket(n: int, minimum: int) -> int:
     return size
 
 
+def length_bucket(n: int, minimum: int) -> int:
+    """The smallest of minimum * 2**k and 1.5 * minimum * 2**k (k >= 0, minimum rounded up to a
+    power of two) that is >= n: at most a third of padding, about two shapes per doubling."""
+    size = pow2_bucket(n, minimum)
+    three_quarters = 3 * size // 4
+    return three_quarters if size > pow2_bucket(minimum, 1) and three_quarters >= n else size
+
+
+# ----------------------------------------------------------------------------------------
+# Planning: which questions share a batch and a row
+# ----------------------------------------------------------------------------------------
+def pack_groups(units: Sequence[T], key: Callable[[T], Hashable], capacity: int) -> list[list[T]]:
+    """Groups `units` by `key` (first-appearance order) and packs whole groups into bins of at
+    most `capacity` units, first fit by decreasing size; a group larger than a bin is split.
+    Each bin lists its groups one after the other."""
+    groups: dict[Hashable, list[T]] = collections.defaultdict(list)
+    for u in units:
+        groups[key(u)].append(u)
+    pieces = [g[i:i + capacity] for g in groups.values() for i in range(0, len(g), capacity)]
+    bins: list[list[T]] = []
+    for piece in sorted(pieces, key=len, reverse=True):  # stable: ties keep file order
+        fit = next((b for b in bins if len(b) + len(piece) <= capacity), None)
+        if fit is None:
+            bins.append(fit := [])
+        fit.extend(piece)
+    return bins
+
+
+def plan_batches(items: Sequence[Item], settings: EvalSettings) -> list[list[Item]]:
+    """Batches of at most `settings.batch_size` items.
+
+    Items that show the same frames (`visuals.shown_key`) go to one batch, so they can share
+    a trunk. Packing runs over windows of whole videos (items of one video are contiguous in a
+    benchmark file), so a batch never reaches far ahead and the decoded-clip cache stays small.
+    Without `settings.share_prefix`, items are batched in file order.
+    """
+    n = settings.batch_size
+    if not settings.share_prefix:
+        return [list(items[i:i + n]) for i in range(0, len(items), n)]
+    return [b for window in video_windows(items, WINDOW_BATCHES * n)
+            for b in pack_groups(window, lambda it: shown_key(it, settings), n)]
+
+
+def pack_prompts(prompts: Sequence[Prompt], settings: EvalSettings) -> list[list[Prompt]]:
+    """Batches of a flat list of prompts, as `plan_batches` makes them of items."""
+    n = settings.batch_size
+    if not settings.share_prefix:
+        return [list(prompts[i:i + n]) for i in range(0, len(prompts), n)]
+    return pack_groups(prompts, Prompt.share_key, n)
+
+
+def video_windows(items: Sequence[Item], size: int) -> list[list[Item]]:
+    """Consecutive runs of whole videos, each of at least `size` items (the last may be less)."""
+    windows, current, last = [], [], None
+    for it in items:
+        if it.video_id != last and len(current) >= size:
+            windows.append(current)
+            current = []
+        current.append(it)
+        last = it.video_id
+    return windows + [current] if current else windows
+
+
+# ----------------------------------------------------------------------------------------
+# The batch
+# ----------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """B rows (real prompts first, then empty padding rows).
+    """R packed rows of tokens and N questions (real ones first, then padding).
 
-    input_ids, attention_mask: (B, L) int32, left-padded.
-    position_ids: (3, B, L) int32.
-    rope_deltas: (B,) int32 for the padded rows: decoding continues at slot + delta.
-    vision: one `VisionPatches` with (B*P, gh*gw, patch_dim) slices; row b owns [b*P, (b+1)*P).
-    vision_index: (B, P * gh*gw / merge**2) int32 position of each merged token in its row;
-      L (dropped by the scatter) for padding slices.
-    option_ids: (B, K, T) int32 right-padded continuations, K = 4; option_mask (B, K, T) bool.
-    example_mask: (B,) bool, True for real rows.
-    prompts: the real rows' prompts (host metadata, not sent to the device).
+    Rows (the prefill, `loglik.prefill_shared`):
+      input_ids: (R, L) int32: each group's trunk and branches, then (when scoring options) the
+        options of every question of the row back to back, then padding.
+      position_ids: (3, R, L) int32: each token's M-RoPE position in its own prompt (or answer).
+      token_group: (R, L) int32: 1, 2, ... for the group (of the row) a token belongs to; 0 pads.
+      token_branch: (R, L) int32: 0 in a trunk, k >= 1 in the group's k-th branch.
+      token_end: (R, L) int32: option tokens see prompt slots before this (their question's
+        last token + 1); L for prompt tokens.
+      token_option: (R, L) int32: 1, 2, ... for the option (of the row) a token belongs to; 0 else.
+      vision: one `VisionPatches` with (S, gh*gw, patch_dim) slices: each group's frames once.
+      vision_index: (S * gh*gw / merge**2,) int32 flat index (into R*L) of each merged token;
+        R*L (dropped by the scatter) for padding slices.
+    Questions:
+      item_last: (N,) int32 flat index (into R*L) of the prompt's last token.
+      option_first, option_count: (N, K) int32: each option's first token and length (0: none).
+      score_from, score_token, score_option: (M,) int32: every option token after the first, as
+        (flat R*L index of the token before it, the token, flat N*K option index; N*K pads).
+      item_row: (N,) int32 the row holding question n's prompt.
+      item_view: (N, V) int32 the row slots of the prompt's tokens, in order; item_view_mask
+        (N, V) bool, True for the first len(prompt) entries.
+      rope_deltas: (N,) int32: a new token at view slot s has position s + delta.
+      decode_budget: (N,) int32 tokens greedy decoding may generate for each question (its
+        method's budget; 0 for padding questions).
+      example_mask: (N,) bool, True for real questions.
+    prompts: the real questions' prompts, in question order (host metadata, not sent).
     new_tokens: greedy decoding budget (static).
     """
 
     input_ids: np.ndarray
-    attention_mask: np.ndarray
     position_ids: np.ndarray
-    rope_deltas: np.ndarray
+    token_group: np.ndarray
+    token_branch: np.ndarray
+    token_end: np.ndarray
+    token_option: np.ndarray
     vision: tuple[VisionPatches, ...]
     vision_index: np.ndarray
-    option_ids: np.ndarray
-    option_mask: np.ndarray
+    item_last: np.ndarray
+    option_first: np.ndarray
+    option_count: np.ndarray
+    score_from: np.ndarray
+    score_token: np.ndarray
+    score_option: np.ndarray
+    item_row: np.ndarray
+    item_view: np.ndarray
+    item_view_mask: np.ndarray
+    rope_deltas: np.ndarray
+    decode_budget: np.ndarray
     example_mask: np.ndarray
     prompts: tuple[Prompt, ...]
     new_tokens: int
 
     @property
-    def shape_key(self) -> tuple[int, int, int, int]:
-        """(B, L, slices per row, option length): what the jitted functions compile for."""
-        b, l = self.input_ids.shape
-        return b, l, self.vision[0].patches.shape[0] // b, self.option_ids.shape[2]
+    def shape_key(self) -> tuple[int, ...]:
+        """(rows, row length, vision slices, questions, view length, scored option tokens):
+        what the jitted functions compile for."""
+        r, l = self.input_ids.shape
+        n, v = self.item_view.shape
+        return r, l, self.vision[0].patches.shape[0], n, v, len(self.score_from)
 
     def device_arrays(self) -> dict:
-        """The arrays the scorers take. Padding rows need no mask on the device: their options
-        are all masked (NLL +inf) and the host grades only `prompts`."""
+        """The arrays the scorers take. Padding questions need no mask on the device: their
+        options are all missing (NLL +inf) and the host grades only `prompts`."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in ("prompts", "new_tokens", "example_mask")}
+
+    def token_counts(self) -> dict:
+        """Real tokens of the questions' prompts vs the prompt tokens the prefill computes
+        (each shared prefix once) and all its row slots (with options and padding)."""
+        return {"prompt_tokens": int(self.item_view_mask.sum()),
+                "row_tokens": int(((self.token_group > 0) & (self.token_option == 0)).sum()),
+                "padded_row_tokens": int(self.input_ids.size)}
 
 
 @dataclasses.dataclass(frozen=True)
 class Shapes:
-    """Per-run static sizes: vision slices per row and option tokens, fixed for a whole run
-    so that only the prompt length (a power of two) varies between batches."""
+    """Per-run static sizes, so that only the row and view lengths vary between batches."""
 
-    slices_per_row: int
-    option_length: int
+    rows: int  # packed rows per batch
+    slices: int  # vision slices per batch
+    scored_tokens: int  # M: option tokens after each option's first, over a batch
     new_tokens: int  # greedy decoding budget: the open-answer budget if any item is open
 
 
-def plan_shapes(items: Sequence[Item], tokenizer: Tokenizer, settings: EvalSettings,
-                temporal_patch: int = 2) -> Shapes:
-    """The largest slice count and option length over `items` (options tokenized up front,
-    which is cheap; frames counted from the item, no decoding), rounded up to powers of two."""
-    def slices(item: Item) -> int:
-        if item.frames is None:
-            return -(-settings.scene_frames // temporal_patch)
-        n = len(item.frames)
-        return n if settings.present == "images" else -(-n // temporal_patch)
+def item_slices(item: Item, settings: EvalSettings, temporal_patch: int = 2) -> int:
+    """Vision slices an item shows, counted from the item (no decoding)."""
+    if item.frames is None:
+        return -(-settings.scene_frames // temporal_patch)
+    n = len(item.frames)
+    return n if settings.present == "images" else -(-n // temporal_patch)
 
-    texts = [t for it in items for t in option_targets(it, settings.loglik_target)]
-    longest = max((len(ids) for ids in tokenizer.encode_batch(texts)), default=0) + int(settings.score_end)
-    return Shapes(slices_per_row=pow2_bucket(max(slices(it) for it in items), 1),
-                  option_length=pow2_bucket(max(longest, 1), settings.min_option_length),
+
+def plan_shapes(items: Sequence[Item], tokenizer: Tokenizer, settings: EvalSettings,
+                plan: Sequence[Sequence[Item]] | None = None) -> Shapes:
+    """Vision slices per batch (the most any planned batch shows, each group's frames once,
+    rounded up to a power of two) and scored option tokens per batch (the most of any batch,
+    rounded up to a multiple of `min_option_length`; options are tokenized up front, which is
+    cheap)."""
+    plan = plan_batches(items, settings) if plan is None else plan
+    key = (lambda it: shown_key(it, settings)) if settings.share_prefix else id
+
+    def batch_slices(batch):
+        return sum(item_slices(g[0], settings) for g in _by(batch, key).values())
+
+    targets = [option_targets(it, settings.loglik_target) for it in items]
+    encoded = iter(tokenizer.encode_batch([t for ts in targets for t in ts]))
+    scored = {it.item_id: sum(len(next(encoded)) + int(settings.score_end) - 1 for _ in ts)
+              for it, ts in zip(items, targets)}
+    most = max(sum(scored[it.item_id] for it in b) for b in plan) if "loglik" in settings.methods else 0
+    return Shapes(rows=settings.rows, slices=pow2_bucket(max(map(batch_slices, plan)), 1),
+                  scored_tokens=_round_up(max(most, 1), settings.min_option_length),
                   new_tokens=new_tokens(settings, any(not it.options for it in items)))
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
 
 
 def new_tokens(settings: EvalSettings, has_open: bool) -> int:
     return max(settings.max_new_tokens, settings.max_new_tokens_open) if has_open else settings.max_new_tokens
 
 
+def _by(units, key) -> dict:
+    groups = collections.defaultdict(list)
+    for u in units:
+        groups[key(u)].append(u)
+    return groups
+
+
+@dataclasses.dataclass
+class _Group:
+    """Prompts of a row that share a trunk: its length, the branches, each prompt's branch."""
+
+    prompts: list[Prompt]
+    trunk: int  # shared prefix length
+    branches: list[Prompt]  # the prompts whose tails are laid out after the trunk
+    branch_of: list[int]  # per prompt: the branch its tail lies in
+
+    @classmethod
+    def of(cls, prompts: list[Prompt]) -> "_Group":
+        trunk = _common_prefix([p.input_ids for p in prompts])
+        branches: list[Prompt] = []
+        branch_of = [0] * len(prompts)
+        for i in sorted(range(len(prompts)), key=lambda i: -len(prompts[i].input_ids)):
+            ids = prompts[i].input_ids
+            k = next((k for k, b in enumerate(branches) if np.array_equal(b.input_ids[:len(ids)], ids)), None)
+            if k is None:
+                k = len(branches)
+                branches.append(prompts[i])
+            branch_of[i] = k
+        return cls(prompts, trunk, branches, branch_of)
+
+    @property
+    def length(self) -> int:
+        return self.trunk + sum(len(b.input_ids) - self.trunk for b in self.branches)
+
+
+def _common_prefix(seqs: list[np.ndarray]) -> int:
+    n = min(len(s) for s in seqs)
+    same = np.all([s[:n] == seqs[0][:n] for s in seqs[1:]], axis=0) if len(seqs) > 1 else np.ones(n, bool)
+    return n if same.all() else int(np.argmin(same))
+
+
 def make_batch(prompts: Sequence[Prompt], *, batch_size: int, pad_id: int, settings: EvalSettings,
                shapes: Shapes | None = None, merge: int = 2) -> Batch:
-    """Pads `prompts` (at most `batch_size`) into one static-shape batch.
+    """Lays out `prompts` (at most `batch_size`) as one static-shape batch.
+
+    Prompts with one `Prompt.share_key` form a group (unless `settings.share_prefix` is off:
+    then every prompt is its own group); groups go to the `shapes.rows` rows longest first,
+    each to the shortest row so far. Options are laid out when `settings.methods` has loglik.
 
     Args:
-      shapes: fixed slice and option sizes (`plan_shapes`); None sizes them to this batch.
+      shapes: fixed sizes (`plan_shapes`); None sizes them to this batch.
     """
     if not 1 <= len(prompts) <= batch_size:
         raise ValueError(f"make_batch: {len(prompts)} prompts for a batch of {batch_size}")
@@ -164,52 +356,120 @@ def make_batch(prompts: Sequence[Prompt], *, batch_size: int, pad_id: int, setti
     ((gh, gw), patch_dim), = grids
     patches_per_slice = gh * gw
     tokens_per_slice = patches_per_slice // merge**2
-    b = batch_size
-    length = pow2_bucket(max(len(p.input_ids) for p in prompts), settings.min_length)
+    scoring = "loglik" in settings.methods
+    key = Prompt.share_key if settings.share_prefix else id
+    all_groups = [_Group.of(g) for g in _by(prompts, key).values()]
+    scored = sum(len(o) - 1 for p in prompts for o in p.options) if scoring else 0
+    slices = sum(len(g.prompts[0].slices) for g in all_groups)
     if shapes is None:
-        shapes = Shapes(pow2_bucket(max(len(p.slices) for p in prompts), 1),
-                        pow2_bucket(max((len(o) for p in prompts for o in p.options), default=1),
-                                    settings.min_option_length),
+        shapes = Shapes(settings.rows, pow2_bucket(slices, 1), _round_up(max(scored, 1), settings.min_option_length),
                         new_tokens(settings, any(not p.options for p in prompts)))
-    per_row, opt_len = shapes.slices_per_row, shapes.option_length
-    too_big = [p.item.item_id for p in prompts
-               if len(p.slices) > per_row or max(map(len, p.options), default=0) > opt_len]
-    if too_big:
-        raise ValueError(f"items {too_big} exceed the planned shapes {shapes}")
-
-    input_ids = np.full((b, length), pad_id, np.int32)
-    attention_mask = np.zeros((b, length), np.int32)
-    position_ids = np.ones((3, b, length), np.int32)
+    if slices > shapes.slices or scored > shapes.scored_tokens:
+        raise ValueError(f"make_batch: {slices} vision slices and {scored} scored option tokens exceed the "
+                         f"planned shapes {shapes}")
+    n_rows, m = shapes.rows, shapes.scored_tokens
+    tokens = lambda g: g.length + (sum(len(o) for p in g.prompts for o in p.options) if scoring else 0)
+    groups: list[list[_Group]] = [[] for _ in range(n_rows)]
+    filled = [0] * n_rows
+    for g in sorted(all_groups, key=tokens, reverse=True):  # longest first, to the shortest row
+        r = filled.index(min(filled))
+        groups[r].append(g)
+        filled[r] += tokens(g)
+    length = length_bucket(max(filled), settings.min_length)
+    view = length_bucket(max(len(p.input_ids) for p in prompts), settings.min_length)
+    b = batch_size
+    input_ids = np.full((n_rows, length), pad_id, np.int32)
+    position_ids = np.ones((3, n_rows, length), np.int32)
+    token_group = np.zeros((n_rows, length), np.int32)
+    token_branch = np.zeros((n_rows, length), np.int32)
+    token_end = np.full((n_rows, length), length, np.int32)
+    token_option = np.zeros((n_rows, length), np.int32)
+    patches = np.zeros((shapes.slices, patches_per_slice, patch_dim), np.float32)
+    vision_index = np.full((shapes.slices * tokens_per_slice,), n_rows * length, np.int32)
+    slice_at = 0
+    item_last = np.zeros((b,), np.int32)
+    option_first = np.full((b, MAX_OPTIONS), pad_id, np.int32)
+    option_count = np.zeros((b, MAX_OPTIONS), np.int32)
+    score_from, score_token = np.zeros((m,), np.int32), np.full((m,), pad_id, np.int32)
+    score_option = np.full((m,), b * MAX_OPTIONS, np.int32)
+    item_row = np.zeros((b,), np.int32)
+    item_view = np.zeros((b, view), np.int32)
+    item_view_mask = np.zeros((b, view), bool)
     rope_deltas = np.zeros((b,), np.int32)
-    patches = np.zeros((b * per_row, patches_per_slice, patch_dim), np.float32)
-    vision_index = np.full((b, per_row * tokens_per_slice), length, np.int32)
-    option_ids = np.full((b, MAX_OPTIONS, opt_len), pad_id, np.int32)
-    option_mask = np.zeros((b, MAX_OPTIONS, opt_len), bool)
+    decode_budget = np.zeros((b,), np.int32)
     example_mask = np.zeros((b,), bool)
-    for r, p in enumerate(prompts):
-        n = len(p.input_ids)
-        pad = length - n
-        input_ids[r, pad:] = p.input_ids
-        attention_mask[r, pad:] = 1
-        position_ids[:, r, pad:] = p.position_ids
-        rope_deltas[r] = p.rope_delta - pad  # the delta counts from the padded length
-        patches[r * per_row:r * per_row + len(p.slices)] = p.slices
-        vision_tokens = pad + p.vision_positions
-        if len(vision_tokens) != len(p.slices) * tokens_per_slice:
-            raise ValueError(f"item {p.item.item_id}: {len(vision_tokens)} vision pad tokens for "
-                             f"{len(p.slices)} slices of {tokens_per_slice} merged tokens")
-        vision_index[r, :len(vision_tokens)] = vision_tokens
-        for k, o in enumerate(p.options):
-            option_ids[r, k, :len(o)] = o
-            option_mask[r, k, :len(o)] = True
-        example_mask[r] = True
-    return Batch(input_ids, attention_mask, position_ids, rope_deltas,
-                 (VisionPatches(patches=patches, grid_hw=(gh, gw)),), vision_index, option_ids, option_mask,
-                 example_mask, tuple(prompts), shapes.new_tokens)
+    order: list[Prompt] = []
+    scored = 0
+    for r, row_groups in enumerate(groups):
+        slot = 0
+        placed = []  # (prompt, group index, branch, its slots in the row)
+        for g_index, g in enumerate(row_groups, 1):
+            head = g.branches[0]
+            trunk = slice(slot, slot + g.trunk)
+            input_ids[r, trunk] = head.input_ids[:g.trunk]
+            position_ids[:, r, trunk] = head.position_ids[:, :g.trunk]
+            token_group[r, trunk] = g_index
+            starts = []
+            at = trunk.stop
+            for k, branch in enumerate(g.branches, 1):
+                tail = slice(at, at + len(branch.input_ids) - g.trunk)
+                input_ids[r, tail] = branch.input_ids[g.trunk:]
+                position_ids[:, r, tail] = branch.position_ids[:, g.trunk:]
+                token_group[r, tail] = g_index
+                token_branch[r, tail] = k
+                starts.append(at)
+                at = tail.stop
+            # The group's frames, once: every prompt of the group has them at the same slots.
+            n_slices = len(head.slices)
+            tokens = slot + head.vision_positions
+            if len(tokens) != n_slices * tokens_per_slice or (len(tokens) and tokens[-1] >= trunk.stop):
+                raise ValueError(f"item {head.item.item_id}: {len(head.vision_positions)} vision pad tokens for "
+                                 f"{n_slices} slices of {tokens_per_slice} merged tokens, within the shared prefix")
+            patches[slice_at:slice_at + n_slices] = head.slices
+            vision_index[slice_at * tokens_per_slice:(slice_at + n_slices) * tokens_per_slice] = r * length + tokens
+            slice_at += n_slices
+            for p, k in zip(g.prompts, g.branch_of):
+                own = np.concatenate([np.arange(trunk.start, trunk.stop),
+                                      starts[k] + np.arange(len(p.input_ids) - g.trunk)])
+                placed.append((p, g_index, k + 1, own))
+            slot = at
+        option_id = 0
+        for p, g_index, branch, own in placed:
+            q = len(order)
+            n = len(p.input_ids)
+            item_last[q] = r * length + own[-1]
+            item_row[q] = r
+            item_view[q, :n] = own
+            item_view_mask[q, :n] = True
+            following = p.rope_delta + n  # the position after the prompt's last
+            rope_deltas[q] = following - view  # new tokens start at view slot `view`
+            budget = settings.max_new_tokens if p.item.options else settings.max_new_tokens_open
+            decode_budget[q] = min(budget, shapes.new_tokens)
+            example_mask[q] = True
+            order.append(p)
+            if not scoring:
+                continue
+            for j, o in enumerate(p.options):
+                option_id += 1
+                span = slice(slot, slot + len(o))
+                input_ids[r, span] = o
+                position_ids[:, r, span] = following + np.arange(len(o))
+                token_group[r, span], token_branch[r, span] = g_index, branch
+                token_end[r, span], token_option[r, span] = own[-1] + 1, option_id
+                option_first[q, j], option_count[q, j] = o[0], len(o)
+                rest = slice(scored, scored + len(o) - 1)
+                score_from[rest] = r * length + np.arange(span.start, span.stop - 1)
+                score_token[rest] = o[1:]
+                score_option[rest] = q * MAX_OPTIONS + j
+                slot, scored = span.stop, rest.stop
+    return Batch(input_ids, position_ids, token_group, token_branch, token_end, token_option,
+                 (VisionPatches(patches=patches, grid_hw=(gh, gw)),), vision_index, item_last, option_first,
+                 option_count, score_from, score_token, score_option, item_row, item_view, item_view_mask,
+                 rope_deltas, decode_budget, example_mask, tuple(order), shapes.new_tokens)
 
 
 # ----------------------------------------------------------------------------------------
-# Sharding: rows over the mesh's batch axes, everything else replicated
+# Sharding: rows and questions over the mesh's batch axes, everything else replicated
 # ----------------------------------------------------------------------------------------
 def batch_axes(mesh: Mesh, rules) -> tuple[str, ...]:
     """Mesh axes the 'batch' logical axis maps to (configs/sharding.py), present in `mesh`."""
@@ -219,11 +479,15 @@ def batch_axes(mesh: Mesh, rules) -> tuple[str, ...]:
 
 
 def put_on_mesh(arrays: dict, mesh: Mesh, axes: tuple[str, ...]) -> dict:
-    """Places a batch's device arrays with rows split over `axes` (position_ids: dimension 1)."""
-    rows = PartitionSpec(axes or None)
+    """Places a batch's device arrays: rows and questions split over `axes` (position_ids:
+    dimension 1); the vision slices and the scored-token lists replicated."""
+    split = PartitionSpec(axes or None)
+    row_or_question = {f.name for f in dataclasses.fields(Batch)} - {"vision", "vision_index", "score_from",
+                                                                      "score_token", "score_option"}
 
     def place(name, x):
-        spec = PartitionSpec(None, axes or None) if name == "position_ids" else rows
+        spec = (PartitionSpec(None, axes or None) if name == "position_ids" else split if name in row_or_question
+                else PartitionSpec())
         return jax.device_put(x, NamedSharding(mesh, spec))
 
     out = {k: place(k, v) for k, v in arrays.items() if k != "vision"}

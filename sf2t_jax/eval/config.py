@@ -31,7 +31,11 @@ def eval_config() -> ml_collections.ConfigDict:
     c.methods = "loglik,generate"  # comma-separated subset of METHODS
     c.tasks = ""  # comma-separated subset of finevidbench TASKS; "" = all
     c.max_videos = 0  # evaluate the first N videos of the file (whole conversations); 0 = all
-    c.batch_size = 8  # prompts per jitted call; must divide over the mesh's batch axes
+    c.batch_size = 8  # questions per jitted call; must divide over the mesh's batch axes
+    # Packed prompt rows per batch (batch_size / rows questions each); must divide batch_size and
+    # the mesh's batch axes. Questions about the same frames share one row and its prefix.
+    c.rows = 1
+    c.share_prefix = True  # compute a shared prefix (video, earlier turns) once per row; False: per question
 
     c.video = ml_collections.ConfigDict()
     # Frames shown for scene items at every speed. x4 spans 4*(n-1)+1 source frames: 6 fits the
@@ -62,7 +66,7 @@ def eval_config() -> ml_collections.ConfigDict:
 
     c.buckets = ml_collections.ConfigDict()
     c.buckets.min_length = 128  # prompt lengths pad to powers of two from here: few compiles
-    c.buckets.min_option_length = 8  # option token lengths likewise
+    c.buckets.min_option_length = 8  # scored option tokens per batch round up to a multiple of this
 
     c.metrics = ml_collections.ConfigDict()
     c.metrics.bootstrap = 1000  # resamples for the confidence intervals (0: none)
@@ -90,6 +94,8 @@ class EvalSettings:
     tasks: tuple[str, ...] = ()
     max_videos: int = 0
     batch_size: int = 8
+    rows: int = 1
+    share_prefix: bool = True
     scene_frames: int = 6
     size: tuple[int, int] = (112, 112)
     present: str = "video"
@@ -117,6 +123,7 @@ class EvalSettings:
              f"expected a comma-separated subset of {METHODS}")
         need(all(t in TASKS for t in self.tasks), "tasks", f"expected a subset of {TASKS}")
         need(self.batch_size >= 1, "batch_size", "expected >= 1")
+        need(self.rows >= 1 and self.batch_size % self.rows == 0, "rows", "expected >= 1 and to divide batch_size")
         need(self.scene_frames >= 1, "scene_frames", "expected >= 1")
         need(len(self.size) == 2 and all(s > 0 and s % 28 == 0 for s in self.size), "size",
              "expected (height, width), positive multiples of 28")
@@ -138,7 +145,8 @@ class EvalSettings:
         c = config
         return cls(
             methods=_csv(c.methods), tasks=_csv(c.tasks), max_videos=int(c.max_videos),
-            batch_size=int(c.batch_size), scene_frames=int(c.video.scene_frames),
+            batch_size=int(c.batch_size), rows=int(c.rows), share_prefix=bool(c.share_prefix),
+            scene_frames=int(c.video.scene_frames),
             size=tuple(int(s) for s in c.video.size), present=c.video.present,
             on_short_clip=c.video.on_short_clip, system=c.prompt.system,
             instruction=c.prompt.instruction, history_answer=c.prompt.history_answer,

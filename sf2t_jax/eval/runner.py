@@ -3,8 +3,10 @@
     run = evaluate(model, items, config, tokenizer=tok, video_root=root)
     run.metrics["loglik"]["tasks"]["action"]["value"]
 
-The host builds batch i+1 (decode, resize, tokenize) while the device scores batch i; each
-batch's results come back in one transfer. Training calls the same function every N steps
+Batches are planned up front from the items alone (`batching.plan_batches`: questions about
+the same frames share a row, so their prefix is computed once); the host builds batch i+1
+(decode, resize, tokenize) while the device scores batch i; each batch's results come back in
+one transfer. Records come out in item order whatever the batching. Training calls the same function every N steps
 on a held-out slice (`config.max_videos`), and logs `metrics.summary(run.metrics)`.
 """
 from __future__ import annotations
@@ -18,7 +20,8 @@ from collections.abc import Iterator, Sequence
 import ml_collections
 import numpy as np
 
-from sf2t_jax.eval.batching import Batch, build_prompt, make_batch, plan_shapes
+from sf2t_jax.eval.batching import (WINDOW_BATCHES, Batch, build_prompt, make_batch, plan_batches, plan_shapes,
+                                    video_windows)
 from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.inquiry import Inquiry
 from sf2t_jax.eval.items import select
@@ -90,8 +93,12 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
         scorer = model_or_scorer
     else:
         scorer = ModelScorer(model_or_scorer, settings, tokenizer, mesh=mesh, rules=rules)
-    visuals = VisualLoader(video_root, settings)
-    shapes = plan_shapes(selected, tokenizer, settings)
+    plan = plan_batches(selected, settings)
+    shapes = plan_shapes(selected, tokenizer, settings, plan)
+    # A batch may take items from any video of its planning window: keep those clips decoded.
+    span = max(len({it.video_id for it in w})
+               for w in video_windows(selected, WINDOW_BATCHES * settings.batch_size))
+    visuals = VisualLoader(video_root, settings, clips=span + 1)
     progress = Progress(len(selected), "eval", settings.progress_every_s)
     records: list[dict] = []
     skipped: list[dict] = []
@@ -99,19 +106,17 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     timing = collections.Counter()
 
     def batches() -> Iterator[Batch]:
-        for start in range(0, len(selected), settings.batch_size):
+        for planned in plan:
             t0 = time.perf_counter()
-            chunk = selected[start:start + settings.batch_size]
             prompts = []
-            for item in chunk:
+            for item in planned:
                 try:
                     prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings))
                 except ShortClip as e:
                     if settings.on_short_clip == "error":
                         raise
                     skipped.append({"item_id": item.item_id, "reason": str(e)})
-            if len(prompts) < len(chunk):
-                progress.update(len(chunk) - len(prompts))  # skipped short clips
+                    progress.update(1)
             if prompts:
                 batch = make_batch(prompts, batch_size=settings.batch_size,
                                    pad_id=tokenizer.special.endoftext, settings=settings, shapes=shapes)
@@ -124,6 +129,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     pending = None
     for batch in batches():
         buckets[batch.shape_key] += 1
+        for name, n in batch.token_counts().items():
+            timing[name] += n
         dispatched = (batch, scorer.dispatch(batch))  # asynchronous: overlaps the next host batch
         if pending is not None:
             records += _grade(*pending, scorer, tokenizer, settings)
@@ -134,6 +141,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
         progress.update(len(pending[0].prompts))
     seconds = time.perf_counter() - start
     scored = len(selected) - len(skipped)
+    index = {it.item_id: i for i, it in enumerate(selected)}
+    records.sort(key=lambda r: index[r["item_id"]])  # item order (stable: methods keep their order)
     meta = {
         "items": scored, "skipped": skipped, "methods": list(settings.methods),
         "conversations": len({it.conversation for it in selected}),
@@ -141,8 +150,11 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
         "new_tokens": shapes.new_tokens,
         # Compilations during this run, per jitted function: at most one per shape bucket.
         "compiles": {name: _cache_size(fn) - compiled_before[name] for name, fn in jitted.items()},
-        "shape_buckets": [{"batch": k[0], "length": k[1], "slices": k[2], "option_length": k[3], "batches": n}
-                          for k, n in sorted(buckets.items())],
+        "shape_buckets": [{"rows": k[0], "length": k[1], "slices": k[2], "batch": k[3], "view": k[4],
+                           "scored_tokens": k[5], "batches": n} for k, n in sorted(buckets.items())],
+        # Prompt tokens of the questions, tokens the prefill ran (each shared prefix once), and
+        # with row padding.
+        "tokens": {k: timing[k] for k in ("prompt_tokens", "row_tokens", "padded_row_tokens")},
         "seconds": seconds, "host_seconds": timing["host_s"], "questions_per_s": scored / max(seconds, 1e-9),
         "settings": dataclasses.asdict(settings),
     }

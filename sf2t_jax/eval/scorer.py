@@ -1,8 +1,9 @@
 """Scorers: what turns a `Batch` into option NLLs and generated tokens.
 
-`ModelScorer` runs the model: one `prefill` of the prompts (vision tower included), then
-`option_nll` on the shared cache and greedy `decode` of at most `batch.new_tokens` (the
-cache is donated to it). `dispatch` only enqueues work (JAX is asynchronous), so the runner
+`ModelScorer` runs the model: one `loglik.prefill_shared` of the batch's packed rows (vision
+tower included; prefixes shared by several questions computed once; options scored in the same
+pass), then greedy `decode` of at most `batch.new_tokens` on each question's view of the cache
+(donated to it). `dispatch` only enqueues work (JAX is asynchronous), so the runner
 builds the next batch on the host while the device computes; `fetch` brings a batch's
 results back in one transfer.
 
@@ -22,9 +23,9 @@ from jax.sharding import Mesh
 
 from sf2t_jax.eval.batching import Batch, batch_axes, put_on_mesh
 from sf2t_jax.eval.config import EvalSettings
-from sf2t_jax.eval.loglik import option_nll
+from sf2t_jax.eval.loglik import prefill_shared
 from sf2t_jax.finevidbench.schema import LETTERS, Item
-from sf2t_jax.models.generate import decode, prefill
+from sf2t_jax.models.generate import decode
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.text import Tokenizer
 
@@ -50,9 +51,10 @@ class ModelScorer:
         self.axes = batch_axes(mesh, rules or ()) if mesh is not None else ()
         if mesh is not None:
             shards = int(np.prod([mesh.shape[a] for a in self.axes])) if self.axes else 1
-            if settings.batch_size % shards:
-                raise ValueError(f"eval config batch_size={settings.batch_size} does not divide over the "
-                                 f"mesh batch axes {self.axes} ({shards} shards)")
+            for field in ("batch_size", "rows"):
+                if getattr(settings, field) % shards:
+                    raise ValueError(f"eval config {field}={getattr(settings, field)} does not divide over the "
+                                     f"mesh batch axes {self.axes} ({shards} shards)")
 
     def dispatch(self, batch: Batch) -> dict:
         s = self.settings
@@ -60,16 +62,15 @@ class ModelScorer:
         if self.mesh is not None:
             x = put_on_mesh(x, self.mesh, self.axes)
         generate = "generate" in s.methods
-        room = max(x["option_ids"].shape[2], batch.new_tokens if generate else 0)
-        logits, cache = prefill(self.graphdef, self.state, x["input_ids"], x["position_ids"],
-                                x["attention_mask"], x["vision"], x["vision_index"], max_new_tokens=room)
+        prefill_args = {k: v for k, v in x.items() if k not in ("rope_deltas", "decode_budget")}
+        logits, nll, choice, cache = prefill_shared(self.graphdef, self.state, **prefill_args,
+                                                    max_new_tokens=batch.new_tokens if generate else None)
         out = {}
         if "loglik" in s.methods:
-            out["nll"], out["choice"] = option_nll(self.graphdef, self.state, logits, cache, x["rope_deltas"],
-                                                   x["option_ids"], x["option_mask"])
+            out["nll"], out["choice"] = nll, choice
         if generate:
             out["tokens"], _ = decode(self.graphdef, self.state, logits, cache, x["rope_deltas"], self.eos_ids,
-                                      self.pad_id, max_new_tokens=batch.new_tokens)
+                                      self.pad_id, x["decode_budget"], max_new_tokens=batch.new_tokens)
         return out
 
     def fetch(self, pending: dict) -> dict:
@@ -84,7 +85,7 @@ class ModelScorer:
     @staticmethod
     def jitted() -> dict:
         """The jitted functions a benchmark run calls (for compile counting)."""
-        return {"prefill": prefill, "option_nll": option_nll, "decode": decode}
+        return {"prefill": prefill_shared, "decode": decode}
 
 
 class AnswerScorer:
@@ -97,7 +98,7 @@ class AnswerScorer:
         self.answer = answer
 
     def dispatch(self, batch: Batch) -> dict:
-        b, k, _ = batch.option_ids.shape
+        b, k = batch.option_first.shape
         special = self.tokenizer.special
         nll = np.full((b, k), np.inf, np.float32)
         tokens = np.full((b, batch.new_tokens), special.endoftext, np.int32)

@@ -34,11 +34,13 @@ class Visual:
     slices: (S, gh*gw, patch_dim) float32 temporal slices (`video.to_slices` layout).
     kind: "video" (one video, `grid_thw` (1, 3)) or "image" (one per frame, (N, 3)).
     grid_thw: (N, 3) int64 grids in patch units, for `text.encode_chat`.
+    key: (video_id, source frame indices shown, kind): equal keys, equal pixels.
     """
 
     slices: np.ndarray
     kind: str
     grid_thw: np.ndarray
+    key: tuple = ()
 
     @property
     def content(self) -> list[dict]:
@@ -104,13 +106,21 @@ class VisualLoader:
         plan = self.frame_plan(item, len(clip))
         kind = "image" if item.frames is not None and self.settings.present == "images" else "video"
         key = (item.video_id, tuple(int(i) for i in plan), kind)
-        return self._visuals.get_or(key, lambda: self._patchify(clip[plan], kind))
+        return self._visuals.get_or(key, lambda: self._patchify(clip[plan], kind, key))
 
-    def _patchify(self, frames: np.ndarray, kind: str) -> Visual:
+    def _patchify(self, frames: np.ndarray, kind: str, key: tuple) -> Visual:
         frames = resize_frames(frames, self.settings.size)
         if kind == "video":
             rows, grid = patchify_video(frames)
-            return Visual(to_slices(rows, grid), "video", grid[None].astype(np.int64))
+            return Visual(to_slices(rows, grid), "video", grid[None].astype(np.int64), key)
         pieces = [patchify_image(f) for f in frames]
         slices = np.stack([to_slices(rows, grid)[0] for rows, grid in pieces])
-        return Visual(slices, "image", np.stack([grid for _, grid in pieces]).astype(np.int64))
+        return Visual(slices, "image", np.stack([grid for _, grid in pieces]).astype(np.int64), key)
+
+
+def shown_key(item: Item, settings: EvalSettings) -> tuple:
+    """What an item shows, from the item alone (no decoding): items with one key show the same
+    frames the same way (the frame plan is a function of the speed or of the fragment frames)."""
+    kind = "image" if item.frames is not None and settings.present == "images" else "video"
+    what = item.speed if item.frames is None else (tuple(item.frames), item.frames_per_clip)
+    return item.video_id, kind, what

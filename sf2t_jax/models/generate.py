@@ -4,6 +4,9 @@ Prompts are left-padded to one length L, so every row writes the cache at the sa
 tokens continue the M-RoPE positions as `slot + rope_delta` on all three rows (transformers'
 `cache_position + rope_deltas`). Rows that have emitted an end token emit `pad_token_id`
 afterwards, as `generate(do_sample=False)` does.
+
+`decode` continues any cache in this layout: `prefill`'s, or the per-question views of
+`eval.loglik.prefill_shared` (packed prompts that share prefixes).
 """
 from __future__ import annotations
 
@@ -33,9 +36,13 @@ def prefill(graphdef, state, input_ids, position_ids, attention_mask, vision, vi
 
 
 @partial(jax.jit, static_argnames=("graphdef", "max_new_tokens"), donate_argnames=("cache",))
-def decode(graphdef, state, first_logits, cache: KVCache, rope_deltas, eos_ids, pad_id, *, max_new_tokens: int):
+def decode(graphdef, state, first_logits, cache: KVCache, rope_deltas, eos_ids, pad_id, budget=None, *,
+           max_new_tokens: int):
     """Greedy decoding of up to `max_new_tokens`, stopping early once every row has ended.
 
+    Args:
+      budget: optional (B,) int32 tokens each row may generate (at most `max_new_tokens`); a
+        row that has used its budget ends as if it had emitted an end token.
     Returns (tokens (B, max_new_tokens) int32 with `pad_id` after a row's end token, the cache);
     the cache is returned so that its donated buffers are reused in place.
     """
@@ -46,7 +53,7 @@ def decode(graphdef, state, first_logits, cache: KVCache, rope_deltas, eos_ids, 
         i, logits, cache, done, tokens = carry
         token = jnp.where(done, pad_id, jnp.argmax(logits, axis=-1).astype(jnp.int32))
         tokens = tokens.at[:, i].set(token)
-        done = done | jnp.isin(token, eos_ids)
+        done = done | jnp.isin(token, eos_ids) | (i + 1 >= limit)
         positions = jnp.broadcast_to((cache.length + rope_deltas)[None, :, None], (3, b, 1))
         embeds = model.model.embed_tokens(token[:, None])
         hidden, cache = model.model(embeds, positions, jnp.ones((b, 1), jnp.int32), cache)
@@ -57,7 +64,8 @@ def decode(graphdef, state, first_logits, cache: KVCache, rope_deltas, eos_ids, 
         return (i < max_new_tokens) & ~jnp.all(done)
 
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32)
-    init = (jnp.zeros((), jnp.int32), first_logits, cache, jnp.zeros((b,), bool), tokens)
+    limit = jnp.full((b,), max_new_tokens, jnp.int32) if budget is None else budget
+    init = (jnp.zeros((), jnp.int32), first_logits, cache, limit <= 0, tokens)
     _, _, cache, _, tokens = jax.lax.while_loop(keep_going, step, init)
     return tokens, cache
 
