@@ -197,4 +197,7 @@ def get_config(arg=None):
     # itself `debug.signal`: preemption (SIGTERM) and crash (SIGKILL) tests. -1 = never.
     c.debug.signal_at_step = -1
     c.debug.signal = "SIGTERM"
+    # Record a bit-exact fingerprint of every global batch row in the metrics ("batch_digest"):
+    # runs on other process counts or meshes must show the same digests (train/digest.py).
+    c.debug.batch_digest = False
     return c

@@ -175,7 +175,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=geometry.num_tasks, accum=accum,
         dropout=config.method == "lora" and config.lora.dropout > 0, state_shardings=shardings,
         extra_shardings=parts.shardings["extra"], batch_shardings=batches.shardings,
-        loss_positions=data_lib.loss_positions(config))
+        loss_positions=data_lib.loss_positions(config), digest=bool(config.debug.batch_digest))
 
     # ================================================================================
     # Loop

@@ -117,6 +117,8 @@ class MetricsWriter:
                 n = float(m["task_count"][i])
                 if n:
                     record[f"accuracy/{name}"] = float(m["task_correct"][i]) / n
+            if "batch_digest" in m:  # debug.batch_digest: one uint32 per global row
+                record["batch_digest"] = [int(v) for v in m["batch_digest"]]
             records.append(record)
         self.interval_start, self.interval_steps = now, 0
         self.history.extend(records)
@@ -126,7 +128,7 @@ class MetricsWriter:
             if self.tb is not None:
                 for r in records:
                     for k, v in r.items():
-                        if k != "step":
+                        if k not in ("step", "batch_digest"):
                             self.tb.add_scalar(f"train/{k}", v, r["step"])
             self.flush(force=force_flush)
             eta = (self.total - last["step"]) * step_time

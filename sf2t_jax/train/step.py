@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from sf2t_jax.models.vision import VisionPatches
 from sf2t_jax.train.data import BATCH_AXES
+from sf2t_jax.train.digest import batch_digest
 from sf2t_jax.train.loss import gather_targets, shifted_targets, token_sums
 from sf2t_jax.train.state import TrainState
 
@@ -118,14 +119,16 @@ def make_grad_fn(loss_sums: Callable, accum: int, batch_shardings: dict[str, Nam
 
 def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Schedule, *, grid_hw, num_tasks: int,
                     accum: int, dropout: bool, state_shardings: TrainState, extra_shardings: Any,
-                    batch_shardings: dict[str, NamedSharding], loss_positions: int = 0):
+                    batch_shardings: dict[str, NamedSharding], loss_positions: int = 0, digest: bool = False):
     """The jitted step `(state, extra, batch) -> (state, metrics)`; `state` is donated.
 
     loss_positions: K > 0 runs the LM head only at each row's first K answer positions
     (`make_loss_sums`); every row must have at most K targets.
     metrics (replicated float32): loss, accuracy (answer tokens whose argmax is right),
     grad_norm (before clipping), lr (of this update), target_tokens, tokens (non-padding),
-    task_correct / task_count (num_tasks,), dropped_targets (0 unless K is too small).
+    task_correct / task_count (num_tasks,), dropped_targets (0 unless K is too small);
+    with `digest`, also batch_digest (B,) uint32: a bit-exact fingerprint of each global row
+    (`train/digest.py`), to check that every layout trains on the same batches.
     `step.traces` counts how often Python traced the function: 1 means it compiled once.
     """
     grad_fn = make_grad_fn(make_loss_sums(parts, grid_hw, num_tasks, dropout, loss_positions), accum, batch_shardings)
@@ -149,6 +152,8 @@ def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Sch
             "task_count": sums["task_count"],
             "dropped_targets": sums["dropped"],
         }
+        if digest:
+            metrics["batch_digest"] = batch_digest(batch, {k: _batch_dim(k) for k in batch})
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     mesh = next(iter(batch_shardings.values())).mesh
