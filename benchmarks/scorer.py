@@ -1,6 +1,6 @@
 """Questions per second of the FineVidBench scorer against transformers, same model, same items.
 
-Usage: python benchmarks/scorer.py [--model tiny|small|bench] [--clips 4] [--batch 8] [--rows 1]
+Usage: python benchmarks/scorer.py [--model tiny|small|bench] [--clips 4] [--batch 8] [--rows 0]
                                    [--repeats 3] [--size 56] [--no-share] [--dtype bfloat16] [--profile]
 
 Writes a synthetic world and its benchmark to a temporary folder, a random Qwen2-VL with
@@ -195,7 +195,7 @@ def main():
     parser.add_argument("--model", choices=sorted(MODELS), default="tiny")
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8, help="questions per batch (both implementations)")
-    parser.add_argument("--rows", type=int, default=1, help="packed prompt rows per batch (ours)")
+    parser.add_argument("--rows", type=int, default=0, help="packed rows per batch (ours; 0: one per 4 questions)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=56, help="frame height and width (multiple of 28)")
     parser.add_argument("--no-share", action="store_true", help="ours without shared prefixes")

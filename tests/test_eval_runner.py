@@ -1,5 +1,6 @@
 """The evaluation loop end to end: plumbing guards, compile counts over a whole benchmark run,
 `launch.py eval` and --compare, and bad input."""
+import collections
 import dataclasses
 import json
 import os
@@ -14,8 +15,9 @@ from qwen_reference import hf_model
 from sf2t_jax.configuration import ConfigKeyError, load_config
 from sf2t_jax.eval import (BenchmarkError, EvalSettings, eval_config, evaluate, load_items, load_model,
                            load_tokenizer, write_run)
+from sf2t_jax.eval.batching import plan_batches
 from sf2t_jax.eval.scorer import ModelScorer, constant_scorer, oracle_scorer
-from sf2t_jax.eval.visuals import ShortClip
+from sf2t_jax.eval.visuals import ShortClip, shown_key
 from sf2t_jax.finevidbench import load_source, write_benchmark
 from sf2t_jax.models.config import qwen2vl_tiny
 from sf2t_jax.text import write_tiny_tokenizer
@@ -65,6 +67,22 @@ def test_constant_letter_scores_chance_and_oracle_scores_everything(bench):
     assert oracle.meta["items"] == len(items) and len(oracle.records) == 2 * len(items)
 
 
+def test_plan_keeps_questions_about_the_same_frames_together(bench):
+    items = bench["items"]
+    plan = plan_batches(items, SETTINGS)
+    assert sorted(it.item_id for b in plan for it in b) == sorted(it.item_id for it in items)
+    assert all(1 <= len(b) <= SETTINGS.batch_size for b in plan)
+    assert len(plan) <= 1.15 * len(items) / SETTINGS.batch_size  # whole groups still fill the batches
+    where = {it.item_id: i for i, b in enumerate(plan) for it in b}
+    by_key = collections.defaultdict(set)
+    for it in items:
+        by_key[shown_key(it, SETTINGS)].add(where[it.item_id])
+    assert all(len(batches) == 1 for batches in by_key.values())  # groups here are smaller than a batch
+    # Without sharing: file order.
+    plain = plan_batches(items, dataclasses.replace(SETTINGS, share_prefix=False))
+    assert [it for b in plain for it in b] == list(items)
+
+
 def test_whole_run_compiles_once_per_shape_bucket(bench, tmp_path):
     model = load_model(str(bench["root"] / "hf"))
     settings = dataclasses.replace(SETTINGS, min_length=256)  # prompts of 130-470 tokens: 256, 384 or 512
@@ -75,9 +93,7 @@ def test_whole_run_compiles_once_per_shape_bucket(bench, tmp_path):
     buckets = first.meta["shape_buckets"]
     views = {b["view"] for b in buckets}
     assert views <= {256, 384, 512} and len(views) >= 2
-    assert {(b["rows"], b["batch"]) for b in buckets} == {(1, 8)}
-    # Whole groups (questions about one frame set) fill the batches to within 15%.
-    assert sum(b["batches"] for b in buckets) <= 1.15 * len(bench["items"]) / settings.batch_size
+    assert {(b["rows"], b["batch"]) for b in buckets} == {(2, 8)}  # automatic: a row per 4 questions
     prefill_shapes = {(b["length"], b["view"]) for b in buckets}
     assert first.meta["compiles"] == {"prefill": len(prefill_shapes), "decode": len(views)}
     assert len(prefill_shapes) <= 6

@@ -3,9 +3,11 @@
     items.py      load_items(path): strict benchmark reading (file:line: field errors); select
     inquiry.py    prompts: scene questions and the multi-turn fragment inquiry (gold history)
     visuals.py    frames per item (speed variants, fragment frame sets), decoded once per video
-    batching.py   items -> Prompt -> static-shape Batch (power-of-two length buckets)
-    loglik.py     option_nll: K options against one prefilled prompt via the KV cache
-    scorer.py     ModelScorer (prefill -> option_nll + greedy decode), plumbing-guard scorers
+    batching.py   items -> Prompt -> planned batches -> static-shape packed Batch: questions about
+                  the same frames share a row, their common prefix (video, earlier turns) once
+    loglik.py     prefill_shared: packed rows with every question's options in one pass ->
+                  options' mean NLL, last logits, per-question KV cache views for decoding
+    scorer.py     ModelScorer (prefill_shared + greedy decode), plumbing-guard scorers
     extract.py    answer extraction with an explicit unparsable outcome
     metrics.py    grading, per task / speed / category / step, chain, Kendall tau, bootstrap CIs
     report.py     results.json, predictions.jsonl, markdown tables, figures, --compare

@@ -6,21 +6,21 @@ and the token ids of each option's continuation.
 Questions about the same frames share most of their prompt: the system prompt, the video and,
 in a fragment conversation, every earlier turn (turn t's prompt is a prefix of turn t+1's). A
 batch therefore packs *groups* (prompts that show one visual and agree up to its last vision
-token) into a few long rows, each shared token computed once:
+token) into a few long rows, each shared token computed once, followed by the options of
+every question of the row (when scoring options):
 
-    row:  [ trunk g1 | branch | branch ][ trunk g2 | branch ] ... padding
+    row:  [ trunk g1 | branch | branch ][ trunk g2 | branch ][ q1: A | B | C | D ][ q2: ... ] pad
     trunk   the longest common prefix of the group's prompts (the vision tokens included)
     branch  the rest of a prompt that is not a prefix of another one of the group; a prompt
             that is (an earlier turn) ends inside the trunk or another prompt's branch
 
-A token attends causally to its group's trunk and its own branch. After the prefill, each
-question gets a compact *view* of the cache: the slots its own prompt filled, in order, so
-option scoring and greedy decoding see exactly what they would for the question alone.
+Every token attends to exactly what it would see in its own prompt alone (`loglik.row_mask`);
+for decoding, each question gets a compact view of the cache: its own prompt's slots, in order.
 
-`plan_batches` decides which items share a batch and a row (first-fit-decreasing of groups
-over rows, within windows of whole videos); `make_batch` lays the rows out. Lengths round up
-to powers of two or 1.5 times one (`length_bucket`), so a whole benchmark compiles a handful
-of shapes.
+`plan_batches` decides which items share a batch (first-fit-decreasing of whole groups, within
+windows of whole videos); `make_batch` spreads a batch's groups over its rows (longest first,
+to the shortest row) and lays them out. Lengths round up to powers of two or 1.5 times one
+(`length_bucket`), so a whole benchmark compiles a handful of shapes.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from sf2t_jax.models.vision import VisionPatches
 from sf2t_jax.text import Tokenizer, encode_chat
 
 MAX_OPTIONS = len(LETTERS)
-WINDOW_BATCHES = 8  # planning packs groups over windows of whole videos of at least this many batches
+WINDOW_BATCHES = 16  # planning packs groups over windows of whole videos of at least this many batches
 T = TypeVar("T")
 
 
@@ -146,14 +146,6 @@ def plan_batches(items: Sequence[Item], settings: EvalSettings) -> list[list[Ite
         return [list(items[i:i + n]) for i in range(0, len(items), n)]
     return [b for window in video_windows(items, WINDOW_BATCHES * n)
             for b in pack_groups(window, lambda it: shown_key(it, settings), n)]
-
-
-def pack_prompts(prompts: Sequence[Prompt], settings: EvalSettings) -> list[list[Prompt]]:
-    """Batches of a flat list of prompts, as `plan_batches` makes them of items."""
-    n = settings.batch_size
-    if not settings.share_prefix:
-        return [list(prompts[i:i + n]) for i in range(0, len(prompts), n)]
-    return pack_groups(prompts, Prompt.share_key, n)
 
 
 def video_windows(items: Sequence[Item], size: int) -> list[list[Item]]:
@@ -267,8 +259,8 @@ def item_slices(item: Item, settings: EvalSettings, temporal_patch: int = 2) -> 
 
 
 def plan_shapes(items: Sequence[Item], tokenizer: Tokenizer, settings: EvalSettings,
-                plan: Sequence[Sequence[Item]] | None = None) -> Shapes:
-    """Vision slices per batch (the most any planned batch shows, each group's frames once,
+                plan: Sequence[Sequence[Item]] | None = None, shards: int = 1) -> Shapes:
+    """Rows per batch (`EvalSettings.rows_for(shards)`), vision slices per batch (the most any planned batch shows, each group's frames once,
     rounded up to a power of two) and scored option tokens per batch (the most of any batch,
     rounded up to a multiple of `min_option_length`; options are tokenized up front, which is
     cheap)."""
@@ -283,7 +275,7 @@ def plan_shapes(items: Sequence[Item], tokenizer: Tokenizer, settings: EvalSetti
     scored = {it.item_id: sum(len(next(encoded)) + int(settings.score_end) - 1 for _ in ts)
               for it, ts in zip(items, targets)}
     most = max(sum(scored[it.item_id] for it in b) for b in plan) if "loglik" in settings.methods else 0
-    return Shapes(rows=settings.rows, slices=pow2_bucket(max(map(batch_slices, plan)), 1),
+    return Shapes(rows=settings.rows_for(shards), slices=pow2_bucket(max(map(batch_slices, plan)), 1),
                   scored_tokens=_round_up(max(most, 1), settings.min_option_length),
                   new_tokens=new_tokens(settings, any(not it.options for it in items)))
 
@@ -362,7 +354,7 @@ def make_batch(prompts: Sequence[Prompt], *, batch_size: int, pad_id: int, setti
     scored = sum(len(o) - 1 for p in prompts for o in p.options) if scoring else 0
     slices = sum(len(g.prompts[0].slices) for g in all_groups)
     if shapes is None:
-        shapes = Shapes(settings.rows, pow2_bucket(slices, 1), _round_up(max(scored, 1), settings.min_option_length),
+        shapes = Shapes(settings.rows_for(), pow2_bucket(slices, 1), _round_up(max(scored, 1), settings.min_option_length),
                         new_tokens(settings, any(not p.options for p in prompts)))
     if slices > shapes.slices or scored > shapes.scored_tokens:
         raise ValueError(f"make_batch: {slices} vision slices and {scored} scored option tokens exceed the "

@@ -32,9 +32,10 @@ def eval_config() -> ml_collections.ConfigDict:
     c.tasks = ""  # comma-separated subset of finevidbench TASKS; "" = all
     c.max_videos = 0  # evaluate the first N videos of the file (whole conversations); 0 = all
     c.batch_size = 8  # questions per jitted call; must divide over the mesh's batch axes
-    # Packed prompt rows per batch (batch_size / rows questions each); must divide batch_size and
-    # the mesh's batch axes. Questions about the same frames share one row and its prefix.
-    c.rows = 1
+    # Packed rows per batch: questions about the same frames share a row and compute their prefix
+    # once; more rows, less attention across unrelated prompts. 0 = one per 4 questions, rounded
+    # up to a multiple of the mesh's batch shards (rows are split over them).
+    c.rows = 0
     c.share_prefix = True  # compute a shared prefix (video, earlier turns) once per row; False: per question
 
     c.video = ml_collections.ConfigDict()
@@ -94,7 +95,7 @@ class EvalSettings:
     tasks: tuple[str, ...] = ()
     max_videos: int = 0
     batch_size: int = 8
-    rows: int = 1
+    rows: int = 0
     share_prefix: bool = True
     scene_frames: int = 6
     size: tuple[int, int] = (112, 112)
@@ -123,7 +124,7 @@ class EvalSettings:
              f"expected a comma-separated subset of {METHODS}")
         need(all(t in TASKS for t in self.tasks), "tasks", f"expected a subset of {TASKS}")
         need(self.batch_size >= 1, "batch_size", "expected >= 1")
-        need(self.rows >= 1 and self.batch_size % self.rows == 0, "rows", "expected >= 1 and to divide batch_size")
+        need(self.rows >= 0, "rows", "expected >= 0 (0: automatic)")
         need(self.scene_frames >= 1, "scene_frames", "expected >= 1")
         need(len(self.size) == 2 and all(s > 0 and s % 28 == 0 for s in self.size), "size",
              "expected (height, width), positive multiples of 28")
@@ -136,6 +137,11 @@ class EvalSettings:
         need(self.min_length >= 1 and self.min_option_length >= 1, "min_length", "expected >= 1")
         need(0.0 < self.ci < 1.0, "ci", "expected a level in (0, 1)")
         need(self.bootstrap >= 0, "bootstrap", "expected >= 0")
+
+    def rows_for(self, shards: int = 1) -> int:
+        """Packed rows per batch on a mesh with `shards` batch shards (`rows`, or automatic)."""
+        rows = self.rows or -(-self.batch_size // 4)
+        return -(-rows // shards) * shards
 
     @classmethod
     def of(cls, config: ml_collections.ConfigDict | EvalSettings) -> EvalSettings:

@@ -94,7 +94,7 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     else:
         scorer = ModelScorer(model_or_scorer, settings, tokenizer, mesh=mesh, rules=rules)
     plan = plan_batches(selected, settings)
-    shapes = plan_shapes(selected, tokenizer, settings, plan)
+    shapes = plan_shapes(selected, tokenizer, settings, plan, shards=getattr(scorer, "shards", 1))
     # A batch may take items from any video of its planning window: keep those clips decoded.
     span = max(len({it.video_id for it in w})
                for w in video_windows(selected, WINDOW_BATCHES * settings.batch_size))

@@ -49,12 +49,12 @@ class ModelScorer:
         self.pad_id = jnp.int32(special.endoftext)
         self.mesh = mesh
         self.axes = batch_axes(mesh, rules or ()) if mesh is not None else ()
-        if mesh is not None:
-            shards = int(np.prod([mesh.shape[a] for a in self.axes])) if self.axes else 1
-            for field in ("batch_size", "rows"):
-                if getattr(settings, field) % shards:
-                    raise ValueError(f"eval config {field}={getattr(settings, field)} does not divide over the "
-                                     f"mesh batch axes {self.axes} ({shards} shards)")
+        # Batch shards: questions and packed rows are split over them.
+        self.shards = int(np.prod([mesh.shape[a] for a in self.axes])) if mesh is not None and self.axes else 1
+        for field, n in (("batch_size", settings.batch_size), ("rows", settings.rows)):
+            if n % self.shards:
+                raise ValueError(f"eval config {field}={n} does not divide over the mesh batch axes {self.axes} "
+                                 f"({self.shards} shards)")
 
     def dispatch(self, batch: Batch) -> dict:
         s = self.settings
