@@ -173,7 +173,7 @@ class Ours:
         self.step = make_train_step(self.parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=1, accum=1,
                                     dropout=False, state_shardings=shardings,
                                     extra_shardings=self.parts.shardings["extra"], batch_shardings=batch_shardings,
-                                    loss_positions=loss_positions)
+                                    rules=rules, loss_positions=loss_positions)
         # The state is donated to the step: keep host copies of the initial values for torch.
         self.initial = jax.device_get({"trainable": values["trainable"], "frozen": values["frozen"]})
         self.state = state_lib.create(values["trainable"], values["frozen"], tx, 0, shardings)

@@ -6,7 +6,8 @@
         --init-from /ckpt/qwen2vl_7b_native --workdir gs://bucket/sf2t/7b_lora
 
 Arguments (`configs/sf2t.py:key=value,...`):
-  model   qwen2vl_tiny (default) | qwen2vl_2b | qwen2vl_7b: the shape, and sizes that suit it
+  model   qwen2vl_tiny (default) | qwen2vl_small (4 x 512, for scaling checks) | qwen2vl_2b | qwen2vl_7b |
+          qwen2vl_72b: the shape, and sizes (and for 2B/7B/72B numerics) that suit it
   method  lora (default) | full
   tasks   '+'-separated fragment tasks to train (default all five: count+consistency+localize+
           disorder+rearrange); the others get weight 0
@@ -27,12 +28,19 @@ from sf2t_jax.configuration import parse_arg
 TASKS = ("count", "consistency", "localize", "disorder", "rearrange")
 
 # Sizes per model: global batch, tokens per row (at least; grows with frames), resolution
-# bucket, steps when data=synthetic. The tiny model's are small enough for a 2-core CPU.
+# bucket, steps when data=synthetic, LM-head block (train.loss_chunk). The tiny model's are
+# small enough for a 2-core CPU.
 SIZES = {
-    "qwen2vl_tiny": dict(batch_size=8, max_length=128, resolution=(56, 56), steps=100),
-    "qwen2vl_2b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000),
-    "qwen2vl_7b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000),
+    "qwen2vl_tiny": dict(batch_size=8, max_length=128, resolution=(56, 56), steps=100, loss_chunk=0),
+    "qwen2vl_small": dict(batch_size=16, max_length=512, resolution=(112, 112), steps=100, loss_chunk=128),
+    "qwen2vl_2b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
+    "qwen2vl_7b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
+    "qwen2vl_72b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
 }
+# Accelerator-sized models compile one scanned layer, recompute each layer in the backward pass
+# and keep frozen weights in bfloat16: what fits a TPU slice (docs/plan.md).
+POD_NUMERICS = dict(scan_layers=True, remat="full", frozen_dtype="bfloat16")
+POD_MODELS = ("qwen2vl_2b", "qwen2vl_7b", "qwen2vl_72b")
 # LLM attention and MLP projections (module paths like model.layers.3.self_attn.q_proj;
 # without the layer index when model.scan_layers).
 LLM_PROJECTIONS = r"^model\.layers\.(\d+\.)?(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$"
@@ -93,10 +101,13 @@ def get_config(arg=None):
     c.model.name = arg.model  # preset shape; an --init-from checkpoint must have this shape
     c.model.dtype = "bfloat16"  # activations and matmuls (float32 | bfloat16)
     c.model.param_dtype = "float32"  # master weights of trained parameters
-    c.model.frozen_dtype = ""  # storage of frozen parameters; "" = param_dtype, "bfloat16" halves them
+    pod = arg.model in POD_MODELS
+    # storage of frozen parameters; "" = param_dtype, "bfloat16" halves them (default for 2B/7B/72B)
+    c.model.frozen_dtype = POD_NUMERICS["frozen_dtype"] if pod else ""
     c.model.precision = "default"  # matmul precision: default | high | highest
-    c.model.remat = "none"  # per-layer rematerialisation: none | full | dots | dots_with_no_batch_dims
-    c.model.scan_layers = False  # stack layers and nnx.scan them: compile one layer, not all
+    # per-layer rematerialisation: none | full | dots | dots_with_no_batch_dims (full for 2B/7B/72B)
+    c.model.remat = POD_NUMERICS["remat"] if pod else "none"
+    c.model.scan_layers = pod  # stack layers and nnx.scan them: compile one layer, not all (2B/7B/72B)
 
     # ---- LoRA (method=lora) -----------------------------------------------------------------
     c.lora = ml_collections.ConfigDict()
@@ -162,12 +173,25 @@ def get_config(arg=None):
     c.train.eps = 1e-8
     c.train.weight_decay = 0.0  # decoupled, on matrices only
     c.train.clip_norm = 1.0  # global gradient-norm clip; 0 = off
+    # The LM head runs at each row's first K answer positions only (0 = at every position): the
+    # same loss while no row has more than K targets (a row with more is an error naming it).
+    c.train.loss_positions = 0
+    # Positions per block of the LM head and loss, each block's float32 logits recomputed in the
+    # backward pass (never (B, L, V) at once); 0 = the whole head at once (fastest when it fits).
+    c.train.loss_chunk = size["loss_chunk"]
+    # Persistent compilation cache, so a restart loads the compiled step: 'workdir' (the
+    # environment's JAX_COMPILATION_CACHE_DIR if set, else WORKDIR/compilation_cache), 'off', or a
+    # directory (local or gs://).
+    c.train.compilation_cache = "workdir"
 
     # ---- devices ----------------------------------------------------------------------------
     c.mesh = ml_collections.ConfigDict()
     c.mesh.ici = (1, -1, 1)  # (data, fsdp, tensor) within a slice; one may be -1 (the rest)
     c.mesh.dcn = (1, 1, 1)  # (data, fsdp, tensor) across slices / processes; product = number of slices
     c.mesh.rules = "default"  # logical-axis rules: a key of configs/sharding.py RULES
+    # Constrain activations by their logical axes at every layer boundary (the rules map them);
+    # False leaves every activation layout to GSPMD, for comparison (memory stops scaling).
+    c.mesh.constrain_activations = True
     c.mesh.devices = 0  # devices the mesh spans: 0 = all; N = the first N (single process only)
 
     # ---- checkpoints, logs, export -----------------------------------------------------------
@@ -200,4 +224,8 @@ def get_config(arg=None):
     # Record a bit-exact fingerprint of every global batch row in the metrics ("batch_digest"):
     # runs on other process counts or meshes must show the same digests (train/digest.py).
     c.debug.batch_digest = False
+    # Process `input_ends_process`'s input runs out before step `input_ends_at_step` + 1 (the
+    # multi-host end-of-data test); -1 = never.
+    c.debug.input_ends_at_step = -1
+    c.debug.input_ends_process = 0
     return c

@@ -1,6 +1,7 @@
 """Logical axis name -> mesh axis rules (MaxText-style `logical_axis_rules`).
 
-Parameters and activations carry logical names (see `sf2t_jax/models/layers.py`); this table
+Parameters and activations carry logical names (see `sf2t_jax/models/layers.py` and
+`sf2t_jax/parallel/activations.py`); this table
 is the only place that decides how they map onto the mesh axes ('data', 'fsdp', 'tensor'), so
 changing a sharding strategy never touches model code. A name mapped to None is replicated;
 a tuple shards one array dimension over several mesh axes.
@@ -11,10 +12,19 @@ weights across slices (data parallel).
 """
 
 DEFAULT_RULES = (
-    # ---- activations --------------------------------------------------------------------
+    # ---- input batches (sf2t_jax/train/data.py BATCH_AXES) --------------------------------
     ("batch", ("data", "fsdp")),
     ("length", None),
-    ("act_embed", None),
+    # ---- activations (sf2t_jax/parallel/activations.py): rows stay on the devices that hold
+    # them through every layer; heads, MLP and vocabulary split over 'tensor' (Megatron), the
+    # residual stream is whole on each device of a 'tensor' group.
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_kv_heads", "tensor"),
+    ("activation_mlp", "tensor"),
+    ("activation_vocab", "tensor"),
     # ---- LLM weights --------------------------------------------------------------------
     ("vocab", "tensor"),
     ("embed", "fsdp"),

@@ -13,7 +13,7 @@ from configs.sharding import DEFAULT_RULES
 from qwen_reference import hf_logits, hf_model, patches, video_tokens
 from sf2t_jax.convert import abstract_model, from_hf, to_hf
 from sf2t_jax.convert.safetensors_io import CheckpointError
-from sf2t_jax.models.config import ConfigError, Qwen2VLConfig, qwen2vl_2b, qwen2vl_7b, qwen2vl_tiny
+from sf2t_jax.models.config import ConfigError, Qwen2VLConfig, qwen2vl_2b, qwen2vl_7b, qwen2vl_72b, qwen2vl_tiny
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.parallel.mesh import make_mesh
 from tolerances import assert_reordered_close
@@ -170,6 +170,19 @@ def test_sharded_load_and_forward_equal_unsharded(hf_dir):
 def test_preset_parameter_counts(make, expected):
     state = nnx.state(abstract_model(make()), nnx.Param)
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)) == expected
+
+
+def test_72b_preset_has_transformers_parameter_count():
+    """Counted by transformers itself on the meta device (no memory), for the same config."""
+    import torch
+
+    from transformers import Qwen2VLConfig as HFConfig
+
+    config = qwen2vl_72b()
+    with torch.device("meta"):
+        theirs = sum(p.numel() for p in Qwen2VLForConditionalGeneration(HFConfig(**config.to_hf_dict())).parameters())
+    state = nnx.state(abstract_model(config), nnx.Param)
+    assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)) == theirs > 72e9
 
 
 def test_tied_checkpoint_with_a_copy_of_the_head_loads_but_a_different_head_is_refused(tmp_path):

@@ -59,3 +59,55 @@ def test_select_devices_takes_a_prefix_or_refuses():
     assert make_mesh(fsdp=-1, devices=select_devices(2)).size == 2
     with _pytest.raises(ValueError, match=r"mesh.devices=9: expected 0 \(all\) or 1..8"):
         select_devices(9)
+
+
+_TPU_VM_SCRIPT = """
+import socket, sys
+from unittest import mock
+import jax
+from jax._src.clusters import cloud_tpu_cluster
+from sf2t_jax.parallel import distributed
+
+# This host pretends to be worker 0 of a one-worker TPU VM pod: our chip detection and JAX's
+# metadata queries are mocked (none may leave the machine); jax.distributed.initialize itself
+# runs for real, on loopback.
+def no_network(*args, **kwargs):
+    raise AssertionError(f"a metadata query escaped the mock: {args}")
+
+tpu = cloud_tpu_cluster.GceTpuCluster
+with mock.patch.object(cloud_tpu_cluster, "get_metadata", no_network), \\
+        mock.patch.object(cloud_tpu_cluster, "get_tpu_env_value", lambda key: None), \\
+        mock.patch.object(distributed, "_tpu_chips", return_value=4), \\
+        mock.patch.object(tpu, "is_env_present", classmethod(lambda cls: True)), \\
+        mock.patch.object(tpu, "_get_worker_list_in_slice", staticmethod(lambda: ["127.0.0.1"])), \\
+        mock.patch.object(tpu, "_get_process_id_in_slice", staticmethod(lambda: 0)):
+    assert distributed.initialize() is True
+assert jax.distributed.is_initialized() and jax.process_count() == 1
+print("initialised")
+"""
+
+
+def test_a_tpu_vm_initialises_jax_distributed_from_its_metadata(tmp_path):
+    """No TPU_WORKER_HOSTNAMES on a TPU VM pod: the chips on the bus are enough to hand over to
+    JAX's own cluster detection."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TPU_", "MEGASCALE_"))}
+    env.update(JAX_PLATFORMS="cpu", JAX_COORDINATOR_PORT=str(port))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _TPU_VM_SCRIPT], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "initialised" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_no_tpu_no_flags_is_one_process(monkeypatch):
+    monkeypatch.setattr(distributed, "_tpu_chips", lambda: 0)
+    for key in ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    assert distributed._on_tpu() is False

@@ -15,36 +15,37 @@ from sf2t_jax.train import optimizer as optimizer_lib
 from sf2t_jax.train import state as state_lib
 
 # configs/sf2t.py defaults (method=lora): adapters on the LLM projections + the merger train;
-# the ViT and every base LLM weight are frozen.
+# the ViT and every base LLM weight are frozen. Trained parameters are fully sharded: each
+# adapter's rank dimension takes the mesh axis its other dimension leaves free.
 GOLDEN = {
-    "model.layers.0.mlp.down_proj.lora_a": ('tensor', None),
-    "model.layers.0.mlp.down_proj.lora_b": (None, 'fsdp'),
-    "model.layers.0.mlp.gate_proj.lora_a": ('fsdp', None),
-    "model.layers.0.mlp.gate_proj.lora_b": (None, 'tensor'),
-    "model.layers.0.mlp.up_proj.lora_a": ('fsdp', None),
-    "model.layers.0.mlp.up_proj.lora_b": (None, 'tensor'),
-    "model.layers.0.self_attn.k_proj.lora_a": ('fsdp', None),
-    "model.layers.0.self_attn.k_proj.lora_b": (None, 'tensor'),
-    "model.layers.0.self_attn.o_proj.lora_a": ('tensor', None),
-    "model.layers.0.self_attn.o_proj.lora_b": (None, 'fsdp'),
-    "model.layers.0.self_attn.q_proj.lora_a": ('fsdp', None),
-    "model.layers.0.self_attn.q_proj.lora_b": (None, 'tensor'),
-    "model.layers.0.self_attn.v_proj.lora_a": ('fsdp', None),
-    "model.layers.0.self_attn.v_proj.lora_b": (None, 'tensor'),
-    "model.layers.1.mlp.down_proj.lora_a": ('tensor', None),
-    "model.layers.1.mlp.down_proj.lora_b": (None, 'fsdp'),
-    "model.layers.1.mlp.gate_proj.lora_a": ('fsdp', None),
-    "model.layers.1.mlp.gate_proj.lora_b": (None, 'tensor'),
-    "model.layers.1.mlp.up_proj.lora_a": ('fsdp', None),
-    "model.layers.1.mlp.up_proj.lora_b": (None, 'tensor'),
-    "model.layers.1.self_attn.k_proj.lora_a": ('fsdp', None),
-    "model.layers.1.self_attn.k_proj.lora_b": (None, 'tensor'),
-    "model.layers.1.self_attn.o_proj.lora_a": ('tensor', None),
-    "model.layers.1.self_attn.o_proj.lora_b": (None, 'fsdp'),
-    "model.layers.1.self_attn.q_proj.lora_a": ('fsdp', None),
-    "model.layers.1.self_attn.q_proj.lora_b": (None, 'tensor'),
-    "model.layers.1.self_attn.v_proj.lora_a": ('fsdp', None),
-    "model.layers.1.self_attn.v_proj.lora_b": (None, 'tensor'),
+    "model.layers.0.mlp.down_proj.lora_a": ('tensor', 'fsdp'),
+    "model.layers.0.mlp.down_proj.lora_b": ('tensor', 'fsdp'),
+    "model.layers.0.mlp.gate_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.0.mlp.gate_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.0.mlp.up_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.0.mlp.up_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.0.self_attn.k_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.0.self_attn.k_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.0.self_attn.o_proj.lora_a": ('tensor', 'fsdp'),
+    "model.layers.0.self_attn.o_proj.lora_b": ('tensor', 'fsdp'),
+    "model.layers.0.self_attn.q_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.0.self_attn.q_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.0.self_attn.v_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.0.self_attn.v_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.1.mlp.down_proj.lora_a": ('tensor', 'fsdp'),
+    "model.layers.1.mlp.down_proj.lora_b": ('tensor', 'fsdp'),
+    "model.layers.1.mlp.gate_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.1.mlp.gate_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.1.mlp.up_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.1.mlp.up_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.1.self_attn.k_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.1.self_attn.k_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.1.self_attn.o_proj.lora_a": ('tensor', 'fsdp'),
+    "model.layers.1.self_attn.o_proj.lora_b": ('tensor', 'fsdp'),
+    "model.layers.1.self_attn.q_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.1.self_attn.q_proj.lora_b": ('fsdp', 'tensor'),
+    "model.layers.1.self_attn.v_proj.lora_a": ('fsdp', 'tensor'),
+    "model.layers.1.self_attn.v_proj.lora_b": ('fsdp', 'tensor'),
     "visual.merger.fc1.bias": ('tensor',),
     "visual.merger.fc1.kernel": ('fsdp', 'tensor'),
     "visual.merger.fc2.bias": ('fsdp',),
@@ -165,3 +166,15 @@ def test_batch_is_sharded_over_data_and_fsdp_and_must_divide(setup):
                                  task_names=())
     with pytest.raises(ValueError, match=r"input.batch_size=3 does not divide"):
         data_lib.batch_shardings(odd, mesh, rules)
+
+
+def test_trained_state_is_split_over_every_state_axis_of_an_fsdp_mesh():
+    """On an FSDP-only mesh the 'tensor' rules replicate nothing trained: every trained
+    parameter with a dimension that 8 divides is split 8 ways (and its Adam moments with it)."""
+    config = load_config("configs/sf2t.py")
+    mesh = make_mesh(fsdp=8)
+    parts = model_lib.split_model(config, model_lib.model_config(config), mesh, named_rules("default"))
+    shapes = traverse_util.flatten_dict(parts.abstract["trainable"])
+    for key, sharding in traverse_util.flatten_dict(parts.shardings["trainable"]).items():
+        if any(d % 8 == 0 for d in shapes[key].shape):
+            assert "fsdp" in jax.tree.leaves(tuple(sharding.spec)), (key, sharding.spec)

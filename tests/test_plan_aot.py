@@ -8,20 +8,17 @@ import json
 import os
 
 import jax
-import ml_collections
 import pytest
 
 import launch
 from sf2t_jax.configuration import load_config
 from sf2t_jax.errors import InputError
-from sf2t_jax.parallel.mesh import make_hybrid_mesh, select_devices
-from sf2t_jax.parallel.sharding import named_rules
+from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.plan import aot, flops, report, topology
 from sf2t_jax.train import data as data_lib
+from sf2t_jax.train import setup as setup_lib
 from sf2t_jax.train import model as model_lib
-from sf2t_jax.train import optimizer as optimizer_lib
 from sf2t_jax.train import state as state_lib
-from sf2t_jax.train.step import make_train_step
 
 # The tiny model on 4 frames (2 slices of 4x4 patches) in 64 tokens: the real layout, small shapes.
 CONFIG = "configs/sf2t.py:frames=4"
@@ -29,33 +26,27 @@ OVERRIDES = ["input.max_length=64", "checkpoint.every=1000"]
 
 
 def _compile_as_the_trainer_does(config):
-    """train/loop.py's set-up with real values and a real batch, compiled for the local devices."""
-    mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, select_devices(int(config.mesh.devices)))
-    rules = named_rules(config.mesh.rules)
-    shape = model_lib.model_config(config)
-    parts = model_lib.split_model(config, shape, mesh, rules)
-    batches = data_lib.open_batches(config, shape, mesh, rules)
-    train_cfg = ml_collections.ConfigDict(config.train.to_dict())
-    train_cfg.steps = data_lib.total_steps(config, batches.geometry)
-    tx, schedule = optimizer_lib.make_optimizer(train_cfg)
-    shardings = state_lib.state_shardings(parts, tx, mesh)
-    values = model_lib.initial_values(parts, config, mesh, rules)
-    state = state_lib.create(values["trainable"], values["frozen"], tx, int(config.seed), shardings)
-    step = make_train_step(parts, tx, schedule, grid_hw=batches.geometry.grid_hw, num_tasks=batches.geometry.num_tasks,
-                           accum=1, dropout=False, state_shardings=shardings, extra_shardings=parts.shardings["extra"],
-                           batch_shardings=batches.shardings)
-    return step.lower(state, values["extra"], next(batches)).compile(), batches.geometry, mesh
+    """train/loop.py's set-up (train/setup.py) with real values and a real batch, compiled for the
+    local devices."""
+    model = setup_lib.build_model(config, select_devices(int(config.mesh.devices)))
+    batches = data_lib.open_batches(config, model.shape, model.mesh, model.rules)
+    built = setup_lib.build_step(config, model, batches.geometry, data_lib.total_steps(config, batches.geometry))
+    values = model_lib.initial_values(model.parts, config, model.mesh, model.rules)
+    state = state_lib.create(values["trainable"], values["frozen"], built.tx, int(config.seed), built.state_shardings)
+    return built.step.lower(state, values["extra"], next(batches)).compile(), batches.geometry, model.mesh
 
 
-def test_planner_memory_is_the_memory_analysis_of_the_train_step_compiled_on_cpu(tmp_path, capsys):
+@pytest.mark.parametrize("options", [[], ["train.loss_positions=8", "train.loss_chunk=16"]])
+def test_planner_memory_is_the_memory_analysis_of_the_train_step_compiled_on_cpu(tmp_path, capsys, options):
     out = tmp_path / "plan.json"
-    launch.main(["plan", "--config", CONFIG, "--topology", "cpu:8", *(f"--config.{o}" for o in OVERRIDES),
+    overrides = OVERRIDES + options
+    launch.main(["plan", "--config", CONFIG, "--topology", "cpu:8", *(f"--config.{o}" for o in overrides),
                  "--json", str(out)])
     printed = capsys.readouterr().out
     planned = json.loads(out.read_text())
     assert "memory per device" in printed and "analytic (plan/flops.py)" in printed
 
-    compiled, geometry, mesh = _compile_as_the_trainer_does(load_config(CONFIG, OVERRIDES))
+    compiled, geometry, mesh = _compile_as_the_trainer_does(load_config(CONFIG, overrides))
     stats = compiled.memory_analysis()
     measured = {name: getattr(stats, field) for name, field in aot.MEMORY_FIELDS.items()}
     assert {k: planned["memory"][k] for k in measured} == measured
@@ -67,7 +58,7 @@ def test_planner_memory_is_the_memory_analysis_of_the_train_step_compiled_on_cpu
     assert (b["rows"], b["length"], b["slices"], tuple(b["grid_hw"])) == (
         geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw)
     # The analytic count is plan/flops.py's for this method and batch (LoRA; ViT frozen, merger trained).
-    want = flops.train_step_flops(model_lib.model_config(load_config(CONFIG, OVERRIDES)),
+    want = flops.train_step_flops(model_lib.model_config(load_config(CONFIG, overrides)),
                                   flops.Workload(geometry.batch_size, geometry.length, geometry.slices,
                                                  geometry.patches), method="lora", lora_rank=16,
                                   train_vision=False, train_merger=True)

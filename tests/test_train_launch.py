@@ -205,6 +205,7 @@ def _launch_two_processes(env, workdir, base, *extra):
     outputs = [p.communicate(timeout=400) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
+    return [err for _, err in outputs]
 
 
 def _expected_data_states(step, process_count):
@@ -263,6 +264,34 @@ def test_two_processes_train_in_bfloat16(env, base, tmp_path):
                           "--config.checkpoint.every=100")
     losses = np.array(_losses(tmp_path))
     assert np.isfinite(losses).all() and losses[-4:].mean() < losses[:4].mean(), losses
+
+
+def test_when_one_process_runs_out_of_data_both_stop_at_the_same_step_with_a_checkpoint(env, base, tmp_path):
+    """Process 1's input ends after 5 batches: neither process hangs in the next step's
+    collectives; both end at step 5, input exhausted, and checkpoint 5 holds both shards."""
+    errs = _launch_two_processes(env, tmp_path, base, "--config.debug.input_ends_at_step=5",
+                                 "--config.debug.input_ends_process=1", "--config.checkpoint.every=100")
+    assert "the input ran out after 5 of 12 steps (on another process)" in errs[0]
+    assert "train: input_exhausted at step 5 of 12" in errs[0]  # process 0 logs the outcome
+    assert "the input ran out after 5 of 12 steps\n" in errs[1]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["5"]
+    assert sorted(os.listdir(tmp_path / "checkpoints" / "5" / "data")) == [
+        "commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"]
+
+
+def test_a_restart_loads_the_compiled_step_from_the_workdir_cache(env, base, tmp_path):
+    """train.compilation_cache='workdir': the first start compiles the step into
+    WORKDIR/compilation_cache; the restart after a preemption finds it there."""
+    own = {k: v for k, v in env.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    steps = lambda: sorted(p.name for p in (tmp_path / "compilation_cache").iterdir() if "train_step" in p.name)
+    stopped = _launch(own, tmp_path, "--init-from", base, NO_TB, "--config.debug.signal_at_step=3",
+                      "--config.checkpoint.every=100")
+    assert "preempted: checkpoint 3 saved" in stopped.stderr
+    first = steps()
+    assert len(first) == 1, first
+    resumed = _launch(own, tmp_path, "--init-from", base, NO_TB, "--config.debug.signal_at_step=3",
+                      "--config.checkpoint.every=100")
+    assert "resumed from step 3" in resumed.stderr and steps() == first  # a hit: nothing new compiled
 
 
 def test_bad_settings_are_refused_with_a_message_not_a_traceback(env, tmp_path):

@@ -98,3 +98,27 @@ def test_a_budget_smaller_than_a_row_is_loud():
         config.train.loss_positions = -1
     with pytest.raises(ValueError, match="train.loss_positions=-1"):
         data_lib.loss_positions(config)
+
+
+@pytest.mark.parametrize("positions", [0, 8])
+def test_blockwise_head_equals_the_whole_head(positions):
+    """`train.loss_chunk`: the head and loss over blocks of positions (7 does not divide L - 1 =
+    63: the last block is padded) give the same sums and gradients as the head at once."""
+    config, parts, values, batch, geometry = _setup("method=lora")
+    results = {}
+    for chunk in (0, 7, 32):
+        fn = make_grad_fn(make_loss_sums(parts, geometry.grid_hw, geometry.num_tasks, dropout=False,
+                                         loss_positions=positions, loss_chunk=chunk), 1)
+        results[chunk] = jax.device_get(jax.jit(fn)(values["trainable"], values["frozen"], values["extra"],
+                                                    jax.random.PRNGKey(0), batch))
+    grads0, sums0 = results[0]
+    terms = max(model_lib.model_config(config).text.vocab_size, batch["input_ids"].size)
+    for chunk in (7, 32):
+        grads, sums = results[chunk]
+        for key in ("correct", "count", "task_correct", "task_count", "dropped"):
+            np.testing.assert_array_equal(sums[key], sums0[key], err_msg=key)
+        # The same token losses, summed block by block (tolerances.py).
+        assert_reordered_close(sums["loss_sum"], sums0["loss_sum"], terms, err_msg="loss_sum")
+        flat0 = traverse_util.flatten_dict(grads0)
+        for path, g in traverse_util.flatten_dict(grads).items():
+            assert_reordered_close(g, flat0[path], terms, err_msg=".".join(map(str, path)))

@@ -6,6 +6,7 @@ import numpy as np
 from flax import nnx, traverse_util
 
 from sf2t_jax.configuration import load_config
+from sf2t_jax.parallel.activations import activation_sharding
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.parallel.sharding import named_rules
 from sf2t_jax.train import data as data_lib
@@ -61,7 +62,13 @@ def test_loss_and_gradients_do_not_depend_on_devices_or_accumulation():
         vals = {n: jax.device_put(values[n], parts_m.shardings[n]) for n in values}
         grad_fn = make_grad_fn(make_loss_sums(parts_m, geometry.grid_hw, geometry.num_tasks, dropout=False), accum,
                                shardings)
-        grads, sums = jax.jit(grad_fn)(vals["trainable"], vals["frozen"], vals["extra"], jax.random.PRNGKey(0), placed)
+
+        def constrained(*args, grad_fn=grad_fn, mesh=mesh):  # activations constrained as in the train step
+            with activation_sharding(mesh, RULES):
+                return grad_fn(*args)
+
+        grads, sums = jax.jit(constrained)(vals["trainable"], vals["frozen"], vals["extra"], jax.random.PRNGKey(0),
+                                           placed)
         results.append((float(sums["loss_sum"] / sums["count"]), jax.device_get(grads), float(sums["count"])))
     (loss0, grads0, count0), *others = results
     weights = batch["loss_mask"][:, 1:] * batch["valid"][:, None]
@@ -98,7 +105,7 @@ def test_full_finetuning_learns_compiles_once_and_never_touches_frozen_params():
     assert sum(x.size for x in jax.tree.leaves(state.opt_state)) <= 2 * n_trainable + 8
     step = make_train_step(parts, tx, schedule, grid_hw=batches.geometry.grid_hw, num_tasks=batches.geometry.num_tasks,
                            accum=1, dropout=False, state_shardings=shardings, extra_shardings=parts.shardings["extra"],
-                           batch_shardings=batches.shardings)
+                           batch_shardings=batches.shardings, rules=RULES)
     compiles = []  # XLA compilations of anything, counted after the first step
 
     def on_event(event, seconds, **kwargs):

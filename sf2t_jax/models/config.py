@@ -261,6 +261,17 @@ def qwen2vl_7b() -> Qwen2VLConfig:
     )
 
 
+def qwen2vl_72b() -> Qwen2VLConfig:
+    """Qwen2-VL-72B-Instruct: the 7B's vision tower merged into an 80-layer, 8192-wide LLM with
+    64 query and 8 KV heads, separate lm_head."""
+    return Qwen2VLConfig(
+        vision=VisionConfig(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_size=8192),
+        text=TextConfig(vocab_size=152064, hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
+                        num_attention_heads=64, num_key_value_heads=8, rms_norm_eps=1e-6, rope_theta=1e6,
+                        mrope_section=(16, 24, 24), tie_word_embeddings=False),
+    )
+
+
 def qwen2vl_tiny(vocab_size: int = 1000, tie_word_embeddings: bool = True) -> Qwen2VLConfig:
     """A Qwen2-VL-architecture model small enough for unit tests (milliseconds per forward).
 
@@ -277,7 +288,23 @@ def qwen2vl_tiny(vocab_size: int = 1000, tie_word_embeddings: bool = True) -> Qw
     )
 
 
-PRESETS = {"qwen2vl_2b": qwen2vl_2b, "qwen2vl_7b": qwen2vl_7b, "qwen2vl_tiny": qwen2vl_tiny}
+def qwen2vl_small() -> Qwen2VLConfig:
+    """A 4-layer, 512-wide Qwen2-VL-architecture model (ViT 4 x 256, 32,000-token vocabulary,
+    separate lm_head; ~36M parameters): wide enough that activations, not weights, dominate a
+    step's memory, so sharding and scaling checks on CPU devices mean what they would on TPU."""
+    vocab = 32000
+    return Qwen2VLConfig(
+        vision=VisionConfig(depth=4, embed_dim=256, num_heads=4, mlp_ratio=4, hidden_size=512),
+        text=TextConfig(vocab_size=vocab, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                        num_attention_heads=8, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
+                        mrope_section=(8, 12, 12), tie_word_embeddings=False),
+        image_token_id=vocab - 5, video_token_id=vocab - 4, vision_start_token_id=vocab - 3,
+        vision_end_token_id=vocab - 2, vision_token_id=vocab - 6, bos_token_id=vocab - 7, eos_token_id=vocab - 1,
+    )
+
+
+PRESETS = {"qwen2vl_2b": qwen2vl_2b, "qwen2vl_7b": qwen2vl_7b, "qwen2vl_72b": qwen2vl_72b, "qwen2vl_small": qwen2vl_small,
+           "qwen2vl_tiny": qwen2vl_tiny}
 
 
 def preset(name: str) -> Qwen2VLConfig:

@@ -15,6 +15,8 @@ from flax import nnx
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import TextConfig
 from sf2t_jax.models.layers import Numerics, RMSNorm, attention, layer_at, linear, run_layers, stacked_layers
+from sf2t_jax.parallel.activations import (BATCH_LENGTH_EMBED, BATCH_LENGTH_HEADS, BATCH_LENGTH_KV_HEADS,
+                                           BATCH_LENGTH_MLP, constrain)
 
 
 @flax.struct.dataclass
@@ -58,16 +60,18 @@ class Attention(nnx.Module):
         Returns (output (B, L, D), updated kv or None).
         """
         b, l, _ = x.shape
-        q = rope.apply_rotary(self.q_proj(x).reshape(b, l, self.num_heads, self.head_dim), cos, sin)
-        k = rope.apply_rotary(self.k_proj(x).reshape(b, l, self.num_kv_heads, self.head_dim), cos, sin)
-        v = self.v_proj(x).reshape(b, l, self.num_kv_heads, self.head_dim)
+        q = constrain(self.q_proj(x).reshape(b, l, self.num_heads, self.head_dim), BATCH_LENGTH_HEADS)
+        k = constrain(self.k_proj(x).reshape(b, l, self.num_kv_heads, self.head_dim), BATCH_LENGTH_KV_HEADS)
+        v = constrain(self.v_proj(x).reshape(b, l, self.num_kv_heads, self.head_dim), BATCH_LENGTH_KV_HEADS)
+        q, k = rope.apply_rotary(q, cos, sin), rope.apply_rotary(k, cos, sin)
         if kv is not None:
             cache_k, cache_v = kv
             k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, write_index, 0, 0))
             v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, write_index, 0, 0))
             kv = (k, v)
-        out = attention(q, k.astype(q.dtype), v.astype(q.dtype), mask, precision=self.precision)
-        return self.o_proj(out.reshape(b, l, self.num_heads * self.head_dim)), kv
+        out = constrain(attention(q, k.astype(q.dtype), v.astype(q.dtype), mask, precision=self.precision),
+                        BATCH_LENGTH_HEADS)
+        return constrain(self.o_proj(out.reshape(b, l, self.num_heads * self.head_dim)), BATCH_LENGTH_EMBED), kv
 
 
 class MLP(nnx.Module):
@@ -77,7 +81,8 @@ class MLP(nnx.Module):
         self.down_proj = linear(cfg.intermediate_size, cfg.hidden_size, ("mlp", "embed"), bias=False, numerics=numerics, rngs=rngs)
 
     def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        hidden = constrain(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x), BATCH_LENGTH_MLP)
+        return constrain(self.down_proj(hidden), BATCH_LENGTH_EMBED)
 
 
 class DecoderLayer(nnx.Module):
@@ -88,9 +93,12 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, numerics, rngs)
 
     def __call__(self, x, cos, sin, mask, kv=None, write_index=None):
-        attn_out, kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, kv, write_index)
-        x = x + attn_out
-        return x + self.mlp(self.post_attention_layernorm(x)), kv
+        x = constrain(x, BATCH_LENGTH_EMBED)
+        attn_out, kv = self.self_attn(constrain(self.input_layernorm(x), BATCH_LENGTH_EMBED), cos, sin, mask, kv,
+                                      write_index)
+        x = constrain(x + attn_out, BATCH_LENGTH_EMBED)
+        out = x + self.mlp(constrain(self.post_attention_layernorm(x), BATCH_LENGTH_EMBED))
+        return constrain(out, BATCH_LENGTH_EMBED), kv
 
 
 class Qwen2Model(nnx.Module):
@@ -139,10 +147,10 @@ class Qwen2Model(nnx.Module):
             mask = (slot[None, :] <= query_slot[:, None])[None] & key_mask[:, None, :]
         if attend is not None:
             mask = mask & attend
-        x = embeds
+        x = constrain(embeds, BATCH_LENGTH_EMBED)
         if cache is None:
             x = run_layers(self.layers, _layer_forward, x, cos, sin, mask, numerics=self.numerics)
-            return self.norm(x), None
+            return constrain(self.norm(x), BATCH_LENGTH_EMBED), None
         new_keys, new_values = [], []
         for i in range(self.cfg.num_hidden_layers):
             layer = layer_at(self.layers, i) if self.numerics.scan_layers else self.layers[i]
@@ -150,7 +158,7 @@ class Qwen2Model(nnx.Module):
             new_keys.append(k)
             new_values.append(v)
         cache = KVCache(keys=tuple(new_keys), values=tuple(new_values), key_mask=key_mask, length=cache.length + l)
-        return self.norm(x), cache
+        return constrain(self.norm(x), BATCH_LENGTH_EMBED), cache
 
 
 def _layer_forward(layer: DecoderLayer, x, cos, sin, mask):

@@ -19,6 +19,7 @@ from sf2t_jax.models.config import Qwen2VLConfig
 from sf2t_jax.models.layers import Numerics, einsum, linear
 from sf2t_jax.models.llm import KVCache, Qwen2Model
 from sf2t_jax.models.vision import VisionPatches, VisionTower
+from sf2t_jax.parallel.activations import BATCH_LENGTH_EMBED, BATCH_LENGTH_VOCAB, constrain
 
 
 class Qwen2VL(nnx.Module):
@@ -54,14 +55,15 @@ class Qwen2VL(nnx.Module):
     def embed(self, input_ids: jax.Array, vision: Sequence[VisionPatches] = (),
               vision_index: jax.Array | None = None) -> jax.Array:
         """Token embeddings (B, L, D) with vision features written at `vision_index`."""
-        embeds = self.model.embed_tokens(input_ids)
+        embeds = constrain(self.model.embed_tokens(input_ids), BATCH_LENGTH_EMBED)
         if not vision:
             return embeds
         b, l, d = embeds.shape
         feats = self.encode_vision(vision).astype(embeds.dtype)
         if vision_index.ndim == 2:  # per-row positions: the training layout, sharded along batch
             scatter_row = lambda e, i, f: e.at[i].set(f, mode="drop")
-            return jax.vmap(scatter_row)(embeds, vision_index, feats.reshape(b, -1, d))
+            feats = constrain(feats.reshape(b, -1, d), BATCH_LENGTH_EMBED)
+            return constrain(jax.vmap(scatter_row)(embeds, vision_index, feats), BATCH_LENGTH_EMBED)
         return embeds.reshape(b * l, d).at[vision_index].set(feats, mode="drop").reshape(b, l, d)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
@@ -72,7 +74,8 @@ class Qwen2VL(nnx.Module):
             out = einsum("nd,vd->nv", flat, embed.embedding[...].astype(embed.dtype)).reshape(*hidden.shape[:-1], -1)
         else:
             out = self.lm_head(hidden)
-        return out.astype(jnp.float32)
+        out = out.astype(jnp.float32)
+        return constrain(out, BATCH_LENGTH_VOCAB) if out.ndim == 3 else out
 
     def __call__(self, input_ids: jax.Array, position_ids: jax.Array, attention_mask: jax.Array | None = None,
                  vision: Sequence[VisionPatches] = (), vision_index: jax.Array | None = None,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import flax.struct
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import VisionConfig
 from sf2t_jax.models.layers import Numerics, attention, layer_norm, linear, run_layers, stacked_layers
+from sf2t_jax.parallel.activations import BATCH_LENGTH_EMBED, BATCH_LENGTH_HEADS, BATCH_LENGTH_MLP, constrain
 
 
 @flax.struct.dataclass
@@ -49,11 +49,11 @@ class VisionAttention(nnx.Module):
         """x: (N, S, E); cos/sin: (S, head_dim). Attention within each of the N slices."""
         n, s, e = x.shape
         qkv = self.qkv(x).reshape(n, s, 3, self.num_heads, e // self.num_heads)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q, k, v = (constrain(qkv[:, :, i], BATCH_LENGTH_HEADS) for i in range(3))
         q = rope.apply_rotary(q, cos, sin)
         k = rope.apply_rotary(k, cos, sin)
-        out = attention(q, k, v, None, precision=self.precision)
-        return self.proj(out.reshape(n, s, e))
+        out = constrain(attention(q, k, v, None, precision=self.precision), BATCH_LENGTH_HEADS)
+        return constrain(self.proj(out.reshape(n, s, e)), BATCH_LENGTH_EMBED)
 
 
 class VisionMLP(nnx.Module):
@@ -62,7 +62,7 @@ class VisionMLP(nnx.Module):
         self.fc2 = linear(cfg.mlp_dim, cfg.embed_dim, ("vision_mlp", "vision_embed"), bias=True, numerics=numerics, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(quick_gelu(self.fc1(x)))
+        return constrain(self.fc2(constrain(quick_gelu(self.fc1(x)), BATCH_LENGTH_MLP)), BATCH_LENGTH_EMBED)
 
 
 class VisionBlock(nnx.Module):
@@ -75,8 +75,9 @@ class VisionBlock(nnx.Module):
         self.mlp = VisionMLP(cfg, numerics, rngs)
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-        x = x + self.attn(self.norm1(x), cos, sin)
-        return x + self.mlp(self.norm2(x))
+        x = constrain(x, BATCH_LENGTH_EMBED)
+        x = constrain(x + self.attn(constrain(self.norm1(x), BATCH_LENGTH_EMBED), cos, sin), BATCH_LENGTH_EMBED)
+        return constrain(x + self.mlp(constrain(self.norm2(x), BATCH_LENGTH_EMBED)), BATCH_LENGTH_EMBED)
 
 
 class PatchMerger(nnx.Module):
@@ -93,8 +94,9 @@ class PatchMerger(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """(N, S, E) -> (N, S/4, hidden)."""
         n, s, e = x.shape
-        x = self.ln_q(x).reshape(n, s // self.group, self.group * e)
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+        x = constrain(self.ln_q(x).reshape(n, s // self.group, self.group * e), BATCH_LENGTH_EMBED)
+        hidden = constrain(jax.nn.gelu(self.fc1(x), approximate=False), BATCH_LENGTH_MLP)
+        return constrain(self.fc2(hidden), BATCH_LENGTH_EMBED)
 
 
 class VisionTower(nnx.Module):
@@ -118,7 +120,7 @@ class VisionTower(nnx.Module):
         gh, gw = vision.grid_hw
         positions = rope.vision_rope_positions(gh, gw, self.cfg.spatial_merge_size)
         cos, sin = rope.vision_cos_sin(positions, self.cfg.head_dim)
-        x = self.patch_embed(vision.patches.astype(self.numerics.dtype))
+        x = constrain(self.patch_embed(vision.patches.astype(self.numerics.dtype)), BATCH_LENGTH_EMBED)
         x = run_layers(self.blocks, _block_forward, x, cos, sin, numerics=self.numerics)
         return self.merger(x)
 

@@ -14,6 +14,7 @@ This must run before anything touches a device (`jax.devices()`, a jit, an array
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import os
 
@@ -51,11 +52,28 @@ class ClusterSpec:
                    local_device_ids=tuple(ids) if ids else None)
 
 
-def _on_multihost_tpu() -> bool:
-    """True on a TPU VM with several workers or several slices (what JAX's TPU cluster
-    detection would pick up). A single-host TPU VM needs no coordination service."""
+GOOGLE_PCI_VENDOR = "0x1ae0"  # TPU chips on a TPU VM's PCI bus (how JAX itself counts them)
+
+
+def _tpu_chips() -> int:
+    """TPU chips attached to this host, read from the PCI bus without touching a device."""
+    count = 0
+    for path in glob.glob("/sys/bus/pci/devices/*/vendor"):
+        try:
+            with open(path) as f:
+                count += f.read().strip() == GOOGLE_PCI_VENDOR
+        except OSError:
+            continue
+    return count
+
+
+def _on_tpu() -> bool:
+    """A TPU VM (chips on the bus) or a GKE / multislice TPU job (its environment variables).
+    JAX then finds the workers itself: from the GCE metadata server on a TPU VM pod (no
+    variable names them there), from TPU_WORKER_HOSTNAMES / MEGASCALE_* on GKE."""
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    return len([h for h in hosts.split(",") if h]) > 1 or bool(os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"))
+    return (_tpu_chips() > 0 or len([h for h in hosts.split(",") if h]) > 1
+            or bool(os.environ.get("MEGASCALE_COORDINATOR_ADDRESS")))
 
 
 def initialize(spec: ClusterSpec = ClusterSpec()) -> bool:
@@ -80,9 +98,15 @@ def initialize(spec: ClusterSpec = ClusterSpec()) -> bool:
         jax.distributed.initialize(spec.coordinator, spec.num_processes, spec.process_id,
                                    local_device_ids=list(spec.local_device_ids) if spec.local_device_ids else None)
         return True
-    if _on_multihost_tpu():
-        log.info("jax.distributed: TPU pod detected, initialising from TPU metadata")
-        jax.distributed.initialize()
+    if _on_tpu():
+        # On every TPU worker, pod or not: JAX reads the coordinator, the process count and this
+        # worker's index from the TPU metadata (one worker: a one-process service, harmless).
+        log.info("jax.distributed: TPU detected, initialising from the TPU metadata")
+        try:
+            jax.distributed.initialize()
+        except ValueError as e:  # no TPU cluster JAX recognises (e.g. a bare TPU host): one process
+            log.warning("jax.distributed: no TPU cluster metadata (%s); running as one process", e)
+            return False
         return True
     return False
 

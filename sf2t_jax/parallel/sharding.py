@@ -80,6 +80,33 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
         state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+# Mesh axes that split model state; 'data' replicas are data-parallel copies by design.
+STATE_AXES = ("fsdp", "tensor")
+
+
+def fully_shard(sharding: NamedSharding, shape: Sequence[int]) -> NamedSharding:
+    """`sharding` with every state axis of size > 1 that it leaves unused put on the largest
+    dimension that the axis divides and that no axis of size > 1 splits yet (ZeRO-3 style).
+
+    For trained parameters (and so their optimizer state): a LoRA B of shape (rank, heads·dim)
+    whose heads map to 'tensor' would otherwise be whole on every device of an FSDP-only mesh.
+    """
+    mesh = sharding.mesh
+    spec = list(tuple(sharding.spec) + (None,) * (len(shape) - len(sharding.spec)))
+    names = lambda entry: () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+    split = lambda entry: int(np.prod([mesh.shape[a] for a in names(entry)])) > 1
+    used = {a for entry in spec for a in names(entry) if mesh.shape[a] > 1}
+    for axis in STATE_AXES:
+        size = mesh.shape.get(axis, 1)
+        if size == 1 or axis in used:
+            continue
+        free = [d for d in range(len(shape)) if not split(spec[d]) and shape[d] % size == 0]
+        if free:
+            d = max(free, key=lambda i: shape[i])
+            spec[d], used = axis, used | {axis}
+    return NamedSharding(mesh, PartitionSpec(*spec))
+
+
 # ----------------------------------------------------------------------------------------
 # Trees of shardings for training: parameters, optimizer state, batches.
 # ----------------------------------------------------------------------------------------

@@ -3,10 +3,10 @@
     result = compile_step(config, topology.parse("v5e:4x4"))
     result.memory["temp"], result.xla_cost.get("flops"), result.compile_seconds
 
-The same functions the trainer (`train/loop.py`) calls build everything here: the mesh from
-`config.mesh`, the model split into trainable / frozen / extra with their shardings, the
-optimizer and its state shardings, the batch shardings, and the jitted step
-(`train/step.py: make_train_step`, state donated). Only the values differ: every argument is a
+The trainer's own build function (`train/setup.py`, which `train/loop.py` calls) makes
+everything here: the mesh from `config.mesh`, the model split into trainable / frozen / extra
+with their shardings, the optimizer and its state shardings, the batch shardings, and the
+jitted step with every option the config sets (state donated). Only the values differ: every argument is a
 `jax.ShapeDtypeStruct` carrying its `NamedSharding`, so nothing is allocated, and a 7B model
 plans on a laptop. The batch geometry is the one `data.source` would give (synthetic, or the
 video pipeline's `input` section) without opening any data.
@@ -21,17 +21,15 @@ from typing import Any
 
 import jax
 import ml_collections
+from flax import traverse_util
 
 from sf2t_jax.errors import InputError
-from sf2t_jax.parallel.mesh import make_hybrid_mesh
-from sf2t_jax.parallel.sharding import named_rules
+from sf2t_jax.plan.collectives import step_activation_collectives
 from sf2t_jax.plan.topology import Topology
 from sf2t_jax.train import data as data_lib
 from sf2t_jax.train import model as model_lib
-from sf2t_jax.train import optimizer as optimizer_lib
+from sf2t_jax.train import setup as setup_lib
 from sf2t_jax.train import state as state_lib
-from sf2t_jax.train.loop import _check_batch
-from sf2t_jax.train.step import make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +71,9 @@ class CompileResult:
     compile_seconds: float
     oom: str = ""
     oom_bytes: int | None = None
+    # All-gathers / all-reduces of a global-batch activation (plan/collectives.py): each is
+    # memory per device that does not fall as devices are added.
+    activation_collectives: tuple = ()
 
 
 def batch_geometry(config, shape) -> data_lib.BatchGeometry:
@@ -97,46 +98,26 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
 
 
 def build_step(config: ml_collections.ConfigDict, devices) -> StepPlan:
-    """Mesh, model parts, optimizer, shardings and the jitted train step over `devices`, as
-    `train/loop.py` builds them; arguments abstract. Config errors are InputErrors naming the field."""
+    """Mesh, model parts, optimizer, shardings and the jitted train step over `devices`, by the
+    trainer's own build (`train/setup.py`); arguments abstract. Config errors are InputErrors
+    naming the field."""
     try:
-        count = int(config.mesh.devices)
-        if count > len(devices):
-            raise ValueError(f"mesh.devices={count}: the topology has {len(devices)} devices")
-        mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, list(devices[:count] if count else devices))
-        rules = named_rules(config.mesh.rules)
-        shape = model_lib.model_config(config)
-        parts = model_lib.split_model(config, shape, mesh, rules)
-        geometry = batch_geometry(config, shape)
-        batch_shardings = data_lib.batch_shardings(geometry, mesh, rules)
-        accum = int(config.train.grad_accum)
-        _check_batch(config, geometry.batch_size, accum, mesh, rules)
-        train_cfg = ml_collections.ConfigDict(config.train.to_dict())
-        train_cfg.steps = max(int(train_cfg.steps), 1)  # the schedule's length does not change the program
-        tx, schedule = optimizer_lib.make_optimizer(train_cfg)
-        shardings = state_lib.state_shardings(parts, tx, mesh)
+        model = setup_lib.build_model(config, devices)
+        geometry = batch_geometry(config, model.shape)
+        # The schedule's length does not change the program.
+        built = setup_lib.build_step(config, model, geometry, max(int(config.train.steps), 1))
     except InputError:
         raise
     except (ValueError, KeyError) as e:
         raise InputError(e.args[0] if e.args else str(e)) from e
-    step = make_train_step(
-        parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=geometry.num_tasks, accum=accum,
-        dropout=config.method == "lora" and config.lora.dropout > 0, state_shardings=shardings,
-        extra_shardings=parts.shardings["extra"], batch_shardings=batch_shardings)
-    state = state_lib.with_shardings(state_lib.abstract_state(parts, tx), shardings)
+    parts = model.parts
+    state = state_lib.with_shardings(state_lib.abstract_state(parts, built.tx), built.state_shardings)
     extra = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                          parts.abstract["extra"], parts.shardings["extra"])
-    trained = tuple(".".join(map(str, k)) for k in _flat_keys(parts.abstract["trainable"]))
-    return StepPlan(step=step, args=(state, extra, geometry.abstract(batch_shardings)), mesh=mesh, geometry=geometry,
-                    model_config=shape, trainable=model_lib.count(parts.abstract["trainable"]),
+    trained = tuple(".".join(map(str, k)) for k in traverse_util.flatten_dict(parts.abstract["trainable"]))
+    return StepPlan(step=built.step, args=(state, extra, geometry.abstract(built.batch_shardings)), mesh=model.mesh,
+                    geometry=geometry, model_config=model.shape, trainable=model_lib.count(parts.abstract["trainable"]),
                     frozen=model_lib.count(parts.abstract["frozen"]), trained_paths=trained)
-
-
-def _flat_keys(tree: dict, prefix: tuple = ()) -> list[tuple]:
-    out = []
-    for k, v in tree.items():
-        out += _flat_keys(v, prefix + (k,)) if isinstance(v, dict) else [prefix + (k,)]
-    return out
 
 
 def memory_stats(compiled) -> dict[str, int]:
@@ -190,4 +171,5 @@ def compile_step(config: ml_collections.ConfigDict, topology: Topology) -> Compi
         log.info("compile refused for lack of memory after %.1fs", seconds)
         return CompileResult(plan, None, {}, seconds, oom=message.strip(), oom_bytes=_oom_bytes(message))
     seconds = time.perf_counter() - start
-    return CompileResult(plan, memory_stats(compiled), xla_cost(compiled), seconds)
+    found = tuple(step_activation_collectives(compiled.as_text(), plan.geometry))
+    return CompileResult(plan, memory_stats(compiled), xla_cost(compiled), seconds, activation_collectives=found)

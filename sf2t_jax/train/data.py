@@ -142,6 +142,14 @@ def loss_positions(config) -> int:
     return k
 
 
+def loss_chunk(config) -> int:
+    """`train.loss_chunk`: positions per block of the LM head and loss (0 = all at once)."""
+    c = int(config.train.get("loss_chunk", 0))
+    if c < 0:
+        raise ValueError(f"train.loss_chunk={c}: expected 0 (the whole head at once) or a positive block size")
+    return c
+
+
 def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatches:
     """The batch iterator `config.data.source` names, for this process, on `mesh`."""
     source = config.data.source

@@ -21,21 +21,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from etils import epath
 from flax import nnx, traverse_util
 
 from sf2t_jax.models import lora
 from sf2t_jax.models.qwen2_vl import Qwen2VL
-from sf2t_jax.parallel.mesh import make_hybrid_mesh, select_devices
-from sf2t_jax.parallel.sharding import logical_to_spec, named_rules
+from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.train import checkpoint as checkpoint_lib
 from sf2t_jax.train import data as data_lib
 from sf2t_jax.train import model as model_lib
-from sf2t_jax.train import optimizer as optimizer_lib
+from sf2t_jax.train import setup as setup_lib
 from sf2t_jax.train import state as state_lib
 from sf2t_jax.train.errors import TrainConfigError
 from sf2t_jax.train.metrics import MetricsWriter
-from sf2t_jax.train.step import make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +96,18 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     workdir = str(workdir).rstrip("/")
     primary = jax.process_index() == 0
     with _config_errors():
-        mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, select_devices(int(config.mesh.devices)))
-        rules = named_rules(config.mesh.rules)
+        model = setup_lib.build_model(config, select_devices(int(config.mesh.devices)))
+    mesh, rules, shape, parts = model.mesh, model.rules, model.shape, model.parts
     log.info("mesh %s over %d devices (%d processes), rules %r", dict(mesh.shape), mesh.size, jax.process_count(),
              config.mesh.rules)
     if primary:
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    with _config_errors():
+        _use_compilation_cache(config.train.compilation_cache, workdir)
 
     # ================================================================================
-    # Model: shape, adapters, trainable vs frozen, shardings (nothing allocated yet)
+    # Model: shape, adapters, trainable vs frozen, shardings (built above; nothing allocated yet)
     # ================================================================================
-    with _config_errors():
-        shape = model_lib.model_config(config)
-        parts = model_lib.split_model(config, shape, mesh, rules)
     n_train, n_frozen = model_lib.count(parts.abstract["trainable"]), model_lib.count(parts.abstract["frozen"])
     log.info("model %s, method %s: %s trainable parameters, %s frozen (%.2f%% trained)", config.model.name,
              config.method, f"{n_train:,}", f"{n_frozen:,}", 100.0 * n_train / max(n_train + n_frozen, 1))
@@ -122,21 +120,18 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         geometry = batches.geometry
         total_steps = data_lib.total_steps(config, geometry)
         accum = int(config.train.grad_accum)
-        _check_batch(config, geometry.batch_size, accum, mesh, rules)
         _check_debug(config.debug)
     log.info("batches: %d rows x %d tokens, %d slices of %s patches; %d steps (%.2f epochs), %d micro-steps each",
              geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw, total_steps,
              total_steps / max(geometry.steps_per_epoch, 1), accum)
 
     # ================================================================================
-    # Optimizer
+    # Optimizer, shardings and the jitted train step (the planner builds the same: train/setup.py)
     # ================================================================================
-    train_cfg = ml_collections.ConfigDict(config.train.to_dict())
-    train_cfg.steps = total_steps
     with _config_errors():
-        tx, schedule = optimizer_lib.make_optimizer(train_cfg)
-        shardings = state_lib.state_shardings(parts, tx, mesh)
+        built = setup_lib.build_step(config, model, geometry, total_steps)
         ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
+    tx, shardings, train_step = built.tx, built.state_shardings, built.step
 
     resolved = config.to_dict()
     resolved["train"]["steps"] = total_steps
@@ -169,15 +164,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         return TrainResult("already_complete", step, total_steps, [], 0, workdir)
 
     # ================================================================================
-    # The jitted train step
-    # ================================================================================
-    train_step = make_train_step(
-        parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=geometry.num_tasks, accum=accum,
-        dropout=config.method == "lora" and config.lora.dropout > 0, state_shardings=shardings,
-        extra_shardings=parts.shardings["extra"], batch_shardings=batches.shardings,
-        loss_positions=data_lib.loss_positions(config), digest=bool(config.debug.batch_digest))
-
-    # ================================================================================
     # Loop
     # ================================================================================
     metrics = MetricsWriter(workdir, first_step=step, total_steps=total_steps, every=int(config.log.every),
@@ -190,11 +176,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         while step < total_steps:
             if fresh_session and step + 1 == int(config.debug.signal_at_step):
                 _inject_signal(config.debug.signal, ckpt)
-            try:
-                batch = next(batches)
-            except StopIteration:
+            batch = _next_batch(batches, step, config.debug)
+            if not _every_process_has(batch is not None):  # all stop at the same step, none hangs
                 status = "input_exhausted"
-                log.warning("the input ran out after %d of %d steps", step, total_steps)
+                log.warning("the input ran out after %d of %d steps%s", step, total_steps,
+                            "" if batch is None else " (on another process)")
                 break
             t0 = time.time()
             state, step_metrics = train_step(state, extra, batch)
@@ -244,17 +230,44 @@ def _config_errors():
         raise TrainConfigError(e.args[0] if e.args else str(e)) from e
 
 
-def _check_batch(config, batch: int, accum: int, mesh, rules) -> None:
-    spec = logical_to_spec(("batch",), rules)[0]
-    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-    shards = 1
-    for a in axes:
-        shards *= mesh.shape[a]
-    if accum < 1:
-        raise ValueError(f"train.grad_accum={accum}: expected >= 1")
-    if batch % (shards * accum):
-        raise ValueError(f"input.batch_size={batch} must be divisible by train.grad_accum ({accum}) x the mesh's batch "
-                         f"shards ({' x '.join(axes) or 'none'} = {shards}), i.e. by {shards * accum}")
+def _next_batch(batches, step: int, debug) -> dict | None:
+    """The next global batch, or None when this process's input is exhausted (or, for tests,
+    `debug.input_ends_at_step` says this process's input ends here)."""
+    if jax.process_index() == int(debug.input_ends_process) and step == int(debug.input_ends_at_step):
+        log.warning("debug: this process's input ends at step %d", step)
+        return None
+    try:
+        return next(batches)
+    except StopIteration:
+        return None
+
+
+def _every_process_has(mine: bool) -> bool:
+    """True when every process has a batch for this step (one tiny host all-gather per step on
+    several processes). A process that runs out alone would otherwise leave the others waiting
+    forever in the step's collectives."""
+    if jax.process_count() == 1:
+        return mine
+    from jax.experimental import multihost_utils
+
+    return bool(np.min(multihost_utils.process_allgather(np.int32(mine))))
+
+
+def _use_compilation_cache(setting: str, workdir: str) -> None:
+    """`train.compilation_cache`: 'workdir' (the default: $JAX_COMPILATION_CACHE_DIR when set,
+    else WORKDIR/compilation_cache), 'off', or a directory (local or gs://). A resumed run then
+    loads the compiled step instead of compiling it again (minutes for a 7B step on TPU)."""
+    if not setting:
+        raise ValueError("train.compilation_cache='': expected 'workdir', 'off' or a directory")
+    if setting == "off":
+        return
+    if setting == "workdir":
+        path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or f"{workdir}/compilation_cache"
+    else:
+        path = setting
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # cache every program of the run
+    log.info("compilation cache: %s", path)
 
 
 def _warn_config_changes(saved: dict | None, current: dict) -> None:

@@ -11,8 +11,14 @@ largest matmul of a step at Qwen2's 151,936-token vocabulary (and its (B, L, V) 
 the largest activation). `gather_targets` keeps the hidden states of a row's first K target
 positions, so the head runs on (B, K) positions instead of (B, L): the same loss, gradients
 and accuracy whenever no row has more than K targets (`make_train_step(loss_positions=K)`).
+
+`chunked_token_sums` runs the head over blocks of positions in a scan, each block's logits
+recomputed in the backward pass, so no (B, L, V) float32 array exists at any time: the peak is
+one block's (B, C, V). Same sums, in another order (token_sums of the blocks, added).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -82,3 +88,33 @@ def gather_targets(hidden: jax.Array, targets: jax.Array, weights: jax.Array, k:
     kept = take(weights)
     dropped = jnp.sum(weights.astype(jnp.float32)) - jnp.sum(kept.astype(jnp.float32))
     return take(hidden), take(targets), kept, dropped
+
+
+def chunked_token_sums(head: Callable[[jax.Array], jax.Array], hidden: jax.Array, targets: jax.Array,
+                       weights: jax.Array, task_id: jax.Array, num_tasks: int, chunk: int) -> dict[str, jax.Array]:
+    """`token_sums(head(hidden), ...)` computed `chunk` positions at a time.
+
+    Args:
+      head: (B, C, D) hidden states -> (B, C, V) float32 logits (the model's LM head).
+      hidden: (B, N, D) hidden states of the predicting positions; targets, weights: (B, N).
+      chunk: positions per block; 0 (or >= N) computes the whole head at once. N is padded to a
+        multiple of it with zero-weight positions.
+    """
+    b, n, _ = hidden.shape
+    if chunk <= 0 or chunk >= n:
+        return token_sums(head(hidden), targets, weights, task_id, num_tasks)
+    pad = -n % chunk
+    blocks = lambda x: jnp.moveaxis(jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2)).reshape(
+        b, (n + pad) // chunk, chunk, *x.shape[2:]), 1, 0)  # (blocks, B, chunk, ...)
+
+    @jax.checkpoint  # the backward pass recomputes a block's logits instead of keeping them all
+    def block_sums(h, t, w):
+        return token_sums(head(h), t, w, task_id, num_tasks)
+
+    def body(total, xs):
+        sums = block_sums(*xs)
+        return jax.tree.map(jnp.add, total, sums), None
+
+    zero = jax.tree.map(jnp.zeros_like, jax.eval_shape(block_sums, *(x[:, :chunk] for x in (hidden, targets, weights))))
+    total, _ = jax.lax.scan(body, zero, (blocks(hidden), blocks(targets), blocks(weights)))
+    return total

@@ -29,7 +29,7 @@ from sf2t_jax.models import lora
 from sf2t_jax.models.config import Qwen2VLConfig, preset
 from sf2t_jax.models.layers import REMAT_POLICIES, Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
-from sf2t_jax.parallel.sharding import Rules, state_shardings
+from sf2t_jax.parallel.sharding import Rules, fully_shard, state_shardings
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,11 @@ class Parts:
         return nnx.merge(self.graphdef, trainable, frozen, extra)
 
     def on_mesh(self, mesh, rules: Rules) -> "Parts":
-        """The same split with the shardings of another mesh (no model construction)."""
+        """The same split with the shardings of another mesh (no model construction). Trained
+        parameters (and so their optimizer state) are fully sharded (`sharding.fully_shard`)."""
         shardings = {n: nnx.to_pure_dict(state_shardings(s, mesh, rules)) for n, s in zip(PART_NAMES, self.states)}
+        shardings["trainable"] = jax.tree.map(lambda sh, x: fully_shard(sh, x.shape), shardings["trainable"],
+                                              self.abstract["trainable"])
         return dataclasses.replace(self, shardings=shardings)
 
 

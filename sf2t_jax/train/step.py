@@ -12,6 +12,7 @@ the summed gradient is exactly the gradient of the global-batch loss (train/loss
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +23,11 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from sf2t_jax.models.vision import VisionPatches
+from sf2t_jax.parallel.activations import activation_sharding
+from sf2t_jax.parallel.sharding import Rules
 from sf2t_jax.train.data import BATCH_AXES
 from sf2t_jax.train.digest import batch_digest
-from sf2t_jax.train.loss import gather_targets, shifted_targets, token_sums
+from sf2t_jax.train.loss import chunked_token_sums, gather_targets, shifted_targets
 from sf2t_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -56,14 +59,16 @@ def target_weights(batch: Batch) -> jax.Array:
     return weights.astype(jnp.float32)
 
 
-def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: bool, loss_positions: int = 0
-                   ) -> Callable:
+def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: bool, loss_positions: int = 0,
+                   loss_chunk: int = 0) -> Callable:
     """(params, frozen, extra, key, batch) -> sums over the batch's target tokens (train/loss.py).
 
     loss_positions: 0 runs the LM head at every position; K > 0 only at each row's first K
     target positions (`loss.gather_targets`): the same sums while no row has more than K
     targets. Target weight left out is counted in 'dropped' and makes 'loss_sum' NaN, so an
     undersized K cannot go unnoticed (the trainer also checks each batch on the host).
+    loss_chunk: C > 0 runs the LM head C positions at a time (`loss.chunked_token_sums`): no
+    (B, L, V) float32 logits, the same sums.
     """
 
     def loss_sums(params, frozen, extra, key, batch: Batch) -> dict[str, jax.Array]:
@@ -78,7 +83,7 @@ def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: boo
         hidden, weights, dropped = hidden[:, :-1], target_weights(batch), jnp.zeros((), jnp.float32)
         if loss_positions:
             hidden, targets, weights, dropped = gather_targets(hidden, targets, weights, loss_positions)
-        sums = token_sums(model.logits(hidden), targets, weights, batch["task_id"], num_tasks)
+        sums = chunked_token_sums(model.logits, hidden, targets, weights, batch["task_id"], num_tasks, loss_chunk)
         sums["loss_sum"] = jnp.where(dropped > 0, jnp.nan, sums["loss_sum"])
         sums["dropped"] = dropped
         return sums
@@ -119,11 +124,16 @@ def make_grad_fn(loss_sums: Callable, accum: int, batch_shardings: dict[str, Nam
 
 def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Schedule, *, grid_hw, num_tasks: int,
                     accum: int, dropout: bool, state_shardings: TrainState, extra_shardings: Any,
-                    batch_shardings: dict[str, NamedSharding], loss_positions: int = 0, digest: bool = False):
+                    batch_shardings: dict[str, NamedSharding], rules: Rules | None, loss_positions: int = 0,
+                    loss_chunk: int = 0, digest: bool = False):
     """The jitted step `(state, extra, batch) -> (state, metrics)`; `state` is donated.
 
+    rules: the logical-axis rules; activations are constrained by them on the batch's mesh
+    (`parallel/activations.py`), so every row stays on the devices that hold it. None: no
+    activation constraints (GSPMD infers every layout; for comparison only).
     loss_positions: K > 0 runs the LM head only at each row's first K answer positions
-    (`make_loss_sums`); every row must have at most K targets.
+    (`make_loss_sums`); every row must have at most K targets. loss_chunk: C > 0 runs the LM
+    head C positions at a time (no (B, L, V) float32 logits; the same sums).
     metrics (replicated float32): loss, accuracy (answer tokens whose argmax is right),
     grad_norm (before clipping), lr (of this update), target_tokens, tokens (non-padding),
     task_correct / task_count (num_tasks,), dropped_targets (0 unless K is too small);
@@ -131,13 +141,16 @@ def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Sch
     (`train/digest.py`), to check that every layout trains on the same batches.
     `step.traces` counts how often Python traced the function: 1 means it compiled once.
     """
-    grad_fn = make_grad_fn(make_loss_sums(parts, grid_hw, num_tasks, dropout, loss_positions), accum, batch_shardings)
+    grad_fn = make_grad_fn(make_loss_sums(parts, grid_hw, num_tasks, dropout, loss_positions, loss_chunk), accum,
+                           batch_shardings)
+    mesh = next(iter(batch_shardings.values())).mesh
     traces = [0]
 
     def train_step(state: TrainState, extra, batch: Batch):
         traces[0] += 1
         key = jax.random.fold_in(state.rng, state.step)
-        grads, sums = grad_fn(state.params, state.frozen, extra, key, batch)
+        with activation_sharding(mesh, rules) if rules is not None else contextlib.nullcontext():
+            grads, sums = grad_fn(state.params, state.frozen, extra, key, batch)
         total = jnp.maximum(sums["count"], 1.0)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -156,7 +169,6 @@ def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Sch
             metrics["batch_digest"] = batch_digest(batch, {k: _batch_dim(k) for k in batch})
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    mesh = next(iter(batch_shardings.values())).mesh
     jitted = jax.jit(train_step, in_shardings=(state_shardings, extra_shardings, batch_shardings),
                      out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=(0,))
     return TrainStep(jitted, traces)

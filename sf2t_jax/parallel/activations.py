@@ -1,0 +1,71 @@
+"""Activation sharding constraints by logical axis name (DESIGN.md decision 3).
+
+Model code marks activations at every layer boundary, norm, projection and the logits:
+
+    x = constrain(x, BATCH_LENGTH_EMBED)          # ('activation_batch', 'activation_length', ...)
+
+and whoever traces a sharded step enters the context once:
+
+    with activation_sharding(mesh, rules):        # configs/sharding.py maps the names
+        loss = loss_fn(params, batch)
+
+Without the constraints GSPMD copies weight shardings onto activations: an embedding table
+sharded on its width over 'fsdp' makes the embedding output width-sharded, a scan carry keeps
+that layout, and every layer all-gathers the residual stream over the whole batch, so memory
+per device stops falling as devices are added. Outside any context `constrain` returns its
+input unchanged, so single-device code (parity tests, `hf_logits`, generation) is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sf2t_jax.parallel.sharding import Rules, logical_to_spec
+
+BATCH_LENGTH_EMBED = ("activation_batch", "activation_length", "activation_embed")
+BATCH_LENGTH_MLP = ("activation_batch", "activation_length", "activation_mlp")
+BATCH_LENGTH_HEADS = ("activation_batch", "activation_length", "activation_heads", None)
+BATCH_LENGTH_KV_HEADS = ("activation_batch", "activation_length", "activation_kv_heads", None)
+BATCH_LENGTH_VOCAB = ("activation_batch", "activation_length", "activation_vocab")
+
+_context = threading.local()
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules: Rules):
+    """Within this block (while a function is traced), `constrain` applies `rules` on `mesh`."""
+    previous = getattr(_context, "value", None)
+    _context.value = (mesh, tuple(rules))
+    try:
+        yield
+    finally:
+        _context.value = previous
+
+
+def current() -> tuple[Mesh, Rules] | None:
+    """The (mesh, rules) of the enclosing `activation_sharding` block, or None."""
+    return getattr(_context, "value", None)
+
+
+def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
+    """`x` constrained to the sharding its logical `axes` map to; the identity outside a context.
+
+    A dimension the mesh axes do not divide (e.g. 2 KV heads over 4 'tensor' devices) stays
+    replicated on those axes, as parameters do."""
+    context = current()
+    if context is None:
+        return x
+    mesh, rules = context
+    if len(axes) != x.ndim:
+        raise ValueError(f"constrain: logical axes {tuple(axes)} for an array of shape {x.shape}")
+    spec = []
+    for dim, entry in zip(x.shape, logical_to_spec(axes, rules)):
+        names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+        size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+        spec.append(entry if dim % size == 0 else None)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
