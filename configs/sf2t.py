@@ -132,7 +132,7 @@ def get_config(arg=None):
 
     # The input pipeline's section (sf2t_jax.input.InputConfig.from_dict reads it as is).
     c.input = ml_collections.ConfigDict()
-    c.input.source = ""  # data=videos: a folder of videos, a manifest, one file, or tfds:NAME
+    c.input.source = ""  # data=videos: a folder of videos, a manifest, one file (local or gs://), or tfds:NAME
     c.input.split = "train"  # tfds split
     c.input.data_dir = ""  # tfds data_dir ("" = tfds' default)
     c.input.tokenizer = ""  # tokenizer.json, a HF checkpoint dir holding one, or tiny:V

@@ -116,3 +116,41 @@ def test_config_section():
         InputConfig.from_dict({"tasks": {"count": {"frames": 3}}})
     with pytest.raises(InputConfigError, match="unknown fragment task 'spin'"):
         InputConfig.from_dict({"weights": {"spin": 1.0}})
+
+
+def test_gs_folder_and_manifest_give_the_batches_of_the_local_copy(tmp_path, tokenizer, monkeypatch):
+    """Every worker of a pod reads the same bucket: a gs:// folder (loopback emulator) lists the
+    same ids as its local copy and the pipeline makes byte-identical batches; a gs:// manifest
+    resolves relative lines against its own prefix; a missing object is skipped and counted."""
+    from etils import epath
+
+    from gcs_emulator import storage_emulator
+
+    local = tmp_path / "v"
+    write_clips(local / "sub", 2, container="webm")
+    write_clips(local, 1, prefix="top")
+    with storage_emulator(tmp_path) as (bucket, env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        root = f"gs://{bucket}/videos"
+        for path in sorted(local.rglob("*.*")):
+            epath.Path(f"{root}/{path.relative_to(local).as_posix()}").write_bytes(path.read_bytes())
+        remote, copy = open_source(root), open_source(str(local))
+        assert [remote[i]["id"] for i in range(len(remote))] == [copy[i]["id"] for i in range(len(copy))] == [
+            "sub/good_000.webm", "sub/good_001.webm", "top_000.mp4"]
+        config = dict(fragments=FragmentsConfig(weights={"count": 1}), batch_size=3)
+        ours = next(InputPipeline(_config(root, **config), tokenizer=tokenizer, process_index=0,
+                                  process_count=1).iterator())
+        theirs = next(InputPipeline(_config(str(local), **config), tokenizer=tokenizer, process_index=0,
+                                    process_count=1).iterator())
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+        epath.Path(f"{root}/list.txt").write_text("top_000.mp4\nsub/gone.webm  # deleted\n")
+        listed = open_source(f"{root}/list.txt")
+        assert listed.paths == (f"{root}/top_000.mp4", f"{root}/sub/gone.webm")
+        it = InputPipeline(_config(f"{root}/list.txt", **{**config, "batch_size": 1}), tokenizer=tokenizer,
+                           process_index=0, process_count=1).iterator()
+        assert sum(int(b["valid"].sum()) for b in it) == 1 and it.summary()["by_reason"] == {"missing": 1}
+        with pytest.raises(SourceError, match="no such file or folder"):
+            open_source(f"gs://{bucket}/nothing_here")

@@ -11,10 +11,8 @@ from float32's epsilon and the step count (`tolerances.steps_atol`), never from 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -26,6 +24,7 @@ from sf2t_jax.convert.native import save_native
 from sf2t_jax.models.config import qwen2vl_tiny
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.train.metrics import read_metrics
+from gcs_emulator import free_port, storage_emulator
 from tolerances import steps_atol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,12 +34,6 @@ TRAIN = ["--config", "configs/sf2t.py:frames=4", "--config.input.max_length=64",
          "--config.checkpoint.every=6", "--config.log.every=1", "--config.export.final=false",
          "--config.model.dtype=float32", "--config.debug.batch_digest=true"]
 NO_TB = "--config.log.tensorboard=false"  # TensorBoard is checked once, in the reference run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -142,27 +135,8 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bit_exact(env, base, referenc
 
 @pytest.fixture
 def gcs(tmp_path):
-    """gcp-storage-emulator on 127.0.0.1 (NOTES.md): the env a gs:// workdir needs."""
-    port, bucket = _free_port(), "sf2t-test"
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator"), "start",
-                               "--host", "127.0.0.1", "--port", str(port), "--default-bucket", bucket, "--in-memory",
-                               "--quiet"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.time() < deadline, "the storage emulator did not start"
-            time.sleep(0.2)
-    url = f"http://127.0.0.1:{port}"
-    gcs_env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "dummy",
-               "FSSPEC_GS": '{"token": "anon"}', "NO_GCE_CHECK": "true", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-               "GOOGLE_CLOUD_PROJECT": "test"}
-    yield bucket, gcs_env
-    server.terminate()
-    server.wait(timeout=10)
+    with storage_emulator(tmp_path) as emulator:
+        yield emulator
 
 
 def _devices(env, n):
@@ -196,7 +170,7 @@ def test_sigterm_saves_and_exits_zero_then_resume_from_gcs_is_bit_exact(env, bas
 def _launch_two_processes(env, workdir, base, *extra):
     """jax.distributed on localhost, 4 CPU devices each: fsdp = 2 processes (the across-slice
     axis) x 4 devices, the single-process reference's layout."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, os.path.join(ROOT, "launch.py"), "train", *TRAIN, "--workdir", str(workdir),
            "--init-from", base, NO_TB, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
            "--config.mesh.dcn=(1,2,1)", "--config.mesh.ici=(1,4,1)", *extra]

@@ -61,9 +61,9 @@ class InputConfig:
     # ---- what is read -----------------------------------------------------------------
     source: str = ""
     """A folder of video files (searched recursively by extension), a manifest (.txt/.lst:
-    one path per line, relative to the manifest, '#' comments), one video file, or
-    'tfds:NAME' (a tfds dataset with fields `id` and `video` (encoded bytes), read with
-    `tfds.data_source`). Required."""
+    one path per line, relative to the manifest, '#' comments), one video file — each local
+    or gs:// (every worker of a pod reads the same bucket) — or 'tfds:NAME' (a tfds dataset
+    with fields `id` and `video` (encoded bytes), read with `tfds.data_source`). Required."""
     split: str = "train"
     """tfds split ('train'); ignored for files."""
     data_dir: str = ""

@@ -7,12 +7,14 @@ A source has `__len__` and `__getitem__(i)` and returns a record dict:
 
 `record_index` travels with the record so that every sample names the record it came from.
 Listing is sorted and deterministic, so every host of a multi-host run sees the same order and
-takes its own share by index.
+takes its own share by index. Folders, manifests and files may be remote (`gs://...`, through
+etils' filesystem layer): every worker of a pod reads the same bucket, no local copy.
 """
 from __future__ import annotations
 
 import logging
 import os
+import posixpath
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +22,11 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 MANIFEST_EXTENSIONS = (".txt", ".lst", ".list", ".manifest")
+
+
+def is_remote(path: str) -> bool:
+    """A URL-style path (gs://bucket/...), read through etils epath rather than the OS."""
+    return "://" in os.fspath(path)
 
 
 class SourceError(ValueError):
@@ -40,15 +47,14 @@ class FileSource:
         root = os.fspath(root)
         extensions = tuple(e.lower() for e in extensions)
         paths, ignored = [], 0
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            for f in files:
-                if f.startswith("."):
-                    continue
-                if os.path.splitext(f)[1].lower() in extensions:
-                    paths.append(os.path.join(folder, f))
-                else:
-                    ignored += 1
+        for path in _walk_files(root):
+            name = posixpath.basename(path)
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in extensions:
+                paths.append(path)
+            else:
+                ignored += 1
         paths.sort()
         if not paths:
             raise SourceError(f"{root}: no video files found (looked for {', '.join(extensions)}; "
@@ -61,13 +67,16 @@ class FileSource:
     def from_manifest(cls, manifest: str | os.PathLike) -> "FileSource":
         """One path per line, relative to the manifest's folder unless absolute; '#' starts a comment."""
         manifest = os.fspath(manifest)
-        base = os.path.dirname(os.path.abspath(manifest))
+        remote = is_remote(manifest)
+        base = posixpath.dirname(manifest) if remote else os.path.dirname(os.path.abspath(manifest))
         paths = []
-        with open(manifest) as f:
-            for line in f:
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    paths.append(line if os.path.isabs(line) else os.path.join(base, line))
+        from etils import epath
+
+        for line in epath.Path(manifest).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                absolute = is_remote(line) or (not remote and os.path.isabs(line))
+                paths.append(line if absolute else (posixpath.join(base, line) if remote else os.path.join(base, line)))
         if not paths:
             raise SourceError(f"{manifest}: the manifest lists no files")
         return cls(paths, name=manifest, root=base)
@@ -77,7 +86,10 @@ class FileSource:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.paths[index]
-        rel = os.path.relpath(path, self.root) if self.root else path
+        if self.root and is_remote(path):
+            rel = path[len(self.root.rstrip("/")) + 1:] if path.startswith(self.root.rstrip("/") + "/") else path
+        else:
+            rel = os.path.relpath(path, self.root) if self.root else path
         return {"record_index": int(index), "id": rel, "path": path}
 
     def __repr__(self) -> str:
@@ -154,6 +166,17 @@ def open_source(spec: str, *, split: str = "train", data_dir: str = "",
     if extra_fields:
         raise SourceError(f"input.source {spec!r}: fields {list(extra_fields)} need a labelled tfds source "
                           "(e.g. tfds:video_sft), not video files")
+    if is_remote(spec):
+        from etils import epath
+
+        path = epath.Path(spec)
+        if not path.exists():
+            raise SourceError(f"input.source {spec!r}: no such file or folder")
+        if path.is_dir():
+            return FileSource.from_folder(spec)
+        kind = os.path.splitext(spec)[1].lower()
+        return FileSource.from_manifest(spec) if kind in MANIFEST_EXTENSIONS else FileSource(
+            [spec], name=spec, root=posixpath.dirname(spec))
     if os.path.isdir(spec):
         return FileSource.from_folder(spec)
     if not os.path.exists(spec):
@@ -161,3 +184,23 @@ def open_source(spec: str, *, split: str = "train", data_dir: str = "",
     if os.path.splitext(spec)[1].lower() in MANIFEST_EXTENSIONS:
         return FileSource.from_manifest(spec)
     return FileSource([spec], name=spec, root=os.path.dirname(os.path.abspath(spec)))
+
+
+def _walk_files(root: str):
+    """Every file under `root` (a local folder or a gs:// prefix), as path strings."""
+    if is_remote(root):  # folder by folder (epath refuses '**' on gs://: one listing per prefix)
+        from etils import epath
+
+        def walk(folder):
+            for child in sorted(folder.iterdir(), key=str):
+                if child.is_dir():
+                    yield from walk(child)
+                else:
+                    yield str(child)
+
+        yield from walk(epath.Path(root))
+        return
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for f in files:
+            yield os.path.join(folder, f)

@@ -204,6 +204,8 @@ def _open(source: Source, name: str | None):
         if not data:
             raise VideoDecodeError("empty_file", label, "zero bytes")
         head, target = data[:16], io.BytesIO(data)
+    elif "://" in os.fspath(source):  # gs://...: read whole (clips are small), decode from memory
+        return _open(_read_remote(os.fspath(source)), name or os.fspath(source))
     else:
         path = os.fspath(source)
         label = name or path
@@ -229,6 +231,18 @@ def _open(source: Source, name: str | None):
         if _is_video_container(head):
             raise VideoDecodeError("corrupt", label, f"a video container that FFmpeg cannot open: {e}") from None
         raise VideoDecodeError("not_a_video", label, f"no video container format recognised: {e}") from None
+
+
+def _read_remote(path: str) -> bytes:
+    """The bytes of a remote file (etils epath: gs:// through gcsfs), or a VideoDecodeError."""
+    from etils import epath
+
+    try:
+        return epath.Path(path).read_bytes()
+    except FileNotFoundError:
+        raise VideoDecodeError("missing", path, "no such file") from None
+    except OSError as e:
+        raise VideoDecodeError("unreadable", path, str(e)) from None
 
 
 def _is_video_container(head: bytes) -> bool:
