@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         args.run(args)
     except (FileNotFoundError, FileExistsError, InputError) as e:
         raise SystemExit(f"error: {e}") from None  # bad input: the message says it all, no traceback
+    except KeyboardInterrupt:  # Ctrl-C outside training, or a second one during it
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -133,6 +133,18 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bit_exact(env, base, referenc
     _assert_same_state(_state(tmp_path, 12), _state(reference, 12))
 
 
+def test_ctrl_c_finishes_the_step_saves_and_exits_zero_then_resume_is_bit_exact(env, base, reference, tmp_path):
+    stopped = _launch(env, tmp_path, "--init-from", base, "--config.debug.signal_at_step=8",
+                      "--config.debug.signal=SIGINT", NO_TB)
+    assert "signal 2 (SIGINT): stopping after the current step" in stopped.stderr
+    assert "preempted: checkpoint 8 saved" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["6", "8"]
+    resumed = _launch(env, tmp_path, "--init-from", base, "--config.debug.signal_at_step=8",
+                      "--config.debug.signal=SIGINT", NO_TB)
+    assert "resumed from step 8" in resumed.stderr
+    assert _digests(tmp_path) == _digests(reference) and _losses(tmp_path) == _losses(reference)
+
+
 @pytest.fixture
 def gcs(tmp_path):
     with storage_emulator(tmp_path) as emulator:
@@ -157,7 +169,7 @@ def test_sigterm_saves_and_exits_zero_then_resume_from_gcs_is_bit_exact(env, bas
     _launch(one, tmp_path, "--init-from", base, *plain)  # the uninterrupted twin, on local disk
     plain += ("--config.debug.signal_at_step=9",)
     stopped = _launch(one, workdir, "--init-from", base, *plain, extra_env=gcs_env)
-    assert "signal 15: stopping after the current step" in stopped.stderr
+    assert "signal 15 (SIGTERM): stopping after the current step" in stopped.stderr
     assert "preempted: checkpoint 9 saved" in stopped.stderr
     resumed = _launch(one, workdir, "--init-from", base, *plain, extra_env=gcs_env)
     assert "resumed from step 9" in resumed.stderr and "completed at step 12 of 12" in resumed.stderr

@@ -58,23 +58,29 @@ class TrainResult:
 
 
 class _Preemption:
-    """SIGTERM -> a flag the loop checks after every step (the step in flight completes).
+    """SIGTERM or Ctrl-C (SIGINT) -> a flag the loop checks after every step (the step in
+    flight completes, is saved, and the run exits 0); a second Ctrl-C stops at once.
 
     With several processes JAX's coordination service catches SIGTERM itself and every
     process learns at the same step (`reached_preemption_sync_point`), so they all save the
     same step; installing a Python handler would hide the signal from it.
     """
 
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
     def __init__(self):
         self.requested = False
         self.multihost = jax.process_count() > 1
-        self._previous = None
+        self._previous = {}
         if not self.multihost:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame):
         del frame
-        log.warning("signal %d: stopping after the current step, saving a checkpoint", signum)
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt  # the second Ctrl-C: do not wait for the step and the save
+        log.warning("signal %d (%s): stopping after the current step, saving a checkpoint%s", signum,
+                    signal.Signals(signum).name, "; Ctrl-C again to stop at once" if signum == signal.SIGINT else "")
         self.requested = True
 
     def reached(self, step: int) -> bool:
@@ -85,8 +91,8 @@ class _Preemption:
         return self.requested
 
     def close(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
