@@ -34,6 +34,18 @@ def test_convert_hf_to_native_and_back_is_lossless(tmp_path):
     for key in original:
         np.testing.assert_array_equal(exported[key], original[key], err_msg=key)
 
+    # An interrupted conversion (params finalised, config.json not yet written) is redone by the
+    # re-run; a complete one is refused in one line.
+    (native / "config.json").rename(tmp_path / "config.json.bak")
+    (native / "params" / "_METADATA").write_text("truncated")  # whatever the interrupted save left
+    again = _launch("convert", "--from-hf", str(hf_dir), "--out", str(native))
+    assert "left from an interrupted save" in again.stderr and sorted(os.listdir(native)) == ["config.json", "params"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    refused = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), "convert", "--from-hf", str(hf_dir),
+                              "--out", str(native)], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "already holds a converted model" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
     restored = load_native(str(native), mesh=make_mesh(fsdp=2, tensor=4), rules=DEFAULT_RULES)
     kernel = restored.model.layers[0].mlp.gate_proj.kernel[...]
     assert len(kernel.sharding.device_set) == 8

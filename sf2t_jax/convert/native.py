@@ -9,6 +9,7 @@ sharding, so no host materialises the full parameters. DIR may be a `gs://` path
 from __future__ import annotations
 
 import json
+import logging
 
 import jax
 import orbax.checkpoint as ocp
@@ -22,12 +23,27 @@ from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.parallel.sharding import Rules, state_shardings
 
+log = logging.getLogger(__name__)
+
 
 def save_native(model: Qwen2VL, directory: str) -> None:
-    """Writes DIR/config.json and DIR/params (orbax finalises params atomically)."""
+    """Writes DIR/params (orbax finalises it atomically), then DIR/config.json: a directory
+    with a config.json is complete. A complete DIR is refused; the `params` of a save that was
+    interrupted before its config.json (no config.json) are removed and written again, so a
+    re-run completes an interrupted export or conversion."""
     directory = epath.Path(directory)
+    if (directory / "config.json").exists():
+        raise FileExistsError(f"{directory} already holds a converted model (config.json); choose a new output "
+                              "directory")
     if (directory / "params").exists():
-        raise FileExistsError(f"{directory}/params already exists; choose a new output directory")
+        if jax.process_index() == 0:
+            log.warning("%s/params is left from an interrupted save (no config.json): removing it, saving again",
+                        directory)
+            (directory / "params").rmtree()
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"save_native {directory}")
     directory.mkdir(parents=True, exist_ok=True)
     params = nnx.state(model, nnx.Param).to_pure_dict()
     # Without OCDBT each array is written as it is serialised; OCDBT batches the whole tree in
