@@ -22,10 +22,9 @@ import threading
 from collections.abc import Sequence
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
-from sf2t_jax.parallel.sharding import Rules, logical_to_spec
+from sf2t_jax.parallel.sharding import Rules, fit_to_shape, logical_to_spec
 
 BATCH_LENGTH_EMBED = ("activation_batch", "activation_length", "activation_embed")
 BATCH_LENGTH_MLP = ("activation_batch", "activation_length", "activation_mlp")
@@ -63,9 +62,5 @@ def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
     mesh, rules = context
     if len(axes) != x.ndim:
         raise ValueError(f"constrain: logical axes {tuple(axes)} for an array of shape {x.shape}")
-    spec = []
-    for dim, entry in zip(x.shape, logical_to_spec(axes, rules)):
-        names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
-        size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
-        spec.append(entry if dim % size == 0 else None)
-    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
+    spec = fit_to_shape(logical_to_spec(axes, rules), x.shape, mesh)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))

@@ -42,14 +42,26 @@ def logical_to_spec(axes: Sequence[str | None], rules: Rules) -> PartitionSpec:
     return PartitionSpec(*out)
 
 
-def _fit_to_shape(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh, what: str) -> PartitionSpec:
-    """Replicates dimensions that the mesh does not divide evenly (logged once per array)."""
+def entry_axes(entry) -> tuple[str, ...]:
+    """One PartitionSpec entry (None, 'fsdp' or ('data', 'fsdp')) as a tuple of mesh axis names."""
+    return () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+
+
+def entry_size(entry, mesh: Mesh) -> int:
+    """How many ways one PartitionSpec entry splits its dimension on `mesh`."""
+    return int(np.prod([mesh.shape[a] for a in entry_axes(entry)]))
+
+
+def fit_to_shape(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh, what: str | None = None) -> PartitionSpec:
+    """Replicates dimensions that the mesh does not divide evenly (logged once per array when
+    `what` names it)."""
     fitted = []
     for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
-        names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-        size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+        size = entry_size(axes, mesh)
         if dim % size:
-            log.info("%s: dimension %d is not divisible by mesh axes %s (size %d); replicating it", what, dim, names, size)
+            if what is not None:
+                log.info("%s: dimension %d is not divisible by mesh axes %s (size %d); replicating it", what, dim,
+                         entry_axes(axes), size)
             fitted.append(None)
         else:
             fitted.append(axes)
@@ -57,7 +69,7 @@ def _fit_to_shape(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh, what: s
 
 
 def sharding_for(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Rules, what: str = "array") -> NamedSharding:
-    return NamedSharding(mesh, _fit_to_shape(logical_to_spec(axes, rules), shape, mesh, what))
+    return NamedSharding(mesh, fit_to_shape(logical_to_spec(axes, rules), shape, mesh, what))
 
 
 def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
@@ -93,14 +105,12 @@ def fully_shard(sharding: NamedSharding, shape: Sequence[int]) -> NamedSharding:
     """
     mesh = sharding.mesh
     spec = list(tuple(sharding.spec) + (None,) * (len(shape) - len(sharding.spec)))
-    names = lambda entry: () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
-    split = lambda entry: int(np.prod([mesh.shape[a] for a in names(entry)])) > 1
-    used = {a for entry in spec for a in names(entry) if mesh.shape[a] > 1}
+    used = {a for entry in spec for a in entry_axes(entry) if mesh.shape[a] > 1}
     for axis in STATE_AXES:
         size = mesh.shape.get(axis, 1)
         if size == 1 or axis in used:
             continue
-        free = [d for d in range(len(shape)) if not split(spec[d]) and shape[d] % size == 0]
+        free = [d for d in range(len(shape)) if entry_size(spec[d], mesh) == 1 and shape[d] % size == 0]
         if free:
             d = max(free, key=lambda i: shape[i])
             spec[d], used = axis, used | {axis}
@@ -134,10 +144,10 @@ def batch_sharding(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
     whole batch)."""
     spec = logical_to_spec(axes, rules)
     for dim, entry in zip(shape, spec):
-        names = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
-        size = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+        size = entry_size(entry, mesh)
         if dim % size:
-            raise ValueError(f"{what}: dimension of size {dim} is not divisible by mesh axes {names} (size {size})")
+            raise ValueError(f"{what}: dimension of size {dim} is not divisible by mesh axes {entry_axes(entry)} "
+                             f"(size {size})")
     return NamedSharding(mesh, spec)
 
 
