@@ -108,6 +108,8 @@ def get_config(arg=None):
     # per-layer rematerialisation: none | full | dots | dots_with_no_batch_dims (full for 2B/7B/72B)
     c.model.remat = POD_NUMERICS["remat"] if pod else "none"
     c.model.scan_layers = pod  # stack layers and nnx.scan them: compile one layer, not all (2B/7B/72B)
+    # attention kernel: auto (splash on TPU, cuDNN on GPU with bf16, XLA on CPU) | xla | splash | cudnn
+    c.model.attention = "auto"
 
     # ---- LoRA (method=lora) -----------------------------------------------------------------
     c.lora = ml_collections.ConfigDict()

@@ -7,6 +7,7 @@ from qwen_reference import hf_logits, hf_model, image_tokens, other_tiny, patche
 from sf2t_jax.convert import from_hf
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import qwen2vl_tiny
+from sf2t_jax.models.attention import AttentionMask
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import _jitted_logits
 
@@ -166,7 +167,7 @@ def test_decoder_layer(pair):
         cos_sin = ref.model.rotary_emb(_t(x), _t(positions))
         expected = ref.model.layers[0](_t(x), attention_mask=_t(additive), position_embeddings=cos_sin)[0].numpy()
     cos, sin = rope.mrope_cos_sin(positions, config.text.head_dim, config.text.rope_theta, config.text.mrope_section)
-    got, _ = ours.model.layers[0](x, cos, sin, causal)
+    got, _ = ours.model.layers[0](x, cos, sin, AttentionMask(valid=valid, causal=True))
     rows = valid  # padded query rows are never read
     np.testing.assert_allclose(np.asarray(got)[rows], expected[rows], atol=1e-5)
 

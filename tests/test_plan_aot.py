@@ -109,6 +109,24 @@ def test_report_counts_a_refused_compile_as_not_fitting():
     assert "**no**" in report.table_row(p) and "> 20.5 GiB" in report.table_row(p)
 
 
+def test_tpu_step_runs_splash_attention_by_default():
+    """model.attention=auto compiles splash attention into the TPU step (the decoder's 128-token
+    rows; the 16-patch vision slices are below one tile: XLA): the forward kernel and both
+    backward kernels; none into the CPU step; model.attention=xla none anywhere."""
+    if not topology.libtpu_available():
+        message = "libtpu is not installed: pip install -e '.[test,plan]'"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    config = load_config("configs/sf2t.py", ["checkpoint.every=1000"])
+    kernels = aot.compile_step(config, topology.parse("v5e:2x2")).attention_kernels
+    kinds = {name.split("_segmented")[0] for name in kernels}
+    assert kinds == {"splash_mha_fwd", "splash_mha_dq", "splash_mha_dkv"}, kernels
+    assert aot.compile_step(config, topology.parse("cpu:4")).attention_kernels == {}
+    xla = load_config("configs/sf2t.py", ["checkpoint.every=1000", "model.attention=xla"])
+    assert aot.compile_step(xla, topology.parse("v5e:2x2")).attention_kernels == {}
+
+
 # Tiny-model figures differ between TPU and CPU by layout, not by what is stored: TPU pads
 # arrays to its (8, 128) tiles (the tiny model is 64 wide) and fuses differently. At the
 # default tiny config (16 frames, 128 tokens) we measured TPU/CPU = 1.35x for the arguments and
@@ -124,7 +142,8 @@ def test_tpu_memory_figure_is_close_to_the_cpu_figure():
         if os.environ.get("CI"):  # CI installs the plan extra: a missing libtpu is a broken install
             pytest.fail(message)
         pytest.skip(message)
-    config = load_config("configs/sf2t.py", ["checkpoint.every=1000"])
+    # Like for like: both on the XLA attention path (auto would give TPU splash attention).
+    config = load_config("configs/sf2t.py", ["checkpoint.every=1000", "model.attention=xla"])
     tpu = aot.compile_step(config, topology.parse("v5e:2x2")).memory
     cpu = aot.compile_step(config, topology.parse("cpu:4")).memory
     assert cpu["argument"] <= tpu["argument"] <= ARGUMENT_TOLERANCE * cpu["argument"], (tpu, cpu)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from sf2t_jax.models.layers import Numerics, attention, einsum, linear
+from sf2t_jax.models.attention import xla_attention as attention
+from sf2t_jax.models.layers import Numerics, einsum, linear
 
 BF16 = Numerics(dtype=jnp.bfloat16)
 

@@ -1,5 +1,6 @@
 """Building blocks shared by the vision tower and the LLM: linear layers with logical axis
-names, norms with Hugging Face numerics, and grouped-query attention.
+names, norms with Hugging Face numerics, and float32-accumulating matmuls (attention is in
+`attention.py`).
 
 Every parameter carries `logical_axes` metadata (e.g. `('embed', 'mlp')`); the rules table in
 `configs/sharding.py` maps those names onto mesh axes (`sf2t_jax.parallel.sharding`), so no
@@ -17,6 +18,8 @@ from flax import nnx
 
 Dtype = Any
 Precision = Any
+# Names of `models/attention.py`'s implementations (listed here: that module imports this one).
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "splash", "cudnn")
 
 
 # Rematerialisation policies by name: what the backward pass may keep instead of recomputing.
@@ -44,10 +47,16 @@ class Numerics:
     # Stack the layers' parameters on a leading 'layers' axis and run them with `nnx.scan`:
     # one layer is compiled instead of all of them (compile time flat in depth).
     scan_layers: bool = False
+    # Attention implementation (`models/attention.py`): auto | xla | splash | cudnn; 'auto' is
+    # resolved when the model is traced, for the platform it is traced for.
+    attention: str = "auto"
 
     def __post_init__(self):
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat policy {self.remat!r} is not known; known: {', '.join(REMAT_POLICIES)}")
+        if self.attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention implementation {self.attention!r} is not known; known: "
+                             f"{', '.join(ATTENTION_IMPLEMENTATIONS)}")
 
 
 def stacked_layers(make, count: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -229,31 +238,3 @@ class RMSNorm(nnx.Module):
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
         return normed.astype(x.dtype) * self.scale[...].astype(x.dtype)
-
-
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, *,
-              precision: Precision = None) -> jax.Array:
-    """Softmax attention with grouped-query heads; logits and softmax in float32.
-
-    Args:
-      q: (B, Lq, H, D) queries.
-      k, v: (B, Lk, Hkv, D) keys and values; H must be a multiple of Hkv.
-      mask: (B, Lq, Lk) bool, True where a query may attend to a key; None attends to all.
-        A query row with no allowed key gets uniform weights (transformers' min-value fill),
-        never NaN; such rows are padding and their outputs are ignored.
-    Returns:
-      (B, Lq, H, D) in q's dtype.
-    """
-    b, lq, h, d = q.shape
-    hkv = k.shape[2]
-    # Head-major operands (B, Hkv, G, L, D), so both products are plain batched matmuls over
-    # (B, Hkv) and the (.., Lq, Lk) logits are never transposed, forward or backward; only
-    # the small q/k/v/output tensors are (1.7x faster on CPU than token-major einsums).
-    q = q.reshape(b, lq, hkv, h // hkv, d).transpose(0, 2, 3, 1, 4)
-    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
-    logits = einsum("bkgqd,bksd->bkgqs", q, k, precision=precision, out_dtype=jnp.float32) * (d ** -0.5)
-    if mask is not None:
-        logits = jnp.where(mask[:, None, None, :, :], logits, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    out = einsum("bkgqs,bksd->bkgqd", weights, v, precision=precision)
-    return out.transpose(0, 3, 1, 2, 4).reshape(b, lq, h, d)

@@ -14,7 +14,8 @@ from flax import nnx
 
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import TextConfig
-from sf2t_jax.models.layers import Numerics, RMSNorm, attention, layer_at, linear, run_layers, stacked_layers
+from sf2t_jax.models.attention import AttentionMask, attend
+from sf2t_jax.models.layers import Numerics, RMSNorm, layer_at, linear, run_layers, stacked_layers
 from sf2t_jax.parallel.activations import (BATCH_LENGTH_EMBED, BATCH_LENGTH_HEADS, BATCH_LENGTH_KV_HEADS,
                                            BATCH_LENGTH_MLP, constrain)
 
@@ -45,15 +46,15 @@ class KVCache:
 class Attention(nnx.Module):
     def __init__(self, cfg: TextConfig, numerics: Numerics, rngs: nnx.Rngs):
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        self.precision = numerics.precision
+        self.precision, self.implementation = numerics.precision, numerics.attention
         q_dim, kv_dim = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         self.q_proj = linear(cfg.hidden_size, q_dim, ("embed", "q_heads"), bias=True, numerics=numerics, rngs=rngs)
         self.k_proj = linear(cfg.hidden_size, kv_dim, ("embed", "kv_heads"), bias=True, numerics=numerics, rngs=rngs)
         self.v_proj = linear(cfg.hidden_size, kv_dim, ("embed", "kv_heads"), bias=True, numerics=numerics, rngs=rngs)
         self.o_proj = linear(q_dim, cfg.hidden_size, ("q_heads", "embed"), bias=False, numerics=numerics, rngs=rngs)
 
-    def __call__(self, x, cos, sin, mask, kv=None, write_index=None):
-        """x: (B, L, D); cos/sin: (B, L, head_dim); mask: (B, L, Lk) bool.
+    def __call__(self, x, cos, sin, mask: AttentionMask, kv=None, write_index=None):
+        """x: (B, L, D); cos/sin: (B, L, head_dim); mask: over (B, L, Lk).
 
         With `kv` (a layer's cached keys/values, each (B, S, kv_heads, head_dim)), the new keys
         and values are written at `write_index` and attention runs over all S slots (Lk = S).
@@ -69,8 +70,8 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, write_index, 0, 0))
             v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, write_index, 0, 0))
             kv = (k, v)
-        out = constrain(attention(q, k.astype(q.dtype), v.astype(q.dtype), mask, precision=self.precision),
-                        BATCH_LENGTH_HEADS)
+        out = constrain(attend(q, k.astype(q.dtype), v.astype(q.dtype), mask, implementation=self.implementation,
+                               precision=self.precision), BATCH_LENGTH_HEADS)
         return constrain(self.o_proj(out.reshape(b, l, self.num_heads * self.head_dim)), BATCH_LENGTH_EMBED), kv
 
 
@@ -138,15 +139,15 @@ class Qwen2Model(nnx.Module):
         cos, sin = rope.mrope_cos_sin(position_ids, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.mrope_section)
         cos, sin = cos.astype(embeds.dtype), sin.astype(embeds.dtype)
         if cache is None:
-            causal = jnp.tril(jnp.ones((l, l), bool))
-            mask = causal[None] & valid[:, None, :]
+            # Causal plus padding, structured so a fused kernel can take it; `attend` (dense)
+            # sends attention down the XLA path.
+            mask = AttentionMask(valid=None if attention_mask is None else valid, dense=attend, causal=True)
         else:
             key_mask = jax.lax.dynamic_update_slice(cache.key_mask, valid, (0, cache.length))
             query_slot = cache.length + jnp.arange(l)
             slot = jnp.arange(key_mask.shape[1])
-            mask = (slot[None, :] <= query_slot[:, None])[None] & key_mask[:, None, :]
-        if attend is not None:
-            mask = mask & attend
+            dense = (slot[None, :] <= query_slot[:, None])[None] & key_mask[:, None, :]
+            mask = AttentionMask(dense=dense if attend is None else dense & attend)
         x = constrain(embeds, BATCH_LENGTH_EMBED)
         if cache is None:
             x = run_layers(self.layers, _layer_forward, x, cos, sin, mask, numerics=self.numerics)

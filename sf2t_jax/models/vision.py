@@ -13,7 +13,8 @@ from flax import nnx
 
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import VisionConfig
-from sf2t_jax.models.layers import Numerics, attention, layer_norm, linear, run_layers, stacked_layers
+from sf2t_jax.models.attention import AttentionMask, attend
+from sf2t_jax.models.layers import Numerics, layer_norm, linear, run_layers, stacked_layers
 from sf2t_jax.parallel.activations import BATCH_LENGTH_EMBED, BATCH_LENGTH_HEADS, BATCH_LENGTH_MLP, constrain
 
 
@@ -39,7 +40,7 @@ def quick_gelu(x: jax.Array) -> jax.Array:
 class VisionAttention(nnx.Module):
     def __init__(self, cfg: VisionConfig, numerics: Numerics, rngs: nnx.Rngs):
         self.num_heads = cfg.num_heads
-        self.precision = numerics.precision
+        self.precision, self.implementation = numerics.precision, numerics.attention
         self.qkv = linear(cfg.embed_dim, 3 * cfg.embed_dim, ("vision_embed", "vision_qkv"), bias=True,
                           numerics=numerics, rngs=rngs)
         self.proj = linear(cfg.embed_dim, cfg.embed_dim, ("vision_heads", "vision_embed"), bias=True,
@@ -52,7 +53,8 @@ class VisionAttention(nnx.Module):
         q, k, v = (constrain(qkv[:, :, i], BATCH_LENGTH_HEADS) for i in range(3))
         q = rope.apply_rotary(q, cos, sin)
         k = rope.apply_rotary(k, cos, sin)
-        out = constrain(attention(q, k, v, None, precision=self.precision), BATCH_LENGTH_HEADS)
+        out = constrain(attend(q, k, v, AttentionMask(), implementation=self.implementation, precision=self.precision),
+                        BATCH_LENGTH_HEADS)
         return constrain(self.proj(out.reshape(n, s, e)), BATCH_LENGTH_EMBED)
 
 

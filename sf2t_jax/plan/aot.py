@@ -74,6 +74,24 @@ class CompileResult:
     # All-gathers / all-reduces of a global-batch activation (plan/collectives.py): each is
     # memory per device that does not fall as devices are added.
     activation_collectives: tuple = ()
+    # Fused attention kernels in the program by kernel name (splash_mha_fwd..., cuDNN fmha):
+    # what `model.attention` resolved to for this topology; empty on the XLA path.
+    attention_kernels: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+# A splash kernel is a Mosaic custom call named after its kernel; cuDNN's is a custom call to
+# a `__cudnn$fmha...` target.
+_FUSED_ATTENTION = re.compile(r"^\s*(?:ROOT )?%(splash_[a-z_]+?)(?:\.\d+)* = .*custom-call\("
+                              r"|custom_call_target=\"(__cudnn\$fmha[A-Za-z]*)\"", re.MULTILINE)
+
+
+def attention_kernels(hlo_text: str) -> dict[str, int]:
+    """Fused attention kernels in a compiled program's text: kernel name -> how many calls."""
+    counts: dict[str, int] = {}
+    for match in _FUSED_ATTENTION.finditer(hlo_text):
+        name = match.group(1) or match.group(2)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def batch_geometry(config, shape) -> data_lib.BatchGeometry:
@@ -171,5 +189,7 @@ def compile_step(config: ml_collections.ConfigDict, topology: Topology) -> Compi
         log.info("compile refused for lack of memory after %.1fs", seconds)
         return CompileResult(plan, None, {}, seconds, oom=message.strip(), oom_bytes=_oom_bytes(message))
     seconds = time.perf_counter() - start
-    found = tuple(step_activation_collectives(compiled.as_text(), plan.geometry))
-    return CompileResult(plan, memory_stats(compiled), xla_cost(compiled), seconds, activation_collectives=found)
+    text = compiled.as_text()
+    found = tuple(step_activation_collectives(text, plan.geometry))
+    return CompileResult(plan, memory_stats(compiled), xla_cost(compiled), seconds, activation_collectives=found,
+                         attention_kernels=attention_kernels(text))

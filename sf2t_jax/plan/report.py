@@ -55,6 +55,7 @@ def project(config, topology: Topology, result: CompileResult, *, mfu: float = D
         "remat": config.model.remat, "scan_layers": bool(config.model.scan_layers),
         "frozen_dtype": config.model.frozen_dtype or config.model.param_dtype,
         "grad_accum": int(config.train.grad_accum),
+        "attention": {"setting": config.model.attention, "kernels": result.attention_kernels},
         "batch": {"rows": g.batch_size, "length": g.length, "slices": g.slices, "grid_hw": list(g.grid_hw),
                   "frames": int(config.input.frame_budget), "resolution": list(config.input.resolution),
                   "tokens": tokens},
@@ -93,6 +94,13 @@ def _size(n: float) -> str:
     return f"{n:8.0f} B  "
 
 
+def _kernels(p: dict[str, Any]) -> str:
+    if p["memory"] is None:
+        return "unknown (the program did not compile)"
+    kernels = sorted(p["attention"]["kernels"].items())
+    return ", ".join(f"{name} x{n}" for name, n in kernels) or "XLA (no fused kernel)"
+
+
 def format_text(p: dict[str, Any], topology: Topology) -> str:
     b = p["batch"]
     lines = [
@@ -103,6 +111,7 @@ def format_text(p: dict[str, Any], topology: Topology) -> str:
         f"batch: {b['rows']} rows x {b['length']} tokens = {b['tokens']:,} tokens/step; {b['slices']} slices x "
         f"{b['grid_hw'][0]}x{b['grid_hw'][1]} patches per row ({b['frames']} frames at "
         f"{b['resolution'][0]}x{b['resolution'][1]})",
+        f"attention: model.attention={p['attention']['setting']} -> " + _kernels(p),
         f"compile: {p['compile_seconds']:.1f} s",
         "",
     ]

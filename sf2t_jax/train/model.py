@@ -27,7 +27,7 @@ from flax import nnx, traverse_util
 
 from sf2t_jax.models import lora
 from sf2t_jax.models.config import Qwen2VLConfig, preset
-from sf2t_jax.models.layers import REMAT_POLICIES, Numerics
+from sf2t_jax.models.layers import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES, Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.parallel.sharding import Rules, fully_shard, state_shardings
 
@@ -45,13 +45,16 @@ def _dtype(name: str, field: str):
 
 def numerics(config) -> Numerics:
     """The `model` section -> compute dtype, master-weight dtype, matmul precision, remat
-    policy and layer scanning."""
+    policy, layer scanning and the attention implementation."""
     if config.precision not in PRECISIONS:
         raise ValueError(f"model.precision={config.precision!r}: expected one of {sorted(PRECISIONS)}")
     if config.remat not in REMAT_POLICIES:
         raise ValueError(f"model.remat={config.remat!r}: expected one of {sorted(REMAT_POLICIES)}")
+    if config.attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"model.attention={config.attention!r}: expected one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
     return Numerics(dtype=_dtype(config.dtype, "model.dtype"), param_dtype=_dtype(config.param_dtype, "model.param_dtype"),
-                    precision=PRECISIONS[config.precision], remat=config.remat, scan_layers=bool(config.scan_layers))
+                    precision=PRECISIONS[config.precision], remat=config.remat, scan_layers=bool(config.scan_layers),
+                    attention=config.attention)
 
 
 def frozen_dtype(config):
