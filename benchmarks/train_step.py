@@ -14,9 +14,10 @@ Batch 4 by default: 2,048 tokens per step.
 The same batch and the same recipe on both sides: LoRA rank 16, alpha 32 on the LLM's
 q/k/v/o/gate/up/down (base frozen), the ViT frozen, the merger trained; AdamW (lr 1e-4,
 global-norm clip 1.0), next-token cross-entropy on the answer tokens only (sum / count).
-  ours          `sf2t_jax.train` as the trainer runs it: `split_model` (trainable / frozen),
-                `make_optimizer`, `state.create`, `make_train_step` (jitted, state donated),
-                with `loss_positions=16`: the LM head only at each row's answer positions.
+  ours          `sf2t_jax.train` as the trainer runs it: the trainer's build functions
+                (`train/setup.py`: model split trainable / frozen, optimizer, shardings, the
+                jitted step with its state donated), `state.create`, with
+                `train.loss_positions=16`: the LM head only at each row's answer positions.
   torch/labels  stock transformers 4.49 `Qwen2VLForConditionalGeneration` (sdpa attention) +
                 peft `get_peft_model`, loss from `labels=` (logits at every position),
                 `torch.optim.AdamW`, `clip_grad_norm_`.
@@ -147,33 +148,26 @@ class Ours:
 
     def __init__(self, cfg: Qwen2VLConfig, shape: Shape, host: dict, dtype: str, loss_positions: int = 0,
                  overrides=()):
-        from sf2t_jax.parallel.mesh import make_mesh
-        from sf2t_jax.parallel.sharding import named_rules
         from sf2t_jax.train import data as data_lib
         from sf2t_jax.train import model as model_lib
-        from sf2t_jax.train import optimizer as optimizer_lib
+        from sf2t_jax.train import setup as setup_lib
         from sf2t_jax.train import state as state_lib
-        from sf2t_jax.train.step import make_train_step
 
-        config = self.config = train_config(dtype, overrides)
-        rules = named_rules("default")
-        mesh = make_mesh(fsdp=1, devices=jax.devices()[:1])
-        self.parts = model_lib.split_model(config, cfg, mesh, rules)
-        values = model_lib.initial_values(self.parts, config, mesh, rules)
+        config = self.config = train_config(dtype, (*overrides, f"train.loss_positions={loss_positions}",
+                                                    "mesh.devices=1"))
+        model = setup_lib.build_model(config, jax.devices(), shape=cfg)
+        self.parts = model.parts
+        values = model_lib.initial_values(model.parts, config, model.mesh, model.rules)
         self.values = values
         self.trainable_count = model_lib.count(values["trainable"])
         self.frozen_count = model_lib.count(values["frozen"])
-        tx, schedule = optimizer_lib.make_optimizer(config.train)
-        shardings = state_lib.state_shardings(self.parts, tx, mesh)
         geometry = data_lib.BatchGeometry(batch_size=shape.batch, length=shape.length, slices=shape.slices(cfg),
                                           grid_hw=(shape.grid(cfg),) * 2, steps_per_epoch=1, num_tasks=1,
                                           task_names=("bench",))
-        batch_shardings = data_lib.batch_shardings(geometry, mesh, rules)
-        self.batch = {k: jax.device_put(v, batch_shardings[k]) for k, v in host.items()}
-        self.step = make_train_step(self.parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=1, accum=1,
-                                    dropout=False, state_shardings=shardings,
-                                    extra_shardings=self.parts.shardings["extra"], batch_shardings=batch_shardings,
-                                    rules=rules, loss_positions=loss_positions)
+        built = setup_lib.build_step(config, model, geometry, int(config.train.steps))
+        tx, shardings = built.tx, built.state_shardings
+        self.batch = {k: jax.device_put(v, built.batch_shardings[k]) for k, v in host.items()}
+        self.step = built.step
         # The state is donated to the step: keep host copies of the initial values for torch.
         self.initial = jax.device_get({"trainable": values["trainable"], "frozen": values["frozen"]})
         self.state = state_lib.create(values["trainable"], values["frozen"], tx, 0, shardings)

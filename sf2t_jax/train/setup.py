@@ -52,14 +52,15 @@ class StepSetup:
     accum: int
 
 
-def build_model(config: ml_collections.ConfigDict, devices: Sequence) -> ModelSetup:
-    """The mesh over `devices` (`mesh.devices` > 0 takes the first that many) and the split model."""
+def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: Qwen2VLConfig | None = None) -> ModelSetup:
+    """The mesh over `devices` (`mesh.devices` > 0 takes the first that many) and the split model
+    of `config.model.name`'s shape, or of `shape` when given (benchmarks' own shapes)."""
     count = int(config.mesh.devices)
     if count < 0 or count > len(devices):
         raise ValueError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
     mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, list(devices[:count] if count else devices))
     rules = named_rules(config.mesh.rules)
-    shape = model_lib.model_config(config)
+    shape = shape or model_lib.model_config(config)
     return ModelSetup(mesh, rules, shape, model_lib.split_model(config, shape, mesh, rules))
 
 
