@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from sf2t_jax.models.llm import KVCache
+from sf2t_jax.parallel.activations import layout_context
 
 
 def row_mask(token_group, token_branch, token_end, token_option):
@@ -46,10 +47,11 @@ def row_mask(token_group, token_branch, token_end, token_option):
     return prompt_key | own_option
 
 
-@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens"))
+@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "layout"))
 def prefill_shared(graphdef, state, input_ids, position_ids, token_group, token_branch, token_end, token_option,
                    vision, vision_index, item_last, option_first, option_count, score_from, score_token,
-                   score_option, item_row, item_view, item_view_mask, *, max_new_tokens: int | None = None):
+                   score_option, item_row, item_view, item_view_mask, *, max_new_tokens: int | None = None,
+                   layout=None):
     """Runs packed rows; returns each question's last logits and options' mean NLL.
 
     Args:
@@ -67,12 +69,23 @@ def prefill_shared(graphdef, state, input_ids, position_ids, token_group, token_
         item_row[n] at slots item_view[n][item_view_mask[n]] (used with `max_new_tokens`).
       max_new_tokens: None: no cache. Else a cache view per question with room for this many
         tokens.
+      layout: optional (mesh, rules): activations constrained by logical name on that mesh
+        (parallel/activations.py), as in the train step.
     Returns:
       (last_logits (N, vocab) float32, mean_nll (N, K) float32 (+inf for a missing option),
       choice (N,) int32 argmin, cache views (N rows: V slots left-aligned and masked past each
       prompt's end, then the room) or None).
     """
-    model = nnx.merge(graphdef, state)
+    with layout_context(layout):
+        return _prefill_shared(nnx.merge(graphdef, state), input_ids, position_ids, token_group, token_branch,
+                               token_end, token_option, vision, vision_index, item_last, option_first, option_count,
+                               score_from, score_token, score_option, item_row, item_view, item_view_mask,
+                               max_new_tokens)
+
+
+def _prefill_shared(model, input_ids, position_ids, token_group, token_branch, token_end, token_option, vision,
+                    vision_index, item_last, option_first, option_count, score_from, score_token, score_option,
+                    item_row, item_view, item_view_mask, max_new_tokens):
     r, l = input_ids.shape
     n, k = option_first.shape
     valid = token_group > 0

@@ -49,6 +49,8 @@ class ModelScorer:
         self.pad_id = jnp.int32(special.endoftext)
         self.mesh = mesh
         self.axes = batch_axes(mesh, rules or ()) if mesh is not None else ()
+        # Activations constrained on the mesh as in training (and fused attention per shard).
+        self.layout = (mesh, tuple(rules)) if mesh is not None and rules else None
         # Batch shards: questions and packed rows are split over them.
         self.shards = int(np.prod([mesh.shape[a] for a in self.axes])) if mesh is not None and self.axes else 1
         for field, n in (("batch_size", settings.batch_size), ("rows", settings.rows)):
@@ -64,13 +66,15 @@ class ModelScorer:
         generate = "generate" in s.methods
         prefill_args = {k: v for k, v in x.items() if k not in ("rope_deltas", "decode_budget")}
         logits, nll, choice, cache = prefill_shared(self.graphdef, self.state, **prefill_args,
-                                                    max_new_tokens=batch.new_tokens if generate else None)
+                                                    max_new_tokens=batch.new_tokens if generate else None,
+                                                    layout=self.layout)
         out = {}
         if "loglik" in s.methods:
             out["nll"], out["choice"] = nll, choice
         if generate:
             out["tokens"], _ = decode(self.graphdef, self.state, logits, cache, x["rope_deltas"], self.eos_ids,
-                                      self.pad_id, x["decode_budget"], max_new_tokens=batch.new_tokens)
+                                      self.pad_id, x["decode_budget"], max_new_tokens=batch.new_tokens,
+                                      layout=self.layout)
         return out
 
     def fetch(self, pending: dict) -> dict:

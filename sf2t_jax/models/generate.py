@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from sf2t_jax.models.llm import KVCache
+from sf2t_jax.parallel.activations import layout_context
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 
 
@@ -35,14 +36,15 @@ def prefill(graphdef, state, input_ids, position_ids, attention_mask, vision, vi
     return model.logits(hidden[:, -1:])[:, 0], cache
 
 
-@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens"), donate_argnames=("cache",))
+@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "layout"), donate_argnames=("cache",))
 def decode(graphdef, state, first_logits, cache: KVCache, rope_deltas, eos_ids, pad_id, budget=None, *,
-           max_new_tokens: int):
+           max_new_tokens: int, layout=None):
     """Greedy decoding of up to `max_new_tokens`, stopping early once every row has ended.
 
     Args:
       budget: optional (B,) int32 tokens each row may generate (at most `max_new_tokens`); a
         row that has used its budget ends as if it had emitted an end token.
+      layout: optional (mesh, rules): activations constrained by logical name on that mesh.
     Returns (tokens (B, max_new_tokens) int32 with `pad_id` after a row's end token, the cache);
     the cache is returned so that its donated buffers are reused in place.
     """
@@ -66,7 +68,8 @@ def decode(graphdef, state, first_logits, cache: KVCache, rope_deltas, eos_ids, 
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32)
     limit = jnp.full((b,), max_new_tokens, jnp.int32) if budget is None else budget
     init = (jnp.zeros((), jnp.int32), first_logits, cache, limit <= 0, tokens)
-    _, _, cache, _, tokens = jax.lax.while_loop(keep_going, step, init)
+    with layout_context(layout):
+        _, _, cache, _, tokens = jax.lax.while_loop(keep_going, step, init)
     return tokens, cache
 
 

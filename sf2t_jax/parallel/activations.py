@@ -46,6 +46,12 @@ def activation_sharding(mesh: Mesh, rules: Rules):
         _context.value = previous
 
 
+def layout_context(layout: tuple[Mesh, Rules] | None):
+    """`activation_sharding(*layout)`, or a no-op context for None: for jitted functions that
+    take the (mesh, rules) pair as a static argument (so the jit cache keys on it)."""
+    return activation_sharding(*layout) if layout is not None else contextlib.nullcontext()
+
+
 def current() -> tuple[Mesh, Rules] | None:
     """The (mesh, rules) of the enclosing `activation_sharding` block, or None."""
     return getattr(_context, "value", None)
