@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sf2t_jax.eval import metrics
+from sf2t_jax.eval import bootstrap, metrics
 from sf2t_jax.finevidbench.schema import Item
 
 
@@ -39,19 +39,57 @@ def test_kendall_tau_matches_scipy():
 
 def test_bootstrap_is_seeded_and_matches_explicit_resampling():
     values = (np.arange(200) % 3 == 0).astype(float)  # mean 0.335
-    a = metrics.bootstrap_ci(values, resamples=2000, ci=0.95, rng=np.random.default_rng(1))
-    b = metrics.bootstrap_ci(values, resamples=2000, ci=0.95, rng=np.random.default_rng(1))
+    a = bootstrap.interval(values, resamples=2000, ci=0.95, rng=np.random.default_rng(1))
+    b = bootstrap.interval(values, resamples=2000, ci=0.95, rng=np.random.default_rng(1))
     assert a == b
     # The binomial shortcut for 0/1 values has the distribution of explicit resampling.
     rng = np.random.default_rng(2)
     explicit = values[rng.integers(0, 200, (4000, 200))].mean(1)
     lo, hi = np.quantile(explicit, [0.025, 0.975])
     assert a[0] == pytest.approx(lo, abs=0.015) and a[1] == pytest.approx(hi, abs=0.015)
+    # So does resampling clusters of one value each.
+    single = bootstrap.interval(values, [str(i) for i in range(200)], resamples=4000, ci=0.95,
+                                rng=np.random.default_rng(4))
+    assert single[0] == pytest.approx(lo, abs=0.015) and single[1] == pytest.approx(hi, abs=0.015)
     # Continuous values (Kendall's tau) take the explicit path.
     taus = np.linspace(-1, 1, 50)
-    lo, hi = metrics.bootstrap_ci(taus, resamples=500, ci=0.9, rng=np.random.default_rng(3))
+    lo, hi = bootstrap.interval(taus, resamples=500, ci=0.9, rng=np.random.default_rng(3))
     assert lo < 0 < hi
-    assert metrics.bootstrap_ci(np.array([]), resamples=10, ci=0.95, rng=rng) == [None, None]
+    assert bootstrap.interval(np.array([]), resamples=10, ci=0.95, rng=rng) == [None, None]
+
+
+def test_video_bootstrap_widens_intervals_as_far_as_items_are_correlated():
+    """20 videos x 50 items, every item of a video answered alike: there are 20 independent
+    outcomes, not 1,000, so the interval is sqrt(50) ~ 7x the item bootstrap's (half-width of a
+    proportion ~ 1.96 sqrt(p(1-p)/n)). Resampled means pool a drawn video's items."""
+    per_video = (np.arange(20) % 2).astype(float)  # half the videos right
+    values = np.repeat(per_video, 50)
+    videos = np.repeat([f"v{i}" for i in range(20)], 50)
+    items = bootstrap.interval(values, resamples=4000, ci=0.95, rng=np.random.default_rng(0))
+    clustered = bootstrap.interval(values, videos, resamples=4000, ci=0.95, rng=np.random.default_rng(0))
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert 5 < width(clustered) / width(items) < 9, (items, clustered)
+    assert clustered[0] == pytest.approx(0.5 - 1.96 * np.sqrt(0.25 / 20), abs=0.05)
+    # Unequal video sizes: the statistic is the pooled mean, not the mean of video means.
+    means = bootstrap.resampled_means(np.array([1.0, 0.0, 0.0, 0.0]), ["a", "b", "b", "b"], resamples=2000,
+                                      rng=np.random.default_rng(5))
+    assert set(np.round(means, 6)) <= {0.0, 0.25, 1.0}
+    with pytest.raises(ValueError, match="3 cluster labels for 4 values"):
+        bootstrap.interval(np.ones(4), ["a", "b", "c"], resamples=10, ci=0.95, rng=np.random.default_rng(0))
+
+
+def test_paired_difference_resamples_both_runs_by_video():
+    rng = np.random.default_rng(0)
+    videos = np.repeat([f"v{i}" for i in range(30)], 20)
+    a = rng.random(600) < 0.6
+    b = a.copy()
+    b[:100] = ~b[:100]  # the runs differ on the first five videos only
+    d = bootstrap.paired_difference(a, b, videos, resamples=2000, ci=0.95, rng=np.random.default_rng(1))
+    assert d["n"] == 600 and d["clusters"] == 30
+    assert d["value"] == pytest.approx((a.astype(float) - b).mean())
+    assert d["ci"][0] <= d["value"] <= d["ci"][1]
+    same = bootstrap.paired_difference(a, a, videos, resamples=100, ci=0.95, rng=np.random.default_rng(1))
+    assert same["value"] == 0 and same["ci"] == [0.0, 0.0]
 
 
 def test_grading_breakdowns_and_chain():
@@ -69,7 +107,7 @@ def test_grading_breakdowns_and_chain():
     g = m["generate"]
     assert g["tasks"]["frame_count"]["value"] == 1.0
     assert g["tasks"]["adjust_or_not"]["value"] == 0.5
-    assert g["chain"] == {"value": 0.5, "ci": g["chain"]["ci"], "n": 2}  # conversation a right, b wrong
+    assert g["chain"] == {"value": 0.5, "ci": g["chain"]["ci"], "n": 2, "videos": 1}  # conversation a right, b wrong
     assert g["kendall_tau"]["value"] == 1.0
     assert g["speed"]["speed"]["x2"]["value"] == 0.0 and g["speed"]["speed"]["x1"]["value"] == 1.0
     assert g["steps"]["1"]["n"] == 2 and g["steps"]["3"]["n"] == 1

@@ -3,10 +3,12 @@
     claims = check_claims({"Base": dir, "SFT": dir, ...}, bootstrap=1000, seed=0)
 
 A claim "A beats B at level L" compares the two runs on the same benchmark items: the
-difference of their accuracies over L's items, with a percentile bootstrap over items that
-resamples both runs' answers to an item together (a paired test, tighter than comparing two
-separate CIs). Verdict: "yes" when the interval is above 0, "reversed" when below, else
-"no significant difference".
+difference of their accuracies over L's items, with a percentile bootstrap that resamples
+videos, both runs' answers to every item of a drawn video together (paired, and clustered:
+a video's items are not independent; `eval/bootstrap.py`). Verdict: "yes" when the interval
+is above 0, "reversed" when below, else "no significant difference". Each claim is its own
+95% interval; with five claims x two scoring methods, about one in twenty intervals misses
+by chance, so a single "yes" among many is weak evidence (no multiplicity correction).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from sf2t_jax.eval.bootstrap import paired_difference
 
 # (claim, better run, worse run, benchmark level or "overall")
 CLAIMS = (
@@ -26,25 +30,13 @@ CLAIMS = (
 )
 
 
-def load_predictions(run_dir: str | Path) -> dict[tuple[str, str, str], bool]:
-    """{(method, item_id, level): correct} from an eval run's predictions.jsonl."""
+def load_predictions(run_dir: str | Path) -> dict[tuple[str, str, str], tuple[bool, str]]:
+    """{(method, item_id, level): (correct, video_id)} from an eval run's predictions.jsonl."""
     out = {}
     with open(Path(run_dir) / "predictions.jsonl", encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
-            out[(r["method"], r["item_id"], r["level"])] = bool(r["correct"])
-    return out
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, *, bootstrap: int, ci: float, seed: int) -> dict:
-    """Mean of a - b (per-item correctness, 0/1) and its percentile bootstrap interval."""
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    out = {"value": float(diff.mean()), "n": int(diff.size), "ci": [None, None]}
-    if bootstrap and diff.size:
-        rng = np.random.default_rng(seed)
-        means = diff[rng.integers(0, diff.size, size=(bootstrap, diff.size))].mean(axis=1)
-        alpha = (1.0 - ci) / 2
-        out["ci"] = [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]
+            out[(r["method"], r["item_id"], r["level"])] = (bool(r["correct"]), r["video_id"])
     return out
 
 
@@ -73,10 +65,11 @@ def check_claims(run_dirs: dict[str, str | Path], *, methods=("loglik", "generat
                                  f"e.g. {missing[0]}")
             if not keys:
                 continue
-            a = np.array([predictions[better][k] for k in keys])
-            b = np.array([predictions[worse][k] for k in keys])
-            diff = paired_difference(a, b, bootstrap=bootstrap, ci=ci,
-                                     seed=seed + zlib.crc32(f"{claim}/{method}".encode()))
+            a = np.array([predictions[better][k][0] for k in keys])
+            b = np.array([predictions[worse][k][0] for k in keys])
+            videos = [predictions[better][k][1] for k in keys]
+            rng = np.random.default_rng(seed + zlib.crc32(f"{claim}/{method}".encode()))
+            diff = paired_difference(a, b, videos, resamples=bootstrap, ci=ci, rng=rng)
             results.append({"claim": claim, "method": method, "level": level, "better": better, "worse": worse,
                             "accuracy": {better: float(a.mean()), worse: float(b.mean())},
                             "difference": diff, "verdict": verdict(diff)})
@@ -92,5 +85,5 @@ def claims_markdown(claims: list[dict]) -> str:
         interval = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if lo is not None else ""
         lines.append(f"| {c['claim']} | {c['method']} | {c['better']} {100 * c['accuracy'][c['better']]:.1f} | "
                      f"{c['worse']} {100 * c['accuracy'][c['worse']]:.1f} | {100 * d['value']:+.1f}{interval} "
-                     f"(n={d['n']}) | {c['verdict']} |")
+                     f"(n={d['n']}, {d['clusters']} videos) | {c['verdict']} |")
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ The run folder (WORKDIR):
     eval/<stage>/           results.json, results.md, predictions.jsonl, tasks.png, speed.png
     comparison.md           the four settings side by side (scene and fragment level, with CIs)
     tasks.png, speed.png    the same as figures
-    claims.md, claims.json  the paper's claims, checked with paired bootstrap CIs
+    claims.md, claims.json  the paper's claims, checked with paired bootstrap CIs over videos
 
 Stages: base (captions, from random init) -> sft (scene QA, from base); sf2t (fragments, from
 base); sft_sf2t (fragments, from sft). Re-running the same command resumes: prepared data is

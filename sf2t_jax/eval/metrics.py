@@ -11,9 +11,10 @@ A record is one (item, method) outcome, a flat JSON-able dict:
   tau           Kendall's tau of the predicted order (rearrangement; -1 when unparsable)
   scored_by     the method that produced it ("generate" for open items under loglik)
 
-Every statistic is {"value", "ci": [lo, hi], "n"}; CIs are percentile bootstraps over the
-statistic's units (items; conversations for chain accuracy), seeded per statistic name so that
-adding a metric never moves another's interval.
+Every statistic is {"value", "ci": [lo, hi], "n", "videos"}: the mean over its units (items;
+conversations for chain accuracy) and a percentile bootstrap interval that resamples videos
+(`eval/bootstrap.py`: a video's items rise and fall together), seeded per statistic name so
+that adding a metric never moves another's interval.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from sf2t_jax.eval import extract
+from sf2t_jax.eval import bootstrap, extract
 from sf2t_jax.eval.config import METHODS
 from sf2t_jax.finevidbench.schema import FRAGMENT_TASKS, LETTERS, SCENE_TASKS, SPEEDS, Item
 
@@ -81,36 +82,18 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def bootstrap_ci(values: np.ndarray, *, resamples: int, ci: float,
-                 rng: np.random.Generator) -> list[float | None]:
-    """Percentile interval of the mean under resampling with replacement.
-
-    For 0/1 values the resampled mean is Binomial(n, mean) / n, drawn directly (exactly the
-    same distribution, without an (R, n) index array for a 22k-item benchmark).
-    """
-    values = np.asarray(values, np.float64)
-    n = len(values)
-    if n == 0 or resamples == 0:
-        return [None, None]
-    if np.isin(values, (0.0, 1.0)).all():
-        means = rng.binomial(n, values.mean(), size=resamples) / n
-    else:
-        means = np.concatenate([values[rng.integers(0, n, (min(256, resamples - i), n))].mean(axis=1)
-                                for i in range(0, resamples, 256)])
-    lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    return [float(lo), float(hi)]
-
-
 class _Stats:
     def __init__(self, resamples: int, ci: float, seed: int):
         self.resamples, self.ci, self.seed = resamples, ci, seed
 
-    def __call__(self, name: str, values: Iterable[float]) -> dict:
+    def __call__(self, name: str, values: Iterable[float], videos: Sequence[str]) -> dict:
+        """Mean of `values` with its interval over resampled videos (`videos[i]` holds value i)."""
         values = np.asarray(list(values), np.float64)
         if len(values) == 0:
-            return {"value": None, "ci": [None, None], "n": 0}
-        lo, hi = bootstrap_ci(values, resamples=self.resamples, ci=self.ci, rng=_rng(self.seed, name))
-        return {"value": float(values.mean()), "ci": [lo, hi], "n": int(len(values))}
+            return {"value": None, "ci": [None, None], "n": 0, "videos": 0}
+        lo, hi = bootstrap.interval(values, list(videos), resamples=self.resamples, ci=self.ci,
+                                    rng=_rng(self.seed, name))
+        return {"value": float(values.mean()), "ci": [lo, hi], "n": int(len(values)), "videos": len(set(videos))}
 
 
 # ----------------------------------------------------------------------------------------
@@ -144,7 +127,7 @@ def _chance(items: Sequence[Item]) -> dict[str, float]:
 
 def _method_metrics(method: str, rs: list[dict], stats: _Stats, chance: dict) -> dict:
     def acc(name, subset):
-        return stats(f"{method}/{name}", [float(r["correct"]) for r in subset])
+        return stats(f"{method}/{name}", [float(r["correct"]) for r in subset], [r["video_id"] for r in subset])
 
     def where(**conds):
         return [r for r in rs if all(r[k] == v for k, v in conds.items())]
@@ -173,17 +156,24 @@ def _method_metrics(method: str, rs: list[dict], stats: _Stats, chance: dict) ->
     out["steps"] = {str(n): acc(f"step/{n}", [r for r in fragment if r["turn"] == n])
                     for n in sorted({r["turn"] for r in fragment})}
     if fragment:
-        chains = collections.defaultdict(list)
+        chains, chain_video = collections.defaultdict(list), {}
         for r in fragment:
             chains[r["conversation"]].append(r["correct"])
-        out["chain"] = stats(f"{method}/chain", [float(all(v)) for v in chains.values()])
+            chain_video[r["conversation"]] = r["video_id"]
+        out["chain"] = stats(f"{method}/chain", [float(all(v)) for v in chains.values()],
+                             [chain_video[c] for c in chains])
     rearr = where(task="rearrangement")
     if rearr:
-        out["kendall_tau"] = {**stats(f"{method}/tau", [r["tau"] for r in rearr]),
-                              "parsed": stats(f"{method}/tau_parsed", [r["tau"] for r in rearr if r["parsed"]])}
-    out["unparsable"] = {"overall": stats(f"{method}/unparsable", [float(not r["parsed"]) for r in rs]),
-                         "tasks": {t: stats(f"{method}/unparsable/{t}", [float(not r["parsed"]) for r in where(task=t)])
-                                   for t in tasks}}
+        parsed = [r for r in rearr if r["parsed"]]
+        out["kendall_tau"] = {**stats(f"{method}/tau", [r["tau"] for r in rearr], [r["video_id"] for r in rearr]),
+                              "parsed": stats(f"{method}/tau_parsed", [r["tau"] for r in parsed],
+                                              [r["video_id"] for r in parsed])}
+
+    def unparsable(name, subset):
+        return stats(name, [float(not r["parsed"]) for r in subset], [r["video_id"] for r in subset])
+
+    out["unparsable"] = {"overall": unparsable(f"{method}/unparsable", rs),
+                         "tasks": {t: unparsable(f"{method}/unparsable/{t}", where(task=t)) for t in tasks}}
     return out
 
 

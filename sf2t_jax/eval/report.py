@@ -7,7 +7,7 @@
     OUT/speed.png         accuracy per playback speed, one line per run (paper Figure 4)
 
 `compare(run_dirs, out)` puts several runs (Base, SFT, SF²T, ...) in one table and the same
-two figures. Numbers are percentages with their 95% bootstrap interval.
+two figures. Numbers are percentages with their 95% bootstrap interval over resampled videos.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def _columns(runs: Sequence[tuple[str, dict]]) -> list[tuple[str, dict]]:
 
 
 def _header(runs: Sequence[tuple[str, dict]]) -> str:
-    lines = ["Accuracy in % with 95% bootstrap intervals; Kendall tau in [-1, 1] (unparsable = -1).",
+    lines = ["Accuracy in % with 95% bootstrap intervals (videos resampled); Kendall tau in [-1, 1] (unparsable = -1).",
              "loglik: argmin of the options' mean NLL; generate: greedy answer, then extraction "
              "(unparsable = wrong). Open items (rearrangement) are always answered by generation.", ""]
     for name, r in runs:
