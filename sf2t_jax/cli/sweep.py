@@ -99,27 +99,37 @@ def plan(ablation: str, workdir: str, *, only: str = "", init_from: str | None =
     return runs
 
 
+def _config(r: dict[str, Any], overrides: list[str]):
+    """One run's config: the file, the variant's overrides, the command line's; every field checked."""
+    from sf2t_jax import validation
+    from sf2t_jax.configuration import apply_overrides, load_config, set_by_path
+    from sf2t_jax.errors import InputError
+
+    try:
+        config = load_config(r["spec"])
+        for key, value in r["overrides"].items():
+            set_by_path(config, key, value)
+        apply_overrides(config, overrides)
+        validation.check_train(config)
+    except InputError as e:  # unknown key or bad value in the ablation file
+        raise InputError(f"sweep run {r['name']}: {e}") from None
+    return config
+
+
 def run(args: argparse.Namespace) -> None:
     runs = plan(args.ablation, args.workdir, only=args.only, init_from=args.init_from)
     for i, r in enumerate(runs):
         extra = ", ".join(f"{k}={v!r}" for k, v in r["overrides"].items())
         print(f"[{i + 1}/{len(runs)}] {r['name']}: --config {r['spec']} {extra} -> {r['workdir']}", flush=True)
+    configs = [_config(r, args.overrides) for r in runs]  # every variant checked before the first trains
     if args.dry_run:
         return
     start_cluster(args)
-    from sf2t_jax.configuration import apply_overrides, load_config, set_by_path
     from sf2t_jax.train.errors import TrainConfigError
     from sf2t_jax.train.loop import train
 
-    for i, r in enumerate(runs):
+    for i, (r, config) in enumerate(zip(runs, configs)):
         logging.info("sweep: run %d/%d: %s", i + 1, len(runs), r["name"])
-        try:
-            config = load_config(r["spec"])
-            for key, value in r["overrides"].items():
-                set_by_path(config, key, value)
-            apply_overrides(config, args.overrides)
-        except (KeyError, ValueError) as e:  # unknown key or bad value in the ablation file
-            raise SystemExit(f"error: sweep run {r['name']}: {e}") from None
         try:
             result = train(config, r["workdir"])
         except TrainConfigError as e:
