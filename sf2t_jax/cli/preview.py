@@ -53,10 +53,13 @@ def input_config(args: argparse.Namespace):
         section["source"] = args.source
     if args.tokenizer:
         section["tokenizer"] = args.tokenizer
-    elif not section.get("tokenizer"):
+    default_tokenizer = not args.tokenizer and not section.get("tokenizer")
+    if default_tokenizer:
         section["tokenizer"] = "tiny:1000"
+    config = validation.check_input(section)
+    if default_tokenizer:  # logged once the settings are known to be good
         log.info("preview: no tokenizer given; token counts use the built-in tiny tokenizer")
-    return validation.check_input(section)
+    return config
 
 
 def run(args: argparse.Namespace) -> None:

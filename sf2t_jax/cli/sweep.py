@@ -57,7 +57,8 @@ def _spec(path: str, arg: str) -> str:
 
 def plan(ablation: str, workdir: str, *, only: str = "", init_from: str | None = None) -> list[dict[str, Any]]:
     """The runs of a sweep in order: dicts with name, workdir, arg (the config spec) and
-    overrides (dotted key -> value); stages expand into one run each."""
+    overrides (dotted key -> value), init_from_previous (True when init_from is the previous
+    stage's export, written by that stage); stages expand into one run each."""
     from sf2t_jax.configuration import load_sweep
 
     path, _, file_arg = ablation.partition(":")
@@ -86,7 +87,8 @@ def plan(ablation: str, workdir: str, *, only: str = "", init_from: str | None =
             overrides = {**common, **{k: v for k, v in stage.items() if k not in _RESERVED}}
             if init_from and "init_from" not in overrides:
                 overrides["init_from"] = init_from
-            if overrides.get("init_from") == PREVIOUS:
+            from_previous = overrides.get("init_from") == PREVIOUS
+            if from_previous:
                 if previous is None:
                     raise SystemExit(f"error: {path}: variant {variant['name']!r}: the first stage cannot start "
                                      f"from {PREVIOUS}")
@@ -94,7 +96,7 @@ def plan(ablation: str, workdir: str, *, only: str = "", init_from: str | None =
             run_dir = base_dir if stage["name"] is None else f"{base_dir}/{stage['name']}"
             runs.append({"name": variant["name"] + ("" if stage["name"] is None else f"/{stage['name']}"),
                          "workdir": run_dir, "spec": _spec(path, _merge_args(arg, stage.get("arg", ""))),
-                         "overrides": overrides})
+                         "overrides": overrides, "init_from_previous": from_previous})
             previous = run_dir
     return runs
 
@@ -110,7 +112,11 @@ def _config(r: dict[str, Any], overrides: list[str]):
         for key, value in r["overrides"].items():
             set_by_path(config, key, value)
         apply_overrides(config, overrides)
-        validation.check_train(config)
+        probe = config
+        if r.get("init_from_previous"):  # the previous stage writes that export; it need not exist yet
+            probe = config.copy_and_resolve_references()
+            probe.init_from = ""
+        validation.check_train(probe)
     except InputError as e:  # unknown key or bad value in the ablation file
         raise InputError(f"sweep run {r['name']}: {e}") from None
     return config
