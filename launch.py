@@ -12,7 +12,8 @@
     python launch.py sweep configs/ablations/NAME.py [--dry-run]
 
 Commands that take an experiment config accept `--config FILE[:ARG]` and field overrides
-`--config.a.b=VALUE`; an unknown key is refused before anything runs.
+`--config.a.b=VALUE`; an unknown key, a value of the wrong type or range, an unknown name or a
+missing path is refused in one line before anything runs or is written (sf2t_jax/validation.py).
 """
 from __future__ import annotations
 

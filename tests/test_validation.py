@@ -223,3 +223,16 @@ def test_overrides_are_typed_without_coercion():
                               ("model.scan_layers=2", "expected a boolean, got '2'")]:
         with pytest.raises(ConfigValueError, match=message):
             load_config("configs/sf2t.py", [override])
+
+
+def test_the_name_tables_are_the_ones_the_code_looks_names_up_in():
+    from sf2t_jax.eval import loading
+    from sf2t_jax.models import layers
+    from sf2t_jax.train import model as model_lib
+
+    assert v.TRAIN["model.remat"].choices is layers.REMAT_POLICY_NAMES
+    assert list(layers.REMAT_POLICIES) == list(layers.REMAT_POLICY_NAMES)
+    assert list(model_lib.DTYPES) == list(v.TRAIN["model.dtype"].choices) == list(loading.DTYPES)
+    assert list(model_lib.PRECISIONS) == list(v.TRAIN["model.precision"].choices)
+    assert v.TRAIN["model.attention"].choices is layers.ATTENTION_IMPLEMENTATIONS
+    assert set(v.TRAIN["mesh.rules"].choices) == set(v.sharding_rules())
