@@ -405,12 +405,25 @@ def _as_config_error(prefix: str, error: Exception) -> ConfigValueError:
 def check_input(section: Mapping) -> Any:
     """An `input` section -> its InputConfig (which checks every field and the geometry)."""
     check_table({"input": section}, {k: v for k, v in TRAIN.items() if k.startswith("input.")})
+    _check_tfds_dataset(section.get("source", ""), section.get("data_dir", ""))
     from sf2t_jax.input.config import InputConfig
 
     try:
         return InputConfig.from_dict(dict(section))
     except (ValueError, TypeError) as e:
         raise _as_config_error("input", e) from None
+
+
+def _check_tfds_dataset(source: str, data_dir: str) -> None:
+    """'tfds:NAME' with a local data_dir: NAME must be built there (tfds would otherwise answer
+    with its whole catalogue)."""
+    if not source.startswith("tfds:") or not data_dir or data_dir.startswith(REMOTE):
+        return
+    name = source[len("tfds:"):].split("/")[0].split(":")[0]
+    if not os.path.isdir(os.path.join(data_dir, name)):
+        built = sorted(d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d)))
+        raise ConfigValueError(f"input.source={source!r}: expected a dataset built under input.data_dir="
+                               f"{data_dir!r}; it has no {name}/ (built there: {', '.join(built) or 'nothing'})")
 
 
 def check_train(config: ml_collections.ConfigDict) -> None:

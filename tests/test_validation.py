@@ -78,6 +78,8 @@ CASES = [  # (id, argv, text the error line must contain: the field)
     ("preview-length", PREVIEW + ["--config.input.max_length=8"], "input.max_length"),
     ("preview-mode", PREVIEW + ["--config.input.mode=speech"], "input.mode"),
     ("preview-seed-bool", PREVIEW + ["--config.input.seed=False"], "input.seed"),
+    ("preview-tfds-name", PREVIEW + ["--config.input.source=tfds:nothing", "--config.input.data_dir={videos}"],
+     "input.source"),
     # ---- eval ----------------------------------------------------------------------------
     ("benchmark", EVAL + ["--config.benchmark={missing}"], "benchmark"),
     ("videos", EVAL + ["--config.videos={missing}"], "videos"),
