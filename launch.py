@@ -12,7 +12,8 @@
     python launch.py sweep configs/ablations/NAME.py [--dry-run]
 
 Commands that take an experiment config accept `--config FILE[:ARG]` and field overrides
-`--config.a.b=VALUE`; an unknown key is refused before anything runs.
+`--config.a.b=VALUE`; an unknown key, a value of the wrong type or range, an unknown name or a
+missing path is refused in one line before anything runs or is written (sf2t_jax/validation.py).
 """
 from __future__ import annotations
 
@@ -28,8 +29,15 @@ import sf2t_jax.cli
 COMMANDS = tuple(sorted(m.name for m in pkgutil.iter_modules(sf2t_jax.cli.__path__)))
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported in one line (like every other bad input)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="launch.py", description=__doc__,
+    parser = Parser(prog="launch.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:

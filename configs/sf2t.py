@@ -24,6 +24,7 @@ loss on answer tokens only. Every default is documented next to its field.
 import ml_collections
 
 from sf2t_jax.configuration import parse_arg
+from sf2t_jax.train.options import DATA_SOURCES, METHODS
 
 TASKS = ("count", "consistency", "localize", "disorder", "rearrange")
 
@@ -78,10 +79,10 @@ def get_config(arg=None):
                     present="video")
     if arg.model not in SIZES:
         raise ValueError(f"configs/sf2t.py: model={arg.model!r}, expected one of {sorted(SIZES)}")
-    if arg.method not in ("lora", "full"):
-        raise ValueError(f"configs/sf2t.py: method={arg.method!r}, expected 'lora' or 'full'")
-    if arg.data not in ("synthetic", "videos"):
-        raise ValueError(f"configs/sf2t.py: data={arg.data!r}, expected 'synthetic' or 'videos'")
+    if arg.method not in METHODS:
+        raise ValueError(f"configs/sf2t.py: method={arg.method!r}, expected one of {list(METHODS)}")
+    if arg.data not in DATA_SOURCES:
+        raise ValueError(f"configs/sf2t.py: data={arg.data!r}, expected one of {list(DATA_SOURCES)}")
     if arg.present not in ("video", "images"):
         raise ValueError(f"configs/sf2t.py: present={arg.present!r}, expected 'video' or 'images'")
     if arg.frames < 2:

@@ -29,13 +29,18 @@ class ConfigKeyError(InputError, KeyError):
         return self.args[0]
 
 
+class ConfigValueError(InputError):
+    """A config value of the wrong type, out of range, or naming a missing path; the message
+    names the field, the value and what was expected (`sf2t_jax.validation`)."""
+
+
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     """'model=qwen2vl_7b,steps=10' -> ConfigDict, typed by `defaults`; unknown names are errors."""
     out = ml_collections.ConfigDict(defaults)
     for item in filter(None, (arg or "").split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"config arg {item!r}: expected key=value")
+            raise ConfigValueError(f"config arg {item!r}: expected key=value")
         if key not in defaults:
             raise ConfigKeyError(f"config arg {key!r} is not known; known: {', '.join(sorted(defaults))}")
         out[key] = _coerce(value, defaults[key], key)
@@ -47,8 +52,13 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
     path, _, arg = spec.partition(":")
     module = load_module(path)
     if not hasattr(module, "get_config"):
-        raise AttributeError(f"{path}: a config file must define get_config(arg)")
-    config = module.get_config(arg or None)
+        raise InputError(f"{path}: a config file must define get_config(arg)")
+    try:
+        config = module.get_config(arg or None)
+    except InputError:
+        raise
+    except ValueError as e:  # the file refuses its own argument (e.g. model=qwen2vl_9b)
+        raise ConfigValueError(str(e)) from None
     config.lock()
     apply_overrides(config, overrides)
     return config
@@ -58,7 +68,7 @@ def load_sweep(path: str) -> list[dict[str, Any]]:
     """The variants of an ablation file: each a dict of dotted keys -> values, plus 'name'."""
     module = load_module(path.partition(":")[0])
     if not hasattr(module, "sweep"):
-        raise AttributeError(f"{path}: an ablation file must define sweep()")
+        raise InputError(f"{path}: an ablation file must define sweep()")
     return list(module.sweep())
 
 
@@ -66,7 +76,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r}: expected key=value")
+            raise ConfigValueError(f"override {item!r}: expected key=value")
         set_by_path(config, key, value)
 
 
@@ -80,7 +90,12 @@ def set_by_path(config: ml_collections.ConfigDict, dotted: str, value: Any) -> N
         node = node[name]
     if leaf not in node:
         raise ConfigKeyError(_unknown(dotted, node))
-    node[leaf] = _coerce(value, node[leaf], dotted) if isinstance(value, str) else value
+    current = node[leaf]
+    value = _coerce(value, current, dotted) if isinstance(value, str) else _typed(value, current, dotted, repr(value))
+    try:
+        node[leaf] = value
+    except TypeError:  # ml_collections refuses the type change (e.g. a dict for a number)
+        raise ConfigValueError(f"config key {dotted!r}: expected {type(current).__name__}, got {value!r}") from None
 
 
 def _unknown(dotted: str, node: ml_collections.ConfigDict) -> str:
@@ -88,6 +103,7 @@ def _unknown(dotted: str, node: ml_collections.ConfigDict) -> str:
 
 
 def _coerce(text: str, current: Any, key: str) -> Any:
+    """A command-line string -> a value of `current`'s type (the type the config file declares)."""
     if isinstance(current, str) or current is None:
         return text
     if isinstance(current, bool):
@@ -95,17 +111,29 @@ def _coerce(text: str, current: Any, key: str) -> Any:
             return True
         if text.lower() in ("false", "0", "no"):
             return False
-        raise ValueError(f"config key {key!r}: expected a boolean, got {text!r}")
+        raise ConfigValueError(f"config key {key!r}: expected a boolean, got {text!r}")
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        raise ValueError(f"config key {key!r}: cannot parse {text!r} as {type(current).__name__}") from None
-    if isinstance(current, float) and isinstance(value, int):
-        value = float(value)
+        raise ConfigValueError(f"config key {key!r}: cannot parse {text!r} as {type(current).__name__}") from None
+    return _typed(value, current, key, repr(text))
+
+
+def _typed(value: Any, current: Any, key: str, shown: str) -> Any:
+    """`value` if it has the type of `current` (the declared type), else ConfigValueError.
+
+    No silent coercion: a bool is never a number (ml_collections would store True into an int
+    field, and 1.0 into a float one), a float is never an int; an int is a fine float, and a
+    list a fine tuple. Values of other types (None, dicts, ConfigDicts) pass unchanged.
+    """
+    if current is None or not isinstance(current, (bool, int, float, str, tuple)):
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if not isinstance(value, type(current)):
-        raise ValueError(f"config key {key!r}: expected {type(current).__name__}, got {text!r}")
+        return tuple(value)
+    if isinstance(current, bool) != isinstance(value, bool) or not isinstance(value, type(current)):
+        raise ConfigValueError(f"config key {key!r}: expected {type(current).__name__}, got {shown}")
     return value
 
 

@@ -178,7 +178,8 @@ def test_bad_benchmark_lines_name_file_line_and_field(bench, tmp_path):
     # Through the command line: a one-line error, no traceback.
     with pytest.raises(SystemExit, match=rf"error: .*missing.jsonl:3: field 'question': missing"):
         launch.main(["eval", "--config", "configs/eval_finevidbench.py", "--checkpoint", str(bench["root"] / "hf"),
-                     "--out", str(tmp_path / "o"), f"--config.benchmark={missing}", "--config.videos=/nowhere"])
+                     "--out", str(tmp_path / "o"), f"--config.benchmark={missing}",
+                     f"--config.videos={bench['root'] / 'world'}"])
 
 
 def test_config_file_defaults_and_bad_settings(bench):

@@ -26,9 +26,9 @@ def _train(tmp_path, *overrides, arg="frames=4"):
                              r"shards \(data x fsdp = 8\), i.e. by 24"),
     (["model.dtype=float8"], r"model.dtype='float8': expected one of"),
     (["model.remat=some"], r"model.remat='some': expected one of"),
-    (["input.resolution=(50,56)"], r"input.resolution=\(50, 56\): expected positive multiples of 28"),
+    (["input.resolution=(50,56)"], r"input.resolution: resolution bucket \(50, 56\) must be positive multiples of 28"),
     (["input.max_length=16"], r"input.max_length=16 cannot hold a sample"),
-    (["checkpoint.keep=0"], r"checkpoint.keep=0: expected >= 1"),
+    (["checkpoint.keep=0"], r"checkpoint.keep=0: expected an integer >= 1"),
     (["train.steps=0", "input.num_epochs=0"], r"train.steps=0 means 'input.num_epochs passes'"),
 ])
 def test_bad_settings_are_refused_naming_the_field(tmp_path, overrides, message):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from sf2t_jax import validation
 from sf2t_jax.configuration import load_config
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.parallel.sharding import named_rules
@@ -97,7 +98,7 @@ def test_a_budget_smaller_than_a_row_is_loud():
     with config.unlocked():
         config.train.loss_positions = -1
     with pytest.raises(ValueError, match="train.loss_positions=-1"):
-        data_lib.loss_positions(config)
+        validation.check_train(config)
 
 
 @pytest.mark.parametrize("positions", [0, 8])

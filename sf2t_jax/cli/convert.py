@@ -6,6 +6,8 @@ import json
 import logging
 import os
 
+from sf2t_jax.models.options import DTYPE_NAMES
+
 HELP = "convert checkpoints between Hugging Face and our format"
 
 
@@ -13,20 +15,30 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-hf", metavar="HF_DIR", help="Hugging Face checkpoint directory to read")
     parser.add_argument("--to-hf", metavar="DIR", help="our converted checkpoint directory to export")
     parser.add_argument("--out", required=True, help="output directory (local or gs://)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+    parser.add_argument("--dtype", choices=DTYPE_NAMES,
                         help="parameter dtype (default: the checkpoint's own)")
     parser.add_argument("--max-shard-gb", type=float, default=5.0, help="safetensors shard size for --to-hf")
 
 
 def run(args: argparse.Namespace) -> None:
+    from sf2t_jax import validation
+
+    if bool(args.from_hf) == bool(args.to_hf):
+        raise SystemExit("convert: give exactly one of --from-hf HF_DIR or --to-hf DIR")
+    if args.from_hf:
+        validation.check_value("--from-hf", args.from_hf, validation.Path(
+            "dir", optional=False, what="a Hugging Face checkpoint folder"))
+    else:
+        validation.check_value("--to-hf", args.to_hf, validation.Path(
+            "dir", optional=False, what="a folder written by convert --from-hf or a training export"))
+    validation.check_value("--max-shard-gb", args.max_shard_gb, validation.POSITIVE)
+
     import jax.numpy as jnp
 
     from sf2t_jax.convert import from_hf, to_hf
     from sf2t_jax.convert.native import load_native, save_native
     from sf2t_jax.models.layers import Numerics
 
-    if bool(args.from_hf) == bool(args.to_hf):
-        raise SystemExit("convert: give exactly one of --from-hf HF_DIR or --to-hf DIR")
     if args.from_hf:
         dtype = args.dtype or _checkpoint_dtype(args.from_hf)
         save_native(from_hf(args.from_hf, getattr(jnp, dtype), progress=True), args.out)

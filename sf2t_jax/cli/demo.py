@@ -28,15 +28,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from sf2t_jax import validation
     from sf2t_jax.configuration import load_config
+
+    spec = args.config or f"{os.path.normpath(CONFIG)}:scale={args.scale}"
+    config = load_config(spec, args.overrides)
+    validation.check_prepare(config)
+
     from sf2t_jax.demo import run_demo
     from sf2t_jax.train.errors import TrainConfigError
 
-    spec = args.config or f"{os.path.normpath(CONFIG)}:scale={args.scale}"
-    try:
-        config = load_config(spec, args.overrides)
-    except (ValueError, KeyError) as e:
-        raise SystemExit(f"error: {e}") from None
     workdir = args.workdir or f"runs/demo_{config.scale}"
     try:
         result = run_demo(config, workdir, progress=args.progress)

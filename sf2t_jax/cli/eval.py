@@ -27,13 +27,18 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from sf2t_jax.eval import report
+    from sf2t_jax import validation
 
     if args.compare:
         if args.checkpoint or args.config:
             raise SystemExit("eval: --compare takes finished run directories only (no --checkpoint / --config)")
         if args.names and len(args.names) != len(args.compare):
             raise SystemExit(f"eval: {len(args.compare)} directories but {len(args.names)} --names")
+        for directory in args.compare:
+            validation.check_value("--compare", directory, validation.Path("dir", optional=False,
+                                                                           what="an eval output folder"))
+        from sf2t_jax.eval import report
+
         path = report.compare(args.compare, args.out, args.names)
         logging.info("wrote %s", path)
         return
@@ -43,22 +48,21 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from sf2t_jax import validation
+    from sf2t_jax.configuration import load_config
+
+    config = load_config(args.config, args.overrides)
+    validation.check_eval(config, args.checkpoint)  # before the model loads or anything is written
+
     import jax
 
     from configs.sharding import RULES
-    from sf2t_jax.configuration import load_config
     from sf2t_jax.eval import BenchmarkError, evaluate, load_items, load_model, load_tokenizer, report
     from sf2t_jax.eval.config import EvalSettings
     from sf2t_jax.eval.visuals import ShortClip
     from sf2t_jax.parallel.mesh import make_mesh, select_devices
 
-    config = load_config(args.config, args.overrides)
-    settings = EvalSettings.of(config)  # bad values fail here, before the model loads
-    for field in ("benchmark", "videos"):
-        if not config[field]:
-            raise SystemExit(f"error: eval config field {field!r} is empty (--config.{field}=...)")
-    if config.mesh.rules not in RULES:
-        raise SystemExit(f"error: eval config mesh.rules={config.mesh.rules!r}: expected one of {sorted(RULES)}")
+    settings = EvalSettings.of(config)
     try:
         items = load_items(config.benchmark)
     except BenchmarkError as e:

@@ -49,19 +49,20 @@ def _prepare_jax(topology: str) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from sf2t_jax import validation
     from sf2t_jax.configuration import load_config
-    from sf2t_jax.errors import InputError
+
+    if args.mfu is not None:
+        validation.check_value("--mfu", args.mfu, validation.Float(0.0, 1.0, lo_open=True))
+    validation.check_value("--slices", args.slices, validation.Int(1))
+    config = load_config(args.config, list(args.overrides))
+    validation.check_train(config)  # before JAX starts: a bad setting fails in a second
+
     from sf2t_jax.plan import aot, report, topology
 
-    if args.mfu is not None and not 0 < args.mfu <= 1:
-        raise InputError(f"--mfu {args.mfu}: expected a fraction in (0, 1]")
     mfu = report.DEFAULT_MFU if args.mfu is None else args.mfu
     _prepare_jax(args.topology)
-    topo = topology.parse(args.topology, slices=args.slices)  # before the config: a bad name fails fast
-    try:
-        config = load_config(args.config, list(args.overrides))
-    except ValueError as e:  # a bad value for a known key, or a bad config-file argument
-        raise InputError(str(e)) from None
+    topo = topology.parse(args.topology, slices=args.slices)
     logging.info("plan: compiling the train step for %s", topo.describe())
     result = aot.compile_step(config, topo)
     label = " ".join([args.config, *(f"--config.{o}" for o in args.overrides)])

@@ -24,12 +24,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from sf2t_jax import validation
     from sf2t_jax.configuration import load_config
+
+    config = load_config(args.config, args.overrides)
+    validation.check_prepare(config, args.source)  # before anything is rendered or written
+
     from sf2t_jax.datasets.prepare import prepare
     from sf2t_jax.finevidbench.source import SourceError
     from sf2t_jax.world.tables import UnknownTemplateError
 
-    config = load_config(args.config, args.overrides)
     try:
         result = prepare(config, source=args.source, progress=args.progress)
     except (SourceError, UnknownTemplateError) as e:

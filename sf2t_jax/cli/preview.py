@@ -34,8 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def input_config(args: argparse.Namespace):
-    """The InputConfig the arguments describe."""
-    from sf2t_jax.input import InputConfig
+    """The InputConfig the arguments describe, every field checked (`validation.check_input`)."""
+    from sf2t_jax import validation
 
     section = {}
     if args.config:
@@ -53,20 +53,25 @@ def input_config(args: argparse.Namespace):
         section["source"] = args.source
     if args.tokenizer:
         section["tokenizer"] = args.tokenizer
-    elif not section.get("tokenizer"):
+    default_tokenizer = not args.tokenizer and not section.get("tokenizer")
+    if default_tokenizer:
         section["tokenizer"] = "tiny:1000"
+    config = validation.check_input(section)
+    if default_tokenizer:  # logged once the settings are known to be good
         log.info("preview: no tokenizer given; token counts use the built-in tiny tokenizer")
-    return InputConfig.from_dict(section)
+    return config
 
 
 def run(args: argparse.Namespace) -> None:
+    from sf2t_jax import validation
+
+    validation.check_value("--n", args.n, validation.Int(1))
+    config = input_config(args)  # bad settings stop here, before the pipeline opens anything
+
     from sf2t_jax.input import InputConfigError, InputPipeline, NoUsableVideoError, Prepared, SkipCounter, SourceError
     from sf2t_jax.input.contact_sheet import contact_sheet
 
-    if args.n < 1:
-        raise SystemExit(f"error: --n must be >= 1, got {args.n}")
     try:
-        config = input_config(args)
         pipeline = InputPipeline(config, process_index=0, process_count=1)
     except (InputConfigError, SourceError) as e:  # bad settings: the message says it all
         raise SystemExit(f"error: {e}") from None

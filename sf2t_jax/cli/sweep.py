@@ -57,7 +57,8 @@ def _spec(path: str, arg: str) -> str:
 
 def plan(ablation: str, workdir: str, *, only: str = "", init_from: str | None = None) -> list[dict[str, Any]]:
     """The runs of a sweep in order: dicts with name, workdir, arg (the config spec) and
-    overrides (dotted key -> value); stages expand into one run each."""
+    overrides (dotted key -> value), init_from_previous (True when init_from is the previous
+    stage's export, written by that stage); stages expand into one run each."""
     from sf2t_jax.configuration import load_sweep
 
     path, _, file_arg = ablation.partition(":")
@@ -86,7 +87,8 @@ def plan(ablation: str, workdir: str, *, only: str = "", init_from: str | None =
             overrides = {**common, **{k: v for k, v in stage.items() if k not in _RESERVED}}
             if init_from and "init_from" not in overrides:
                 overrides["init_from"] = init_from
-            if overrides.get("init_from") == PREVIOUS:
+            from_previous = overrides.get("init_from") == PREVIOUS
+            if from_previous:
                 if previous is None:
                     raise SystemExit(f"error: {path}: variant {variant['name']!r}: the first stage cannot start "
                                      f"from {PREVIOUS}")
@@ -94,9 +96,30 @@ def plan(ablation: str, workdir: str, *, only: str = "", init_from: str | None =
             run_dir = base_dir if stage["name"] is None else f"{base_dir}/{stage['name']}"
             runs.append({"name": variant["name"] + ("" if stage["name"] is None else f"/{stage['name']}"),
                          "workdir": run_dir, "spec": _spec(path, _merge_args(arg, stage.get("arg", ""))),
-                         "overrides": overrides})
+                         "overrides": overrides, "init_from_previous": from_previous})
             previous = run_dir
     return runs
+
+
+def _config(r: dict[str, Any], overrides: list[str]):
+    """One run's config: the file, the variant's overrides, the command line's; every field checked."""
+    from sf2t_jax import validation
+    from sf2t_jax.configuration import apply_overrides, load_config, set_by_path
+    from sf2t_jax.errors import InputError
+
+    try:
+        config = load_config(r["spec"])
+        for key, value in r["overrides"].items():
+            set_by_path(config, key, value)
+        apply_overrides(config, overrides)
+        probe = config
+        if r.get("init_from_previous"):  # the previous stage writes that export; it need not exist yet
+            probe = config.copy_and_resolve_references()
+            probe.init_from = ""
+        validation.check_train(probe)
+    except InputError as e:  # unknown key or bad value in the ablation file
+        raise InputError(f"sweep run {r['name']}: {e}") from None
+    return config
 
 
 def run(args: argparse.Namespace) -> None:
@@ -104,22 +127,15 @@ def run(args: argparse.Namespace) -> None:
     for i, r in enumerate(runs):
         extra = ", ".join(f"{k}={v!r}" for k, v in r["overrides"].items())
         print(f"[{i + 1}/{len(runs)}] {r['name']}: --config {r['spec']} {extra} -> {r['workdir']}", flush=True)
+    configs = [_config(r, args.overrides) for r in runs]  # every variant checked before the first trains
     if args.dry_run:
         return
     start_cluster(args)
-    from sf2t_jax.configuration import apply_overrides, load_config, set_by_path
     from sf2t_jax.train.errors import TrainConfigError
     from sf2t_jax.train.loop import train
 
-    for i, r in enumerate(runs):
+    for i, (r, config) in enumerate(zip(runs, configs)):
         logging.info("sweep: run %d/%d: %s", i + 1, len(runs), r["name"])
-        try:
-            config = load_config(r["spec"])
-            for key, value in r["overrides"].items():
-                set_by_path(config, key, value)
-            apply_overrides(config, args.overrides)
-        except (KeyError, ValueError) as e:  # unknown key or bad value in the ablation file
-            raise SystemExit(f"error: sweep run {r['name']}: {e}") from None
         try:
             result = train(config, r["workdir"])
         except TrainConfigError as e:

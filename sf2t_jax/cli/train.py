@@ -42,21 +42,27 @@ def start_cluster(args: argparse.Namespace) -> None:
                                     process_id=args.process_id, local_device_ids=args.local_device_ids))
 
 
-def run(args: argparse.Namespace) -> None:
-    start_cluster(args)
-    import jax
-
+def load(args: argparse.Namespace):
+    """The experiment config, overrides applied and every field checked (no JAX yet)."""
+    from sf2t_jax import validation
     from sf2t_jax.configuration import load_config
-    from sf2t_jax.train.errors import TrainConfigError
-    from sf2t_jax.train.loop import train
 
     overrides = list(args.overrides)
     if args.init_from:
         overrides.append(f"init_from={args.init_from}")
-    try:
-        config = load_config(args.config, overrides)
-    except ValueError as e:  # a bad value for a known key, or a bad config-file argument
-        raise SystemExit(f"error: {e}") from None
+    config = load_config(args.config, overrides)
+    validation.check_train(config)
+    return config
+
+
+def run(args: argparse.Namespace) -> None:
+    config = load(args)  # bad settings stop here: one line, nothing written
+    start_cluster(args)
+    import jax
+
+    from sf2t_jax.train.errors import TrainConfigError
+    from sf2t_jax.train.loop import train
+
     if jax.process_index() != 0:
         logging.getLogger().setLevel(logging.WARNING)  # one voice in the logs
     try:

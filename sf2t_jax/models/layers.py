@@ -16,19 +16,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sf2t_jax.models.options import ATTENTION_IMPLEMENTATIONS, REMAT_POLICY_NAMES
+
 Dtype = Any
 Precision = Any
-# Names of `models/attention.py`'s implementations (listed here: that module imports this one).
-ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "splash", "cudnn")
-
-
+# Names of `models/attention.py`'s implementations and of the remat policies live in
+# models/options.py (importable without JAX, for config validation).
 # Rematerialisation policies by name: what the backward pass may keep instead of recomputing.
-REMAT_POLICIES = {
-    "none": None,  # no remat: keep every activation (fastest, most memory)
-    "full": jax.checkpoint_policies.nothing_saveable,  # recompute each layer entirely
-    "dots": jax.checkpoint_policies.dots_saveable,  # keep matmul outputs
-    "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep weight matmuls
-}
+REMAT_POLICIES = {name: None if attr is None else getattr(jax.checkpoint_policies, attr)
+                  for name, attr in REMAT_POLICY_NAMES.items()}
 
 
 @dataclasses.dataclass(frozen=True)

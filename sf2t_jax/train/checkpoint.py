@@ -66,10 +66,7 @@ class Checkpointer:
         self.directory = epath.Path(workdir) / "checkpoints"
         self.every = int(config.every)
         self.save_frozen = bool(config.save_frozen)
-        if self.every < 1:
-            raise ValueError(f"checkpoint.every={self.every}: expected >= 1")
-        if int(config.keep) < 1:
-            raise ValueError(f"checkpoint.keep={config.keep}: expected >= 1")
+        # every >= 1, keep >= 1: validation.check_train
         options = ocp.CheckpointManagerOptions(max_to_keep=int(config.keep), create=True,
                                                enable_async_checkpointing=bool(config.async_save))
         handlers = {"state": ocp.StandardCheckpointHandler(use_ocdbt=bool(config.ocdbt)),

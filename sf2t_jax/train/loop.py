@@ -25,6 +25,7 @@ import numpy as np
 from etils import epath
 from flax import nnx, traverse_util
 
+from sf2t_jax import validation
 from sf2t_jax.models import lora
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.parallel.mesh import select_devices
@@ -102,6 +103,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     workdir = str(workdir).rstrip("/")
     primary = jax.process_index() == 0
     with _config_errors():
+        validation.check_train(config)  # every field's type, range, name and path: nothing built yet
         model = setup_lib.build_model(config, select_devices(int(config.mesh.devices)))
     mesh, rules, shape, parts = model.mesh, model.rules, model.shape, model.parts
     log.info("mesh %s over %d devices (%d processes), rules %r", dict(mesh.shape), mesh.size, jax.process_count(),
@@ -126,7 +128,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         geometry = batches.geometry
         total_steps = data_lib.total_steps(config, geometry)
         accum = int(config.train.grad_accum)
-        _check_debug(config.debug)
     log.info("batches: %d rows x %d tokens, %d slices of %s patches; %d steps (%.2f epochs), %d micro-steps each",
              geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw, total_steps,
              total_steps / max(geometry.steps_per_epoch, 1), accum)
@@ -263,8 +264,6 @@ def _use_compilation_cache(setting: str, workdir: str) -> None:
     """`train.compilation_cache`: 'workdir' (the default: $JAX_COMPILATION_CACHE_DIR when set,
     else WORKDIR/compilation_cache), 'off', or a directory (local or gs://). A resumed run then
     loads the compiled step instead of compiling it again (minutes for a 7B step on TPU)."""
-    if not setting:
-        raise ValueError("train.compilation_cache='': expected 'workdir', 'off' or a directory")
     if setting == "off":
         return
     if setting == "workdir":
@@ -295,11 +294,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _check_debug(config) -> None:
-    if config.signal not in ("SIGTERM", "SIGKILL", "SIGINT"):
-        raise ValueError(f"debug.signal={config.signal!r}: expected SIGTERM, SIGKILL or SIGINT")
 
 
 def _inject_signal(name: str, ckpt) -> None:

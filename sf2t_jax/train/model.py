@@ -27,38 +27,29 @@ from flax import nnx, traverse_util
 
 from sf2t_jax.models import lora
 from sf2t_jax.models.config import Qwen2VLConfig, preset
-from sf2t_jax.models.layers import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES, Numerics
+from sf2t_jax.models.layers import Numerics
+from sf2t_jax.models.options import DTYPE_NAMES, PRECISION_NAMES
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.parallel.sharding import Rules, fully_shard, state_shardings
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-PRECISIONS = {"default": None, "high": jax.lax.Precision.HIGH, "highest": jax.lax.Precision.HIGHEST}
-
-
-def _dtype(name: str, field: str):
-    if name not in DTYPES:
-        raise ValueError(f"{field}={name!r}: expected one of {sorted(DTYPES)}")
-    return DTYPES[name]
+# Name -> JAX object, from the name tables `sf2t_jax.validation` checks the config against
+# (names are validated once, at start-up, by `validation.check_train`).
+DTYPES = {name: getattr(jnp, name) for name in DTYPE_NAMES}
+PRECISIONS = {name: None if member is None else jax.lax.Precision[member] for name, member in PRECISION_NAMES.items()}
 
 
 def numerics(config) -> Numerics:
     """The `model` section -> compute dtype, master-weight dtype, matmul precision, remat
     policy, layer scanning and the attention implementation."""
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"model.precision={config.precision!r}: expected one of {sorted(PRECISIONS)}")
-    if config.remat not in REMAT_POLICIES:
-        raise ValueError(f"model.remat={config.remat!r}: expected one of {sorted(REMAT_POLICIES)}")
-    if config.attention not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(f"model.attention={config.attention!r}: expected one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
-    return Numerics(dtype=_dtype(config.dtype, "model.dtype"), param_dtype=_dtype(config.param_dtype, "model.param_dtype"),
+    return Numerics(dtype=DTYPES[config.dtype], param_dtype=DTYPES[config.param_dtype],
                     precision=PRECISIONS[config.precision], remat=config.remat, scan_layers=bool(config.scan_layers),
                     attention=config.attention)
 
 
 def frozen_dtype(config):
-    return _dtype(config.frozen_dtype or config.param_dtype, "model.frozen_dtype")
+    return DTYPES[config.frozen_dtype or config.param_dtype]
 
 
 def dotted(path) -> str:
@@ -111,8 +102,6 @@ def builder(config, shape: Qwen2VLConfig) -> Callable[[], Qwen2VL]:
     """A function that constructs the model (with adapters for method=lora). Call it inside
     `nnx.eval_shape` or `jax.jit`; the same seed gives the same values on any mesh."""
     num = numerics(config.model)
-    if config.method not in ("lora", "full"):
-        raise ValueError(f"method={config.method!r}: expected 'lora' or 'full'")
 
     def build() -> Qwen2VL:
         rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
@@ -131,16 +120,6 @@ def builder(config, shape: Qwen2VLConfig) -> Callable[[], Qwen2VL]:
 # ----------------------------------------------------------------------------------------
 # Trainable vs frozen
 # ----------------------------------------------------------------------------------------
-def _compile(patterns, field: str) -> list[re.Pattern]:
-    out = []
-    for i, text in enumerate(patterns):
-        try:
-            out.append(re.compile(text))
-        except re.error as e:
-            raise ValueError(f"{field}[{i}]={text!r} is not a valid regex: {e}") from None
-    return out
-
-
 def trainable_filter(config, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
     """An `nnx` filter (path, variable) -> bool selecting the trained parameters.
 
@@ -148,8 +127,8 @@ def trainable_filter(config, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
     `params.extra_trainable`, unless they match `params.frozen`. Every regex must match some
     parameter, and something must train; otherwise a ValueError names the field.
     """
-    frozen = _compile(config.params.frozen, "params.frozen")
-    extra = _compile(config.params.extra_trainable, "params.extra_trainable")
+    frozen = [re.compile(p) for p in config.params.frozen]  # valid regexes: validation.check_train
+    extra = [re.compile(p) for p in config.params.extra_trainable]
     names = [dotted(p) for p, _ in nnx.to_flat_state(nnx.state(abstract, nnx.Param))]
     for field, patterns in (("params.frozen", frozen), ("params.extra_trainable", extra)):
         for i, pattern in enumerate(patterns):

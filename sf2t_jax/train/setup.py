@@ -56,7 +56,7 @@ def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: Qwe
     """The mesh over `devices` (`mesh.devices` > 0 takes the first that many) and the split model
     of `config.model.name`'s shape, or of `shape` when given (benchmarks' own shapes)."""
     count = int(config.mesh.devices)
-    if count < 0 or count > len(devices):
+    if count > len(devices):  # (>= 0: validation.check_train; the count is known only here)
         raise ValueError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
     mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, list(devices[:count] if count else devices))
     rules = named_rules(config.mesh.rules)
@@ -71,8 +71,6 @@ def check_batch(config, batch: int, accum: int, mesh: Mesh, rules: Rules) -> Non
     shards = 1
     for a in axes:
         shards *= mesh.shape[a]
-    if accum < 1:
-        raise ValueError(f"train.grad_accum={accum}: expected >= 1")
     if batch % (shards * accum):
         raise ValueError(f"input.batch_size={batch} must be divisible by train.grad_accum ({accum}) x the mesh's batch "
                          f"shards ({' x '.join(axes) or 'none'} = {shards}), i.e. by {shards * accum}")
