@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from sf2t_jax.models.layers import ATTENTION_IMPLEMENTATIONS, Precision, einsum
+from sf2t_jax.models.layers import Precision, einsum
+from sf2t_jax.models.options import ATTENTION_IMPLEMENTATIONS
 from sf2t_jax.parallel import activations
 from sf2t_jax.parallel.sharding import fit_to_shape, logical_to_spec
 
