@@ -4,6 +4,7 @@
     samples   .map_with_index(ExampleMaker)   g = position in the global stream seeds sample g
     host      [process_index::process_count]  each host its own disjoint share
     workers   .to_iter_dataset().mp_prefetch(workers)   decode + task + tokenize in processes
+              (which exit when this process dies, even by SIGKILL: workers.py)
     batches   InputIterator (main process): count skip markers, collate B rows, make global arrays
 
 Batching happens after the workers, and every sample, usable or skipped, is exactly one
@@ -39,6 +40,7 @@ from sf2t_jax.input.examples import ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
 from sf2t_jax.input.sources import FileSource, RecordSource, open_source
+from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,8 @@ class InputPipeline:
         if self.config.workers:
             _absl_flags_parsed()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.config.workers,
-                                                             per_worker_buffer_size=self.config.prefetch))
+                                                             per_worker_buffer_size=self.config.prefetch),
+                                worker_init_fn=die_with_parent_init())  # even when we are SIGKILLed
         return ds
 
     def iterator(self, mesh=None, batch_axes: Sequence[str] | None = None) -> "InputIterator":
