@@ -182,8 +182,9 @@ def check_videos(inventory: Inventory, *, progress: bool = True) -> Inventory:
     < MIN_FRAMES).
 
     Every frame, not just the first: a clip damaged late in its stream would otherwise enter the
-    training set and be skipped as corrupt in every epoch. A broken clip in the benchmark would make its items unanswerable, and one in a training
-    set would fail late inside the input pipeline; here it is counted and listed instead.
+    training set and be skipped as corrupt in every epoch. A broken clip in the benchmark would
+    make its items unanswerable, and one in a training set would fail late inside the input
+    pipeline; here it is counted and listed instead.
     """
     records = [r for split in inventory.roles.label_splits
                for r in inventory.source.records[split]]

@@ -96,7 +96,7 @@ class VisualLoader:
         """
         clip = self._clips.get_or(video_id, lambda: _decode_or_error(self, video_id))
         if isinstance(clip, VideoDecodeError):
-            raise clip
+            raise clip.with_traceback(None)  # the same error for each of the video's items, no growing traceback
         return clip
 
     def frame_plan(self, item: Item, num_frames: int) -> np.ndarray:
