@@ -203,3 +203,95 @@ def test_short_clips_error_or_are_skipped_and_counted(bench):
     x4 = [it.item_id for it in bench["items"] if it.speed == "x4"]
     assert sorted(s["item_id"] for s in run.meta["skipped"]) == sorted(x4)
     assert run.meta["items"] == len(bench["items"]) - len(x4)
+
+
+# ---- broken videos and bad input ---------------------------------------------------------
+def _videos_with(bench, tmp_path, damaged: dict[str, bytes]):
+    """A copy of the benchmark's video root in which the videos named in `damaged` hold those bytes."""
+    root = tmp_path / "videos_root"
+    (root / "videos").mkdir(parents=True)
+    for path in (bench["root"] / "world" / "videos").iterdir():
+        data = damaged.get(path.stem, path.read_bytes())
+        if data is not None:
+            (root / "videos" / path.name).write_bytes(data)
+    return root
+
+
+def test_launch_eval_skips_and_counts_the_items_of_a_broken_video(bench, tmp_path):
+    """`launch.py eval` over two videos, one of them cut short: the other is scored, the broken
+    one's items are skipped and reported by reason, and the run exits 0."""
+    items = bench["items"]
+    first, second = list(dict.fromkeys(it.video_id for it in items))[:2]
+    data = (bench["root"] / "world" / "videos" / f"{second}.webm").read_bytes()
+    root = _videos_with(bench, tmp_path, {second: data[: len(data) // 3]})
+    out = tmp_path / "out"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    proc = subprocess.run(
+        [sys.executable, "launch.py", "eval", "--config", "configs/eval_finevidbench.py", "--checkpoint",
+         str(bench["root"] / "hf"), "--out", str(out), f"--config.benchmark={bench['path']}",
+         f"--config.videos={root}", "--config.video.scene_frames=4", "--config.video.size=(56, 56)",
+         "--config.max_videos=2", "--config.methods=loglik"],
+        capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    broken = [it.item_id for it in items if it.video_id == second]
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert sorted(s["item_id"] for s in meta["skipped"]) == sorted(broken)
+    assert meta["skipped_by_reason"] == {"corrupt": len(broken)} and meta["skipped_videos_by_reason"] == {"corrupt": 1}
+    assert meta["items"] == sum(it.video_id == first for it in items)
+    assert f"{len(broken)} skipped (corrupt {len(broken)})" in (out / "results.md").read_text()
+    assert proc.stderr.count(f"eval: skipping the items of video {second} (corrupt)") == 1  # logged once
+
+
+def test_eval_with_no_usable_video_is_refused_in_one_line(bench, tmp_path):
+    root = _videos_with(bench, tmp_path, {p.stem: None for p in (bench["root"] / "world" / "videos").iterdir()})
+    with pytest.raises(SystemExit) as e:
+        launch.main(["eval", "--config", "configs/eval_finevidbench.py", "--checkpoint", str(bench["root"] / "hf"),
+                     "--out", str(tmp_path / "o"), f"--config.benchmark={bench['path']}", f"--config.videos={root}",
+                     "--config.video.scene_frames=4", "--config.video.size=(56, 56)", "--config.max_videos=1"])
+    n = sum(it.video_id == bench["items"][0].video_id for it in bench["items"])
+    assert str(e.value.code) == (f"error: eval: no item could be shown: all {n} selected items were skipped "
+                                 f"(missing {n}); check the eval config field 'videos' ({root})")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def damaged_native(bench, tmp_path_factory):
+    """The benchmark model converted to our format, one weight's stored chunk cut short."""
+    from sf2t_jax.convert import from_hf
+    from sf2t_jax.convert.native import save_native
+
+    directory = tmp_path_factory.mktemp("damaged") / "native"
+    save_native(from_hf(str(bench["root"] / "hf")), str(directory))
+    chunk = next((directory / "params" / "model.embed_tokens.embedding").glob("0*"))
+    chunk.write_bytes(chunk.read_bytes()[:10])
+    return directory
+
+
+def test_bad_benchmark_files_and_a_damaged_checkpoint_are_refused_in_one_line(bench, tmp_path, damaged_native):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(bench["path"].read_bytes() + '{"question": "caf\u00e9"}\n'.encode("latin-1"))
+    lines = len(bench["path"].read_text().splitlines())
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    expected = {
+        empty: f"error: {empty}: no items (an empty file); expected FineVidBench JSON lines, one item per line",
+        latin1: f"error: {latin1}:{lines + 1}: not UTF-8 text (byte 0xe9 at offset",
+        folder: f"error: benchmark {folder} is a folder; expected a FineVidBench JSON-lines file",
+    }
+    for benchmark, message in expected.items():
+        with pytest.raises(SystemExit) as e:
+            launch.main(["eval", "--config", "configs/eval_finevidbench.py", "--checkpoint",
+                         str(bench["root"] / "hf"), "--out", str(tmp_path / "o"), f"--config.benchmark={benchmark}",
+                         f"--config.videos={bench['root'] / 'world'}"])
+        assert str(e.value.code).startswith(message) and "\n" not in str(e.value.code), e.value.code
+    with pytest.raises(SystemExit) as e:
+        launch.main(["eval", "--config", "configs/eval_finevidbench.py", "--checkpoint", str(damaged_native),
+                     "--out", str(tmp_path / "o"), f"--config.benchmark={bench['path']}",
+                     f"--config.videos={bench['root'] / 'world'}"])
+    message = str(e.value.code)
+    assert message.startswith(f"error: {damaged_native}/params: cannot be restored, the converted checkpoint is "
+                              "damaged or incomplete (Exception: ") and message.endswith("); convert it again")
+    assert "\n" not in message and "TensorStore details" not in message
+    assert not (tmp_path / "o").exists()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 
@@ -52,8 +51,9 @@ def run(args: argparse.Namespace) -> None:
 def _checkpoint_dtype(hf_dir: str) -> str:
     """The dtype the checkpoint was saved in (config.json `torch_dtype`), so conversion never
     silently doubles memory by upcasting bfloat16 weights."""
+    from sf2t_jax.models.config import read_config_json
+
     path = os.path.join(hf_dir, "config.json")
     if not os.path.exists(path):
         return "float32"  # from_hf raises the clear error
-    with open(path) as f:
-        return {"bfloat16": "bfloat16", "float16": "float16"}.get(json.load(f).get("torch_dtype"), "float32")
+    return {"bfloat16": "bfloat16", "float16": "float16"}.get(read_config_json(path).get("torch_dtype"), "float32")

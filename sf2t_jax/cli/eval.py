@@ -84,6 +84,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
     path = report.write_run(result, args.out, name, extra_meta={
         "checkpoint": args.checkpoint, "benchmark": config.benchmark, "config": config.to_dict()})
+    if result.meta["skipped"]:
+        logging.warning("eval: %d items skipped (%s); listed in results.json meta.skipped", len(result.meta["skipped"]),
+                        ", ".join(f"{k} {v}" for k, v in result.meta["skipped_by_reason"].items()))
     for method, m in result.metrics.items():
         logging.info("%s: overall %.1f%% over %d answers", method, 100 * m["overall"]["value"], m["n"])
     logging.info("wrote %s", path)

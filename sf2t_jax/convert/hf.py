@@ -13,7 +13,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from sf2t_jax.convert import table
-from sf2t_jax.convert.safetensors_io import CheckpointError, SafetensorsReader, write_checkpoint
+from sf2t_jax.convert.safetensors_io import FLOAT_DTYPES, CheckpointError, SafetensorsReader, write_checkpoint
 from sf2t_jax.models.config import Qwen2VLConfig
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
@@ -46,8 +46,10 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
       mesh, rules: when given, each parameter is placed directly into its `NamedSharding`
         (each device receives only its shard), so no host holds a second full copy.
     Raises:
-      FileNotFoundError / ConfigError for a missing or unsupported config.json; CheckpointError
-      naming the key for a missing, unexpected or wrongly shaped tensor, or an unreadable file.
+      FileNotFoundError / ConfigError for a missing, unreadable or unsupported config.json;
+      CheckpointError naming the file and key for a missing, unexpected, wrongly shaped or
+      non-float tensor, or an unreadable file. Tensors holding NaN or inf are converted with
+      a warning naming each.
     """
     config = Qwen2VLConfig.from_json(path)
     if numerics is None:
@@ -84,6 +86,11 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
         raise CheckpointError(f"{path}: unexpected key {unexpected[0]!r}{hint}"
                               + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
 
+    for key in sorted(expected):  # before loading anything: an integer weight would cast to garbage
+        if reader.dtype(key) not in FLOAT_DTYPES:
+            raise CheckpointError(f"{reader.path(key)}: tensor {key!r} has dtype {reader.dtype(key)}; expected a "
+                                  f"floating-point weight ({', '.join(FLOAT_DTYPES)})")
+
     loaded = []
     for our_path, var in tqdm(flat, desc="loading tensors", unit="param", disable=not progress):
         views = _layer_views(our_path, var.shape, numerics)
@@ -95,7 +102,10 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
             got = reader.shape(key)
             if tuple(got) != tuple(want_hf):
                 raise CheckpointError(f"{path}: tensor {key!r} has shape {tuple(got)}, expected {tuple(want_hf)}")
-            parts.append(table.to_ours(hook, reader.get(key)).astype(var.dtype))
+            raw = reader.get(key)
+            _warn_if_not_finite(raw, key, reader.path(key))
+            parts.append(table.to_ours(hook, raw).astype(var.dtype))
+            del raw
         value = np.stack(parts) if views[0][1] is not None else parts[0]
         del parts
         if shardings is None:
@@ -105,6 +115,16 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
         loaded.append((our_path, var.replace(array)))
         del value
     return nnx.merge(graphdef, nnx.from_flat_state(loaded))
+
+
+def _warn_if_not_finite(array: np.ndarray, key: str, path: str) -> None:
+    """One warning line per tensor holding NaN or inf: converted as stored (a model may mean
+    it, e.g. a masked bias), but a damaged or overflowed checkpoint shows here first."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = array[~finite].astype(np.float32)
+        log.warning("%s: tensor %r has %d non-finite values of %d (NaN %d, inf %d); converted as stored", path, key,
+                    bad.size, array.size, int(np.isnan(bad).sum()), int(np.isinf(bad).sum()))
 
 
 # Layer stacks whose parameters carry a leading 'layers' axis when the model scans its layers.

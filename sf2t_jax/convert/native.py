@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sf2t_jax.convert.hf import abstract_model
+from sf2t_jax.convert.safetensors_io import CheckpointError
 from sf2t_jax.models.config import Qwen2VLConfig
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
@@ -60,7 +61,12 @@ def load_native(directory: str, numerics: Numerics = Numerics(), *, mesh: Mesh |
     directory = epath.Path(directory)
     if not (directory / "config.json").exists():
         raise FileNotFoundError(f"{directory}: no config.json; not a complete converted checkpoint")
-    config = Qwen2VLConfig.from_json_text((directory / "config.json").read_text(), source=f"{directory}/config.json")
+    try:
+        text = (directory / "config.json").read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{directory}/config.json: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                              f"{e.start}); expected the model's JSON config") from None
+    config = Qwen2VLConfig.from_json_text(text, source=f"{directory}/config.json")
     graphdef, abstract_state = nnx.split(abstract_model(config, numerics))
     if mesh is None:
         mesh, rules = Mesh(jax.devices()[:1], ("data",)), ()
@@ -69,6 +75,17 @@ def load_native(directory: str, numerics: Numerics = Numerics(), *, mesh: Mesh |
     target = jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s), abstract_state, shardings,
                           is_leaf=lambda x: isinstance(x, nnx.Variable))
     with ocp.StandardCheckpointer() as checkpointer:
-        restored = checkpointer.restore(directory / "params", target)
+        try:
+            restored = checkpointer.restore(directory / "params", target)
+        except Exception as e:  # orbax/tensorstore raise many types (even bare Exception) for damaged files
+            raise CheckpointError(f"{directory}/params: cannot be restored, the converted checkpoint is damaged or "
+                                  f"incomplete ({type(e).__name__}: {_first_line(e)}); convert it again") from e
     nnx.replace_by_pure_dict(abstract_state, restored)
     return nnx.merge(graphdef, abstract_state)
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    """The start of an error's message: tensorstore's run on into pages of its JSON spec."""
+    text = str(error).split(" See full TensorStore details")[0].strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[:limit] + "..."

@@ -30,6 +30,7 @@ class CheckpointError(InputError):
 
 
 # safetensors dtype names -> numpy dtypes (bfloat16 via ml_dtypes, which jax ships).
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")  # what a weight may be stored as
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
@@ -123,6 +124,14 @@ class SafetensorsReader:
 
     def get(self, key: str) -> np.ndarray:
         return self._file_of[key].read(key)
+
+    def dtype(self, key: str) -> str:
+        """The tensor's safetensors dtype name ("BF16", "F32", "I64", ...)."""
+        return self._file_of[key].entries[key]["dtype"]
+
+    def path(self, key: str) -> str:
+        """The file that holds the tensor."""
+        return self._file_of[key].path
 
 
 def write_checkpoint(tensors: Iterable[tuple[str, np.ndarray]], out_dir: str | os.PathLike, *,

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sf2t_jax.finevidbench.source import Record, Source, SourceError, load_source
-from sf2t_jax.video import VideoDecodeError, probe_video
+from sf2t_jax.video import VideoDecodeError, verify_video
 
 ROLES = ("train", "heldout", "benchmark")
 MIN_FRAMES = 2
@@ -178,17 +178,20 @@ def take_inventory(root: str | Path, roles: Roles) -> Inventory:
 
 
 def check_videos(inventory: Inventory, *, progress: bool = True) -> Inventory:
-    """Opens every video once and skips those that do not decode (or have < MIN_FRAMES).
+    """Decodes every frame of every video once and skips those that do not decode (or have
+    < MIN_FRAMES).
 
-    A broken clip in the benchmark would make its items unanswerable, and one in a training
-    set would fail late inside the input pipeline; here it is counted and listed instead.
+    Every frame, not just the first: a clip damaged late in its stream would otherwise enter the
+    training set and be skipped as corrupt in every epoch. A broken clip in the benchmark would
+    make its items unanswerable, and one in a training set would fail late inside the input
+    pipeline; here it is counted and listed instead.
     """
     records = [r for split in inventory.roles.label_splits
                for r in inventory.source.records[split]]
     bad: list[tuple[str, str, str]] = []
     for r in tqdm(records, desc="checking videos", unit="video", disable=not progress):
         try:
-            frames = probe_video(r.video).num_frames
+            frames = verify_video(r.video).num_frames
             if frames < MIN_FRAMES:
                 bad.append((r.split, r.id, f"too_short: {frames} frame(s)"))
         except VideoDecodeError as e:

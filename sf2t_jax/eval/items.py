@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.finevidbench.schema import FRAGMENT_TASKS, LETTERS, SPEEDS, TASKS, Item
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Item)}
@@ -21,7 +22,7 @@ _STR = ("item_id", "video_id", "split", "level", "task", "speed", "conversation"
         "answer", "answer_text", "category", "template")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(InputError):
     """A benchmark file that cannot be evaluated; the message names file, line and field."""
 
 
@@ -30,27 +31,39 @@ def load_items(path: str | Path) -> list[Item]:
 
     Raises:
       FileNotFoundError: no such file.
-      BenchmarkError: "{path}:{line}: field 'answer': ..." for the first bad line.
+      BenchmarkError: "{path}:{line}: field 'answer': ..." for the first bad line; a folder, a
+        file that is not UTF-8 text, or one without items.
     """
     path = Path(path)
+    if path.is_dir():
+        raise BenchmarkError(f"benchmark {path} is a folder; expected a FineVidBench JSON-lines file "
+                             "(e.g. finevidbench_test.jsonl, written by launch.py prepare)")
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = e.object.count(b"\n", 0, e.start) + 1
+        raise BenchmarkError(f"{path}:{line}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                             "expected FineVidBench JSON lines") from None
     items, lines = [], {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            item = parse_item(record, where)
-            if item.item_id in lines:
-                raise BenchmarkError(f"{where}: field 'item_id': {item.item_id!r} repeats line "
-                                     f"{lines[item.item_id]}")
-            lines[item.item_id] = n
-            items.append(item)
+    for n, line in enumerate(text.split("\n"), 1):  # as file iteration: \u2028 is no line break
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BenchmarkError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        item = parse_item(record, where)
+        if item.item_id in lines:
+            raise BenchmarkError(f"{where}: field 'item_id': {item.item_id!r} repeats line "
+                                 f"{lines[item.item_id]}")
+        lines[item.item_id] = n
+        items.append(item)
+    if not items:
+        raise BenchmarkError(f"{path}: no items ({'an empty file' if not text.strip() else 'only blank lines'}); "
+                             "expected FineVidBench JSON lines, one item per line")
     check_conversations(items, str(path))
     return items
 

@@ -93,9 +93,17 @@ def _header(runs: Sequence[tuple[str, dict]]) -> str:
     for name, r in runs:
         meta = r["meta"]
         lines.append(f"- **{name}**: {meta['items']} items, {meta['videos']} videos, "
-                     f"{meta['conversations']} conversations, {len(meta['skipped'])} skipped, "
+                     f"{meta['conversations']} conversations, {_skipped(meta)}, "
                      f"{meta['questions_per_s']:.1f} questions/s")
     return "\n".join(lines) + "\n\n"
+
+
+def _skipped(meta: dict) -> str:
+    """'3 skipped' or '3 skipped (corrupt 2, missing 1)' (runs written before reasons were kept
+    have only the list)."""
+    by_reason = meta.get("skipped_by_reason") or {}
+    reasons = f" ({', '.join(f'{k} {v}' for k, v in by_reason.items())})" if by_reason else ""
+    return f"{len(meta['skipped'])} skipped{reasons}"
 
 
 # ----------------------------------------------------------------------------------------

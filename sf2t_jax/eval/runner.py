@@ -29,9 +29,13 @@ from sf2t_jax.eval.metrics import compute_metrics, grade_generation, grade_logli
 from sf2t_jax.eval.scorer import ModelScorer
 from sf2t_jax.eval.visuals import ShortClip, VisualLoader
 from sf2t_jax.finevidbench.schema import Item
+from sf2t_jax.input.skips import NoUsableVideoError
 from sf2t_jax.text import Tokenizer
+from sf2t_jax.video import VideoDecodeError
 
 log = logging.getLogger(__name__)
+
+SHORT_CLIP = "short_clip"  # the skip reason of an item whose clip is too short for its speed
 
 
 @dataclasses.dataclass
@@ -102,6 +106,7 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     progress = Progress(len(selected), "eval", settings.progress_every_s)
     records: list[dict] = []
     skipped: list[dict] = []
+    unusable_videos: dict[str, str] = {}  # video id -> why it cannot be shown (logged once each)
     buckets: collections.Counter = collections.Counter()
     timing = collections.Counter()
 
@@ -115,7 +120,15 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
                 except ShortClip as e:
                     if settings.on_short_clip == "error":
                         raise
-                    skipped.append({"item_id": item.item_id, "reason": str(e)})
+                    skipped.append({"item_id": item.item_id, "video_id": item.video_id, "reason": SHORT_CLIP,
+                                    "detail": str(e)})
+                    progress.update(1)
+                except VideoDecodeError as e:  # a missing or broken clip: its items are skipped, not the run
+                    if item.video_id not in unusable_videos:
+                        unusable_videos[item.video_id] = e.reason
+                        log.warning("eval: skipping the items of video %s (%s): %s", item.video_id, e.reason, e.detail)
+                    skipped.append({"item_id": item.item_id, "video_id": item.video_id, "reason": e.reason,
+                                    "detail": e.detail})
                     progress.update(1)
             if prompts:
                 batch = make_batch(prompts, batch_size=settings.batch_size,
@@ -141,10 +154,20 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
         progress.update(len(pending[0].prompts))
     seconds = time.perf_counter() - start
     scored = len(selected) - len(skipped)
+    skipped_by_reason = dict(sorted(collections.Counter(s["reason"] for s in skipped).items()))
+    if not scored:
+        raise NoUsableVideoError(
+            f"eval: no item could be shown: all {len(selected)} selected items were skipped ("
+            + ", ".join(f"{k} {v}" for k, v in skipped_by_reason.items())
+            + f"); check the eval config field 'videos' ({video_root})")
     index = {it.item_id: i for i, it in enumerate(selected)}
     records.sort(key=lambda r: index[r["item_id"]])  # item order (stable: methods keep their order)
     meta = {
         "items": scored, "skipped": skipped, "methods": list(settings.methods),
+        # Items skipped per reason (decode reasons as training counts them, or short_clip), and
+        # the videos behind them per reason.
+        "skipped_by_reason": skipped_by_reason,
+        "skipped_videos_by_reason": dict(sorted(collections.Counter(unusable_videos.values()).items())),
         "conversations": len({it.conversation for it in selected}),
         "videos": len({it.video_id for it in selected}),
         "new_tokens": shapes.new_tokens,

@@ -6,7 +6,8 @@ the span centred in the clip, so every speed shows the middle of the action.
 Fragment items: `frames` index the clip sampled uniformly to `frames_per_clip`
 (finevidbench/schema.py), shown in the order given, as one video or one image per frame.
 Every frame is resized to `size`, so every item has the same spatial grid: the batch has one
-`VisionPatches` group and static shapes.
+`VisionPatches` group and static shapes. A clip that is missing or does not decode raises
+`VideoDecodeError` for each of its items; the runner skips them and counts them by reason.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import numpy as np
 from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.finevidbench.source import VIDEO_EXTENSIONS
-from sf2t_jax.video import (centered_speed_indices, decode_video, patchify_image, patchify_video, resize_frames,
-                            speed_span, to_slices, uniform_indices)
+from sf2t_jax.video import (VideoDecodeError, centered_speed_indices, decode_video, patchify_image, patchify_video,
+                            resize_frames, speed_span, to_slices, uniform_indices)
 
 
 class ShortClip(ValueError):
@@ -78,16 +79,25 @@ class VisualLoader:
         self._visuals = _LRU(visuals)
 
     def video_path(self, video_id: str) -> Path:
+        """The clip's file; a `VideoDecodeError('missing')` when there is none."""
         for ext in VIDEO_EXTENSIONS:
             path = self.root / "videos" / f"{video_id}.{ext}"
             if path.is_file():
                 return path
-        raise FileNotFoundError(f"video {video_id}: no {self.root}/videos/{video_id}."
-                                f"{{{','.join(VIDEO_EXTENSIONS)}}} (eval config field 'videos')")
+        raise VideoDecodeError("missing", str(self.root / "videos" / f"{video_id}.{{{','.join(VIDEO_EXTENSIONS)}}}"),
+                               f"no such file (video {video_id}; eval config field 'videos')")
 
     def clip(self, video_id: str) -> np.ndarray:
-        """(T, H, W, 3) uint8: every frame of the clip."""
-        return self._clips.get_or(video_id, lambda: decode_video(str(self.video_path(video_id))).frames)
+        """(T, H, W, 3) uint8: every frame of the clip.
+
+        Raises:
+          VideoDecodeError: the clip is missing or cannot be decoded (remembered like a clip,
+            so the video's other items do not decode it again).
+        """
+        clip = self._clips.get_or(video_id, lambda: _decode_or_error(self, video_id))
+        if isinstance(clip, VideoDecodeError):
+            raise clip.with_traceback(None)  # the same error for each of the video's items, no growing traceback
+        return clip
 
     def frame_plan(self, item: Item, num_frames: int) -> np.ndarray:
         """Indices into the decoded clip of `num_frames` frames, in the order shown."""
@@ -116,6 +126,13 @@ class VisualLoader:
         pieces = [patchify_image(f) for f in frames]
         slices = np.stack([to_slices(rows, grid)[0] for rows, grid in pieces])
         return Visual(slices, "image", np.stack([grid for _, grid in pieces]).astype(np.int64), key)
+
+
+def _decode_or_error(loader: VisualLoader, video_id: str) -> np.ndarray | VideoDecodeError:
+    try:
+        return decode_video(str(loader.video_path(video_id))).frames
+    except VideoDecodeError as e:
+        return e
 
 
 def shown_key(item: Item, settings: EvalSettings) -> tuple:

@@ -12,6 +12,7 @@ Modules, in the order data flows through them:
   global_arrays.py  host rows -> global jax.Arrays sharded over ('data', 'fsdp')
   pipeline.py       InputPipeline (grain: shuffle, map, host share, worker processes) and
                     InputIterator (batches; saveable state)
+  workers.py        worker processes exit with their parent (SIGKILL included)
   contact_sheet.py  a sample drawn as the model sees it (for `launch.py preview`)
 """
 from sf2t_jax.input.batching import BATCH_KEYS, META_KEYS, BatchSpec, collate

@@ -4,6 +4,7 @@
     samples   .map_with_index(ExampleMaker)   g = position in the global stream seeds sample g
     host      [process_index::process_count]  each host its own disjoint share
     workers   .to_iter_dataset().mp_prefetch(workers)   decode + task + tokenize in processes
+              (which exit when this process dies, even by SIGKILL: workers.py)
     batches   InputIterator (main process): count skip markers, collate B rows, make global arrays
 
 Batching happens after the workers, and every sample, usable or skipped, is exactly one
@@ -39,6 +40,7 @@ from sf2t_jax.input.examples import ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
 from sf2t_jax.input.sources import FileSource, RecordSource, open_source
+from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,31 @@ class InputPipeline:
         """Sample `index` (a global stream position) alone: the same as the pipeline produces."""
         return self.maker.prepare(index, self.records[index])
 
+    def check_usable(self) -> int | None:
+        """Makes this host's samples in order until one is usable; returns its stream position g
+        (None when this host's share is empty: its iterator simply ends).
+
+        A source with no usable video is refused here, in the main process, before a trainer
+        builds its model or writes to its workdir. A healthy source pays for one sample.
+
+        Raises:
+          NoUsableVideoError: as many samples in a row as the iterator allows (two epochs of
+            this host's share, or the whole finite stream) were all skipped.
+        """
+        skips = SkipCounter()
+        share = range(self.process_index, len(self.records), self.process_count)  # this host's stream positions
+        for g in share[:max(1, 2 * self.records_per_epoch)]:
+            out = self.prepare(g)
+            if isinstance(out, Prepared):
+                return g
+            skips.add(out)
+        if not skips.total:
+            return None
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(skips.by_reason.items()))
+        raise NoUsableVideoError(f"no usable video in {self.source!r}: the first {skips.total} samples of this "
+                                 f"host's share were all skipped ({reasons}); check the source (the first file of "
+                                 "each kind is logged above)")
+
     def dataset(self, start: int = 0) -> grain.IterDataset:
         """This host's samples (example dicts and `Skipped` markers) from its `start`-th on,
         prefetched by workers."""
@@ -123,7 +150,8 @@ class InputPipeline:
         if self.config.workers:
             _absl_flags_parsed()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.config.workers,
-                                                             per_worker_buffer_size=self.config.prefetch))
+                                                             per_worker_buffer_size=self.config.prefetch),
+                                worker_init_fn=die_with_parent_init())  # even when we are SIGKILLed
         return ds
 
     def iterator(self, mesh=None, batch_axes: Sequence[str] | None = None) -> "InputIterator":

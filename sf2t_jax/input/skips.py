@@ -11,13 +11,17 @@ import collections
 import logging
 from typing import Any
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.input.examples import Skipped
 
 log = logging.getLogger(__name__)
 
 
-class NoUsableVideoError(RuntimeError):
-    """The source gave no usable sample: every record was unreadable or unusable."""
+class NoUsableVideoError(InputError, RuntimeError):
+    """The source gave no usable sample: every record was unreadable or unusable.
+
+    Bad input, not a bug: every command that reads videos refuses it in one line (an
+    `InputError`); still a RuntimeError for callers that caught it as one."""
 
 
 class SkipCounter:

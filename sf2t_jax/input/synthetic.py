@@ -70,3 +70,25 @@ def write_broken_files(root: str | os.PathLike, *, height: int = 64, width: int 
             f.write(data)
         out[path] = reason
     return out
+
+
+def damage_late(mp4: bytes, at: float = 0.7, size: int = 256) -> bytes:
+    """An mp4 whose header and first frames are intact but whose stream is garbage from `at`
+    (a fraction of the media data) on: bit rot that opening the file and decoding its first
+    frame do not see. The header still declares every frame.
+
+    Raises:
+      ValueError: `mp4` has no media data box.
+    """
+    offset = 0
+    while offset + 8 <= len(mp4):  # top-level ISO BMFF boxes: 4-byte size, 4-byte type
+        box_size, kind = int.from_bytes(mp4[offset:offset + 4], "big"), mp4[offset + 4:offset + 8]
+        if kind == b"mdat":
+            start = offset + 8 + int((box_size - 8) * at)
+            garbage = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
+            end = min(start + size, offset + box_size)
+            return mp4[:start] + garbage[: end - start] + mp4[end:]
+        if box_size < 8:
+            break
+        offset += box_size
+    raise ValueError("not an mp4 with a media data (mdat) box")

@@ -134,6 +134,8 @@ class Qwen2VLConfig:
         if isinstance(d.get("text_config"), dict):  # transformers 5.x nests the LLM fields
             text_d = {**d, **d["text_config"]}
         rope = text_d.get("rope_parameters") or text_d.get("rope_scaling") or {}
+        if not isinstance(rope, dict):
+            raise ConfigError(f"{source}: field 'rope_scaling' is {rope!r}; expected a JSON object with mrope_section")
         if "mrope_section" not in rope:
             raise ConfigError(f"{source}: no mrope_section in rope_scaling / rope_parameters")
         theta = rope.get("rope_theta", text_d.get("rope_theta"))
@@ -143,23 +145,36 @@ class Qwen2VLConfig:
                 raise ConfigError(f"{source}: missing required field {key!r}")
             return src[key]
 
+        def typed(key, value, kind):
+            """`kind(value)`, or a ConfigError naming the field (a string where a number belongs)."""
+            try:
+                if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+                    raise TypeError
+                return kind(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{source}: field {key!r} is {value!r}; expected "
+                                  f"{'an integer' if kind is int else 'a number'}") from None
+
         if theta is None:
             raise ConfigError(f"{source}: missing required field 'rope_theta'")
+        ints = {k: typed(k, need(k), int) for k in ("vocab_size", "hidden_size", "intermediate_size",
+                                                     "num_hidden_layers", "num_attention_heads", "num_key_value_heads")}
+        section = rope["mrope_section"]
+        if not isinstance(section, list):
+            raise ConfigError(f"{source}: field 'mrope_section' is {section!r}; expected a list of integers")
         text = TextConfig(
-            vocab_size=int(need("vocab_size")),
-            hidden_size=int(need("hidden_size")),
-            intermediate_size=int(need("intermediate_size")),
-            num_hidden_layers=int(need("num_hidden_layers")),
-            num_attention_heads=int(need("num_attention_heads")),
-            num_key_value_heads=int(need("num_key_value_heads")),
-            rms_norm_eps=float(need("rms_norm_eps")),
-            rope_theta=float(theta),
-            mrope_section=tuple(int(s) for s in rope["mrope_section"]),
+            **ints,
+            rms_norm_eps=typed("rms_norm_eps", need("rms_norm_eps"), float),
+            rope_theta=typed("rope_theta", theta, float),
+            mrope_section=tuple(typed("mrope_section", s, int) for s in section),
             tie_word_embeddings=bool(d.get("tie_word_embeddings", text_d.get("tie_word_embeddings", False))),
-            max_position_embeddings=int(text_d.get("max_position_embeddings", 32768)),
+            max_position_embeddings=typed("max_position_embeddings", text_d.get("max_position_embeddings", 32768), int),
             hidden_act=text_d.get("hidden_act", "silu"),
         )
-        vd = {**_VISION_DEFAULTS, **need("vision_config", d)}
+        vision_d = need("vision_config", d)
+        if not isinstance(vision_d, dict):
+            raise ConfigError(f"{source}: field 'vision_config' is {vision_d!r}; expected a JSON object")
+        vd = {**_VISION_DEFAULTS, **vision_d}
         vd.setdefault("hidden_size", text.hidden_size)
         known = {f.name for f in dataclasses.fields(VisionConfig)}
         vision = VisionConfig(**{k: v for k, v in vd.items() if k in known})
@@ -167,7 +182,7 @@ class Qwen2VLConfig:
         for f in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
                   "vision_token_id", "bos_token_id", "eos_token_id"):
             if d.get(f) is not None:
-                ids[f] = int(d[f])
+                ids[f] = typed(f, d[f], int)
         return cls(vision=vision, text=text, **ids)
 
     @classmethod
@@ -176,18 +191,11 @@ class Qwen2VLConfig:
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, "config.json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face Qwen2-VL checkpoint directory")
-        with open(path) as f:
-            return cls.from_json_text(f.read(), source=path)
+        return cls.from_hf_dict(read_config_json(path), source=path)
 
     @classmethod
     def from_json_text(cls, text: str, source: str = "config.json") -> "Qwen2VLConfig":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{source}: not valid JSON ({e})") from None
-        return cls.from_hf_dict(d, source=source)
+        return cls.from_hf_dict(_json_object(text, source), source=source)
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The flat transformers 4.x layout (also loaded by 5.x and vLLM)."""
@@ -311,3 +319,32 @@ def preset(name: str) -> Qwen2VLConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown model preset {name!r}; known: {', '.join(sorted(PRESETS))}")
     return PRESETS[name]()
+
+
+def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's config.json as a dict, or one `ConfigError` naming the file (unreadable,
+    not UTF-8, not JSON, not a JSON object); FileNotFoundError when there is none."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face Qwen2-VL checkpoint directory")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); expected the "
+                          "model's JSON config") from None
+    return _json_object(text, path)
+
+
+def _json_object(text: str, source: str) -> dict[str, Any]:
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{source}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a JSON object of model fields, got a {type(d).__name__}")
+    return d

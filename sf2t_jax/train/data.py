@@ -174,6 +174,7 @@ def _video_batches(config):
         raise ValueError("data.sft_weight > 0 needs SFT question-answer records mixed into the fragment "
                          "pipeline, which sf2t_jax.input does not provide yet; use data.source=synthetic")
     pipeline = InputPipeline(InputConfig.from_dict(config.input.to_dict()))
+    pipeline.check_usable()  # a source of broken videos is refused before the workdir is written
     spec = pipeline.spec
     per_epoch = pipeline.records_per_epoch * jax.process_count() // int(config.input.batch_size)
     geometry = BatchGeometry(batch_size=spec.global_batch_size, length=spec.max_length, slices=spec.slices,

@@ -21,6 +21,7 @@ import math
 import grain
 import numpy as np
 
+from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import Qwen2VLConfig
 
@@ -170,5 +171,6 @@ def synthetic_dataset(input_config, data_config, model: Qwen2VLConfig, *, proces
     threads = int(input_config.threads)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 if threads else 0))
     if int(input_config.workers):
-        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(input_config.workers)))
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(input_config.workers)),
+                            worker_init_fn=die_with_parent_init())  # even when we are SIGKILLed
     return ds, geometry

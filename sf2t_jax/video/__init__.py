@@ -1,7 +1,7 @@
 """Video input: decode (PyAV), frame sampling and speed variants, resize, Qwen2-VL patchify.
 
 Modules, in the order data flows through them:
-  decode.py     decode_video / probe_video, VideoDecodeError(reason, path)
+  decode.py     decode_video / probe_video / verify_video (every frame), VideoDecodeError(reason, path)
   sampling.py   index plans: uniform (qwen-vl-utils), random sorted, windows, speed variants
   resize.py     smart_resize, fixed resolution buckets, PIL bicubic resize
   patchify.py   normalize + patchify in Qwen2-VL row order; the (gt, gh*gw, 1176) slice layout
@@ -9,7 +9,8 @@ Modules, in the order data flows through them:
   encode.py     frames -> mp4 / webm / mkv / avi bytes (synthetic clips, tests)
 """
 from sf2t_jax.video.encode import encode_video
-from sf2t_jax.video.decode import REASONS, DecodedVideo, VideoDecodeError, VideoInfo, decode_video, probe_video
+from sf2t_jax.video.decode import (REASONS, DecodedVideo, VideoDecodeError, VideoInfo, decode_video, probe_video,
+                                  verify_video)
 from sf2t_jax.video.patchify import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,

@@ -185,6 +185,28 @@ def probe_video(source: Source, *, name: str | None = None) -> VideoInfo:
         return _count_by_decoding(container, stream, label, buffer_bytes=0)[1]
 
 
+def verify_video(source: Source, *, name: str | None = None) -> VideoInfo:
+    """Decodes every frame once (none converted to RGB) to find damage anywhere in the stream.
+
+    `probe_video` trusts an mp4/avi header after the first frame, so a clip with bit rot later
+    in its stream passes it and then fails every time the pipeline samples a late frame. This
+    pass fails instead: a decoder error at any frame, or fewer frames than the header declares,
+    is `corrupt`.
+
+    Raises:
+      VideoDecodeError: with `reason` in `REASONS`.
+    """
+    container, label = _open(source, name)
+    with container:
+        stream = _video_stream(container, label)
+        declared = int(stream.frames or 0)
+        _, info = _count_by_decoding(container, stream, label, buffer_bytes=0)
+    if declared and info.num_frames < declared - _count_tolerance(declared):
+        raise VideoDecodeError("corrupt", label, f"truncated: the container declares {declared} frames but only "
+                               f"{info.num_frames} decode")
+    return info
+
+
 def _count_by_decoding(container, stream, label: str, buffer_bytes: int):
     """Decodes every frame: returns (the decoded frames, or None if over budget; VideoInfo)."""
     buffered, count, times, size = _decode_all(container, stream, label, buffer_bytes)
