@@ -278,7 +278,8 @@ def test_bad_benchmark_files_and_a_damaged_checkpoint_are_refused_in_one_line(be
     expected = {
         empty: f"error: {empty}: no items (an empty file); expected FineVidBench JSON lines, one item per line",
         latin1: f"error: {latin1}:{lines + 1}: not UTF-8 text (byte 0xe9 at offset",
-        folder: f"error: benchmark {folder} is a folder; expected a FineVidBench JSON-lines file",
+        # Refused by the validation pass, before the benchmark is read (not a file).
+        folder: f"error: benchmark={str(folder)!r}: expected an existing file",
     }
     for benchmark, message in expected.items():
         with pytest.raises(SystemExit) as e:
