@@ -49,9 +49,9 @@ def setup(tmp_path_factory):
     turns = {it.task: it for it in items if it.conversation == last.conversation}
     # Action and effect at x2 show the same frames; three turns of one conversation too (turn
     # 1's prompt is a prefix of the others').
-    chosen = [pick("action", speed="x2"), pick("speed", speed="static"), turns["frame_comparison"], last,
-              turns["adjust_or_not"], pick("effect", speed="x2"), turns["frame_count"]]
-    assert turns["frame_count"].turn == 1 and turns["frame_comparison"].turn == 3
+    chosen = [pick("action", speed="x2"), pick("speed", speed="static"), turns["adjust_or_not"], last,
+              turns["frame_comparison"], pick("effect", speed="x2"), turns["frame_count"]]
+    assert turns["frame_count"].turn == 1 and turns["adjust_or_not"].turn == 3
     images = dataclasses.replace(SETTINGS, present="images", loglik_target="letter_text")
     loader = VisualLoader(root / "world", SETTINGS)
     prompts = [build_prompt(it, inquiry, loader, tok, SETTINGS) for it in chosen[:4]]

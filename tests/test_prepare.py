@@ -47,11 +47,12 @@ def test_benchmark_statistics_match_the_spec(prepared):
     stats = result.benchmark
     videos = stats["videos"]
     assert videos == 24 and 22 <= stats["items_per_video"] <= 30  # "about 25 QA per video"
-    # counts per task follow from the benchmark config: 4 speeds x action/effect, 5 speed
-    # items, 3 conversations of 4 turns, half of them with a fifth (rearrangement)
-    assert stats["tasks"] == {"action": 4 * videos, "effect": 4 * videos, "speed": 5 * videos,
+    # counts per task follow from the benchmark config: 4 speeds x action/effect, 4 speed
+    # items (one per gold answer), 3 conversations of 3 turns, the shuffled half of them with
+    # a fourth and fifth (frame comparison, rearrangement)
+    assert stats["tasks"] == {"action": 4 * videos, "effect": 4 * videos, "speed": 4 * videos,
                               "frame_count": 3 * videos, "meaning_of_order": 3 * videos,
-                              "frame_comparison": 3 * videos, "adjust_or_not": 3 * videos,
+                              "frame_comparison": 3 * videos // 2, "adjust_or_not": 3 * videos,
                               "rearrangement": 3 * videos // 2}
     for letter, share in stats["letters_4way"].items():
         assert abs(share - 0.25) <= 0.05, stats["letters_4way"]
