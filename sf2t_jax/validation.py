@@ -273,6 +273,7 @@ TRAIN: dict[str, Rule] = {
     "train.loss_positions": Int(0, note="0 = every position"),
     "train.loss_chunk": Int(0, note="0 = the whole head at once"),
     "train.compilation_cache": Str(nonempty=True),
+    "train.max_skip_share": FRACTION,
     "mesh.ici": Ints(3, -1, note="data, fsdp, tensor; -1 = the rest"),
     "mesh.dcn": Ints(3, 1, note="data, fsdp, tensor across slices"),
     "mesh.rules": Str(sharding_rules()),
