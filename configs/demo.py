@@ -116,7 +116,9 @@ def get_config(arg=None):
         batch_size=16,
         scene_frames=6,  # = the scene stages' scene_frames: training shows what the scorer shows
         instruction="",  # no letter instruction: the scene stages answer with the option's text
-        history_answer="text",  # earlier turns' gold answers written as text, like the training answers
+        # earlier fragment turns show the model's "own" answers (asked turn by turn) or the "gold" ones
+        history="own",
+        history_answer="text",  # earlier turns' answers written as text, like the training answers
         loglik_target="text",
         bootstrap=1000,  # CI resamples
         max_videos=0,  # 0 = the whole benchmark
