@@ -158,7 +158,7 @@ def test_option_tokens_are_what_the_chat_template_targets(setup):
 
 
 def test_history_shows_earlier_questions_with_gold_answers(setup):
-    tok, inquiry, item = setup["tok"], setup["inquiry"], setup["chosen"][2]  # frame comparison, turn 3
+    tok, inquiry, item = setup["tok"], setup["inquiry"], setup["chosen"][2]  # adjust-or-not, turn 3 (gold history)
     prompt = next(p for p in setup["prompts"] if p.item == item)
     text = tok.decode(prompt.input_ids)
     earlier = inquiry.history(item)
@@ -167,5 +167,6 @@ def test_history_shows_earlier_questions_with_gold_answers(setup):
         assert f"{turn.question}\nA. {turn.options[0]}" in text
         assert f"<|im_start|>assistant\n{turn.answer}<|im_end|>" in text
     assert text.count("<|video_pad|>") == len(prompt.slices) * 4 and text.count("<|vision_start|>") == 1
-    assert text.endswith(f"{item.question}\nA. {item.options[0]}\nB. {item.options[1]}\nC. {item.options[2]}\n"
-                         f"D. {item.options[3]}\n{SETTINGS.instruction}<|im_end|>\n<|im_start|>assistant\n")
+    assert len(item.options) == 2 and text.endswith(
+        f"{item.question}\nA. {item.options[0]}\nB. {item.options[1]}\n{SETTINGS.instruction}<|im_end|>\n"
+        "<|im_start|>assistant\n")
