@@ -356,6 +356,7 @@ PREPARE: dict[str, Rule] = {
     "stages.*.scene_frames": Int(1),
     "stages.*.frame_budget": Int(1),
     "stages.*.max_length": Int(1),
+    "stages.*.max_skip_share": FRACTION,
     "eval.*": Delegated("sf2t_jax.demo: each evaluation's EvalSettings"),
 }
 

@@ -85,6 +85,10 @@ def _baselines(task_items, history) -> dict[str, float]:
         out["highest number"] = rule(lambda it, nums: max(nums))
         out["lowest if earliest, highest if latest"] = rule(
             lambda it, nums: min(nums) if "earliest" in it.question else max(nums))
+        # counts a set can have (BenchConfig.set_size): an option outside them is never right
+        lo, hi = fvb.BenchConfig().set_size
+        out["lowest possible count"] = rule(lambda it, nums: min([k for k in nums if lo <= k <= hi] or nums))
+        out["highest possible count"] = rule(lambda it, nums: max([k for k in nums if lo <= k <= hi] or nums))
     if not first.options:  # rearrangement: the shown order, reversed
         out["reversed"] = sum(list(it.order) == list(range(len(it.order), 0, -1))
                               for it in task_items) / len(task_items)

@@ -67,9 +67,9 @@ def test_cli_prints_statistics_and_a_rerun_skips_everything(prepared, capsys):
     launch.main(["prepare", "--config", DEMO, f"--config.data.dir={data_dir}", "--no-progress",
                  *(f"--config.{o}" for o in TINY)])
     out = capsys.readouterr().out
-    assert "FineVidBench: " in out and "(26.5 per video)" in out
+    assert "FineVidBench: " in out and "(24.0 per video)" in out
     assert "answer letters A 25.0%" in out and "categories     distinctive" in out
-    assert "speeds         static 24, x0.5 24, x1 24, x2 24, x4 24" in out
+    assert "speeds         static 24, x0.5 24, x1 24, x2 12, x4 12" in out  # one speed per gold answer
     assert "skipped records: missing_video 0" in out
     for name in layout.DATASETS:
         assert f"{name:20s} up to date" in out

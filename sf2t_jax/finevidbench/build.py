@@ -107,7 +107,7 @@ def build_items(source: Source, split: str, config: BenchConfig = BenchConfig(),
             frames = fragment.sample_frame_set(rng, config.frames_per_clip, config.set_size,
                                                bool(shuffled[v * config.sets_per_video + k]))
             items += fragment.conversation_items(record, vocab, k, frames,
-                                                 config.frames_per_clip, rng, balancer)
+                                                 config.frames_per_clip, rng, balancer, config.set_size)
     return items
 
 

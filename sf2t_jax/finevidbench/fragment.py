@@ -61,7 +61,8 @@ def sample_frame_set(rng: np.random.Generator, frames_per_clip: int, size: tuple
 
 def conversation_items(record: Record, vocab: Vocabulary, set_index: int, frames: FrameSet,
                        frames_per_clip: int, rng: np.random.Generator,
-                       balancer: LetterBalancer) -> list[Item]:
+                       balancer: LetterBalancer, set_size: tuple[int, int]) -> list[Item]:
+    """The turns of one conversation. set_size: the (fewest, most) frames a set can have."""
     conv = f"{record.id}/set{set_index}"
     n = len(frames.shown)
     items: list[Item] = []
@@ -81,11 +82,14 @@ def conversation_items(record: Record, vocab: Vocabulary, set_index: int, frames
         options, letter = arrange(answer, distractors, rng, balancer, task)
         add(task, question, options, letter, answer)
 
-    # 1. frame count: four consecutive counts around the truth, at a random offset, so the
-    # answer is not always the middle value
-    low = max(2, n - int(rng.integers(4)))
+    # 1. frame count: three other counts the set could have had (set_size, widened to four
+    # values if narrower). A window of consecutive counts around the truth leaked it: the
+    # options outside set_size are never right ("the option in 4..8" scored 38%); from the
+    # range, every option set is equally likely whichever of its counts is the answer.
+    lo, hi = set_size
+    pool = [k for k in range(lo, max(hi, lo + 3) + 1) if k != n]
     mc("frame_count", "How many frames are shown?", str(n),
-       [str(k) for k in range(low, low + 4) if k != n][:3])
+       [str(pool[int(i)]) for i in np.sort(rng.choice(len(pool), 3, replace=False))])
 
     # 2. meaning of order: the reversed action is the first distractor
     answer = action_text(record, record.template)
