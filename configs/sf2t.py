@@ -186,6 +186,11 @@ def get_config(arg=None):
     # environment's JAX_COMPILATION_CACHE_DIR if set, else WORKDIR/compilation_cache), 'off', or a
     # directory (local or gs://).
     c.train.compilation_cache = "workdir"
+    # The run stops when a task loses more than this share of its samples to one skip reason
+    # (too long for input.max_length, a clip too static for disorder, ...): a task that silently
+    # loses most of its samples leaves a biased training mix. Each run's rates per task and
+    # reason go to WORKDIR/input_skips.json. 1 = never stop.
+    c.train.max_skip_share = 0.05
 
     # ---- devices ----------------------------------------------------------------------------
     c.mesh = ml_collections.ConfigDict()

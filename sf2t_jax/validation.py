@@ -273,6 +273,7 @@ TRAIN: dict[str, Rule] = {
     "train.loss_positions": Int(0, note="0 = every position"),
     "train.loss_chunk": Int(0, note="0 = the whole head at once"),
     "train.compilation_cache": Str(nonempty=True),
+    "train.max_skip_share": FRACTION,
     "mesh.ici": Ints(3, -1, note="data, fsdp, tensor; -1 = the rest"),
     "mesh.dcn": Ints(3, 1, note="data, fsdp, tensor across slices"),
     "mesh.rules": Str(sharding_rules()),
@@ -309,7 +310,8 @@ EVAL: dict[str, Rule] = {
     "video.scene_frames": Int(),
     "video.size": Ints(2),
     "video.present": Str(), "video.on_short_clip": Str(),
-    "prompt.system": Str(), "prompt.instruction": Str(), "prompt.history_answer": Str(),
+    "prompt.system": Str(), "prompt.instruction": Str(), "prompt.history": Str(),
+    "prompt.history_answer": Str(),
     "loglik.target": Str(),
     "loglik.score_end": Bool(),
     "generate.max_new_tokens": Int(), "generate.max_new_tokens_open": Int(),
@@ -354,6 +356,7 @@ PREPARE: dict[str, Rule] = {
     "stages.*.scene_frames": Int(1),
     "stages.*.frame_budget": Int(1),
     "stages.*.max_length": Int(1),
+    "stages.*.max_skip_share": FRACTION,
     "eval.*": Delegated("sf2t_jax.demo: each evaluation's EvalSettings"),
 }
 

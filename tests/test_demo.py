@@ -64,6 +64,11 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
         resolved = json.load(open(os.path.join(root, "configs", f"{stage}.json")))
         assert resolved["train"]["steps"] == 2
         assert os.path.isdir(os.path.join(root, "stages", stage, "export"))
+        # the demo's lengths hold every sample: nothing skipped as too long, and the rates are written
+        skips = json.load(open(os.path.join(root, "stages", stage, "input_skips.json")))
+        assert skips["stopped"] is False and skips["limit"] == resolved["train"]["max_skip_share"]
+        assert {t: r["skipped"].get("too_long", 0) for t, r in skips["tasks"].items()} == {
+            t: 0 for t in skips["tasks"]}, stage
         for name in ("results.json", "results.md", "predictions.jsonl", "tasks.png", "speed.png"):
             assert os.path.isfile(os.path.join(root, "eval", stage, name)), (stage, name)
     table = open(os.path.join(root, "comparison.md")).read()

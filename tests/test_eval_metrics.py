@@ -1,4 +1,5 @@
 """Grading and metrics: Kendall's tau, seeded bootstrap intervals, chain accuracy, breakdowns."""
+import dataclasses
 import itertools
 
 import numpy as np
@@ -134,3 +135,24 @@ def test_every_permutation_grades_consistently():
     for perm in itertools.permutations(range(1, 5)):
         r = metrics.grade_generation(item, " ".join(map(str, perm)))
         assert r["correct"] == (perm == gold) and r["parsed"]
+
+
+def test_speed_balanced_accuracy_is_the_mean_recall_per_gold_answer():
+    """Gold answers slow, normal, fast (x2 and x4), static: a model answering "fast" always is
+    right on 2 of 5 items (40%) but on 1 of 4 gold answers (balanced 25%)."""
+    speeds = ("x0.5", "x1", "x2", "x4", "static")
+    items = [dataclasses.replace(_item("speed", conv=f"{v}{s}", speed=s), video_id=f"v{v}")
+             for v in range(6) for s in speeds]
+    records = [metrics.grade_generation(it, "A" if it.speed in ("x2", "x4") else "B") for it in items]
+    m = metrics.compute_metrics(records, items, bootstrap=200, seed=0)["generate"]
+    assert m["tasks"]["speed"]["value"] == 0.4
+    balanced = m["speed_balanced"]
+    assert balanced["value"] == 0.25
+    assert balanced["classes"] == {"fast": 1.0, "normal": 0.0, "slow": 0.0, "static": 0.0}
+    assert balanced["ci"] == [0.25, 0.25]  # every video holds every class: no resample moves it
+    assert (balanced["n"], balanced["videos"]) == (30, 6)
+    assert metrics.summary({"generate": m})["eval/generate/speed_balanced"] == 0.25
+    # a class missing from a resample is left out of its mean, not counted as 0 or NaN
+    uneven = bootstrap.balanced_mean([1.0, 0.0, 1.0], ["fast", "slow", "fast"], ["a", "b", "c"],
+                                     resamples=200, ci=0.95, rng=np.random.default_rng(0))
+    assert uneven["value"] == 0.5 and 0.0 <= uneven["ci"][0] <= uneven["ci"][1] <= 1.0

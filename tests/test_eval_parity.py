@@ -49,9 +49,9 @@ def setup(tmp_path_factory):
     turns = {it.task: it for it in items if it.conversation == last.conversation}
     # Action and effect at x2 show the same frames; three turns of one conversation too (turn
     # 1's prompt is a prefix of the others').
-    chosen = [pick("action", speed="x2"), pick("speed", speed="static"), turns["frame_comparison"], last,
-              turns["adjust_or_not"], pick("effect", speed="x2"), turns["frame_count"]]
-    assert turns["frame_count"].turn == 1 and turns["frame_comparison"].turn == 3
+    chosen = [pick("action", speed="x2"), pick("speed", speed="static"), turns["adjust_or_not"], last,
+              turns["frame_comparison"], pick("effect", speed="x2"), turns["frame_count"]]
+    assert turns["frame_count"].turn == 1 and turns["adjust_or_not"].turn == 3
     images = dataclasses.replace(SETTINGS, present="images", loglik_target="letter_text")
     loader = VisualLoader(root / "world", SETTINGS)
     prompts = [build_prompt(it, inquiry, loader, tok, SETTINGS) for it in chosen[:4]]
@@ -158,7 +158,7 @@ def test_option_tokens_are_what_the_chat_template_targets(setup):
 
 
 def test_history_shows_earlier_questions_with_gold_answers(setup):
-    tok, inquiry, item = setup["tok"], setup["inquiry"], setup["chosen"][2]  # frame comparison, turn 3
+    tok, inquiry, item = setup["tok"], setup["inquiry"], setup["chosen"][2]  # adjust-or-not, turn 3 (gold history)
     prompt = next(p for p in setup["prompts"] if p.item == item)
     text = tok.decode(prompt.input_ids)
     earlier = inquiry.history(item)
@@ -167,5 +167,6 @@ def test_history_shows_earlier_questions_with_gold_answers(setup):
         assert f"{turn.question}\nA. {turn.options[0]}" in text
         assert f"<|im_start|>assistant\n{turn.answer}<|im_end|>" in text
     assert text.count("<|video_pad|>") == len(prompt.slices) * 4 and text.count("<|vision_start|>") == 1
-    assert text.endswith(f"{item.question}\nA. {item.options[0]}\nB. {item.options[1]}\nC. {item.options[2]}\n"
-                         f"D. {item.options[3]}\n{SETTINGS.instruction}<|im_end|>\n<|im_start|>assistant\n")
+    assert len(item.options) == 2 and text.endswith(
+        f"{item.question}\nA. {item.options[0]}\nB. {item.options[1]}\n{SETTINGS.instruction}<|im_end|>\n"
+        "<|im_start|>assistant\n")

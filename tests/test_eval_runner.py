@@ -85,7 +85,8 @@ def test_plan_keeps_questions_about_the_same_frames_together(bench):
 
 def test_whole_run_compiles_once_per_shape_bucket(bench, tmp_path):
     model = load_model(str(bench["root"] / "hf"))
-    settings = dataclasses.replace(SETTINGS, min_length=256)  # prompts of 130-470 tokens: 256, 384 or 512
+    # prompts of 130-470 tokens: 256, 384 or 512. Gold history: one round, the fewest shapes.
+    settings = dataclasses.replace(SETTINGS, min_length=256, history="gold")
     jitted = ModelScorer.jitted()
     for fn in jitted.values():
         fn.clear_cache()  # so the count does not depend on what other tests compiled
@@ -121,6 +122,18 @@ def test_whole_run_compiles_once_per_shape_bucket(bench, tmp_path):
     generated = lambda run: [(r["item_id"], r["text"]) for r in run.records if r["method"] == "generate"]
     assert generated(alone) == generated(first)
     assert [r["pred"] for r in alone.records] == [r["pred"] for r in first.records]
+
+    # Own history (rounds by turn, later rounds once per method): still at most one compile per
+    # shape bucket, none when run again; turn 1 is scored exactly as under gold history.
+    own_settings = dataclasses.replace(settings, history="own")
+    own = _run(bench, model, own_settings)
+    own_shapes = {(b["length"], b["view"]) for b in own.meta["shape_buckets"]}
+    assert own.meta["compiles"]["prefill"] <= len(own_shapes - prefill_shapes) + len(own_shapes & prefill_shapes)
+    assert _run(bench, model, own_settings).meta["compiles"] == {"prefill": 0, "decode": 0}
+    assert [r["item_id"] for r in own.records[::2]] == [it.item_id for it in bench["items"]]
+    first_turns = lambda run: [(r["item_id"], r["method"], r.get("text"), r["pred"]) for r in run.records  # noqa: E731
+                               if r["turn"] == 1]
+    assert first_turns(own) == first_turns(first)
 
 
 def test_launch_eval_and_compare(bench, tmp_path):
@@ -296,3 +309,81 @@ def test_bad_benchmark_files_and_a_damaged_checkpoint_are_refused_in_one_line(be
                               "damaged or incomplete (Exception: ") and message.endswith("); convert it again")
     assert "\n" not in message and "TensorStore details" not in message
     assert not (tmp_path / "o").exists()
+
+
+class _PromptRecorder:
+    """Answers "B" by option likelihood and "C" by generation (every item, every turn), and
+    keeps every prompt it was asked, decoded: [(item_id, text)] in the order asked."""
+
+    def __init__(self, settings, tok):
+        self.tok = tok
+        self.by_loglik = oracle_scorer(settings, tok)
+        self.by_loglik.answer = lambda item: "B"
+        self.by_generation = oracle_scorer(settings, tok)
+        self.by_generation.answer = lambda item: "C" if item.options else item.answer
+        self.asked = []
+
+    def dispatch(self, batch):
+        self.asked += [(p.item.item_id, self.tok.decode(p.input_ids.tolist(), skip_special_tokens=False))
+                       for p in batch.prompts]
+        return {**self.by_generation.dispatch(batch), **{k: v for k, v in self.by_loglik.dispatch(batch).items()
+                                                        if k in ("nll", "choice")}}
+
+    def fetch(self, pending):
+        return pending
+
+
+def test_own_history_shows_each_methods_own_answers_turn_by_turn(bench):
+    items, tok = bench["items"], bench["tok"]
+    by_id = {it.item_id: it for it in items}
+    reply = "<|im_start|>assistant\n{}<|im_end|>"
+    own = _PromptRecorder(SETTINGS, tok)
+    run = _run(bench, own)
+    assert EvalSettings().history == "own" and run.meta["history"] == "own"
+    gold = _PromptRecorder(SETTINGS, tok)
+    gold_run = _run(bench, gold, dataclasses.replace(SETTINGS, history="gold"))
+    assert gold_run.meta["history"] == "gold"
+    # Rounds: every first turn is asked before any second turn, and so on.
+    turns = [by_id[i].turn for i, _ in own.asked]
+    assert turns == sorted(turns)
+    # Turn 1 is asked once, exactly as under gold history; later turns once per method.
+    asked = collections.defaultdict(list)
+    for item_id, text in own.asked:
+        asked[item_id].append(text)
+    gold_asked = dict(gold.asked)
+    for item_id, texts in asked.items():
+        item = by_id[item_id]
+        if item.turn == 1:
+            assert texts == [gold_asked[item_id]]
+            continue
+        assert len(texts) == 2, item_id
+        history = [h for h in items if h.conversation == item.conversation and h.turn < item.turn]
+        # loglik's history holds the option it chose ("B", written as history_answer="letter"),
+        # generation's the text it generated ("C"); gold history the gold letters
+        loglik_text, generate_text = texts
+        assert loglik_text.count(reply.format("B")) == len(history), loglik_text
+        assert generate_text.count(reply.format("C")) == len(history), generate_text
+        gold_text = gold_asked[item_id]
+        assert [gold_text.count(reply.format(h.answer)) >= 1 for h in history] == [True] * len(history)
+        assert loglik_text.replace(reply.format("B"), "") == generate_text.replace(reply.format("C"), "")
+    # Records: one per item and method, as under gold history, each method graded on its own pass.
+    key = lambda r: (r["item_id"], r["method"])  # noqa: E731
+    assert sorted(map(key, run.records)) == sorted(map(key, gold_run.records))
+    for r in run.records:
+        options = by_id[r["item_id"]].options
+        if options:  # "C" is no answer to a yes/no question
+            assert r["pred"] == ("B" if r["method"] == "loglik" else "C" if len(options) > 2 else None), r
+    assert run.meta["questions_asked"] == len(items) + sum(it.turn > 1 for it in items)
+
+
+def test_own_history_asks_the_earlier_turns_a_task_filter_leaves_out(bench):
+    items, tok = bench["items"], bench["tok"]
+    scorer = _PromptRecorder(SETTINGS, tok)
+    run = _run(bench, scorer, dataclasses.replace(SETTINGS, tasks=("frame_comparison",)))
+    comparisons = [it for it in items if it.task == "frame_comparison"]
+    assert {r["item_id"] for r in run.records} == {it.item_id for it in comparisons}
+    asked = {i for i, _ in scorer.asked}
+    convs = {it.conversation for it in comparisons}
+    assert asked == {it.item_id for it in items if it.conversation in convs
+                     and it.turn <= comparisons[0].turn}
+    assert run.meta["items"] == len(comparisons)

@@ -83,16 +83,22 @@ def test_items_are_consistent(world_items):
     for conv, turns in by_conv.items():
         tasks = [t.task for t in turns]
         assert [t.turn for t in turns] == list(range(1, len(turns) + 1))
-        assert tasks[:4] == ["frame_count", "meaning_of_order", "frame_comparison",
-                             "adjust_or_not"]
+        assert tasks[:3] == ["frame_count", "meaning_of_order", "adjust_or_not"]
         first = turns[0]
         frames, perm = first.frames, first.permutation
         assert [sorted(frames)[p] for p in perm] == list(frames)
         assert first.answer_text == str(len(frames))
         shuffled = list(perm) != sorted(perm)
-        assert turns[3].answer_text == ("yes" if shuffled else "no")
-        assert (tasks[-1] == "rearrangement") == shuffled
+        assert turns[2].answer_text == ("yes" if shuffled else "no")
+        assert tasks[3:] == (["frame_comparison", "rearrangement"] if shuffled else [])
         if shuffled:
+            comparison = turns[3]
+            named = [int(p) for p in comparison.question.split("Of frames ")[1].replace(
+                " and", ",").split(",")[:4]]
+            ranks = [perm[p - 1] for p in named]
+            pick = named[ranks.index(min(ranks) if "earliest" in comparison.question
+                                     else max(ranks))]
+            assert comparison.answer_text == f"frame {pick}"
             order = turns[-1].order
             assert [frames[p - 1] for p in order] == sorted(frames)
             assert turns[-1].answer == ", ".join(map(str, order)) and not turns[-1].options

@@ -6,6 +6,7 @@
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -189,3 +190,37 @@ def test_prepare_refuses_a_source_of_broken_videos_in_one_line(env, tmp_path):
                    f"--config.data.dir={tmp_path / 'data'}")
     _assert_refused_in_one_line(proc, "error: no video of the train split 'train' under")
     assert not (tmp_path / "data" / "prepare.json").exists()
+
+
+# ---- too many samples of one task skipped --------------------------------------------------
+def test_train_stops_when_a_task_loses_samples_to_length_and_the_length_it_names_is_enough(env, tmp_path):
+    """At max_length 64 some tasks' samples (rearrange, consistency, localize: 40-90 tokens here)
+    are too long: the run stops in one line naming the task, the reason and the length that
+    holds the longest; rerun with the longest length of any task, the same stream trains with
+    nothing skipped. Each run writes its rates per task and reason to input_skips.json."""
+    source = os.path.dirname(write_clips(tmp_path / "clips", 4)[0])
+    common = [*TRAIN, "--config.train.steps=3", f"--config.input.source={source}"]
+    short = _launch(env, *common, "--config.input.max_length=64", "--workdir", str(tmp_path / "short"))
+    _assert_refused_in_one_line(short, "error: input: task '")
+    line = short.stderr.rstrip().splitlines()[-1]
+    match = re.fullmatch(r"error: input: task '(\w+)' lost (\d+\.\d)% of its samples to too_long \((\d+) of (\d+) "
+                         r"drawn\), more than train.max_skip_share=0.05; the longest had (\d+) tokens: set "
+                         r"input.max_length >= (\d+)", line)
+    assert match, line
+    task, share, skipped, drawn, longest, needed = match.groups()
+    report = json.loads((tmp_path / "short" / "input_skips.json").read_text())
+    assert report["stopped"] is True and report["limit"] == 0.05
+    rates = report["tasks"][task]
+    assert (rates["skipped"]["too_long"], rates["drawn"]) == (int(skipped), int(drawn))
+    assert rates["longest_too_long"] == int(longest) == int(needed) > 64
+    assert f"{100 * rates['share']['too_long']:.1f}" == share
+    assert not (tmp_path / "short" / "export").exists()
+
+    enough = max(r.get("longest_too_long", 0) for r in report["tasks"].values())
+    ok = _launch(env, *common, f"--config.input.max_length={enough}", "--workdir", str(tmp_path / "ok"))
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    report = json.loads((tmp_path / "ok" / "input_skips.json").read_text())
+    assert report["stopped"] is False
+    assert {t: r["skipped"] for t, r in report["tasks"].items()} == {t: {} for t in report["tasks"]}
+    assert sum(r["samples"] for r in report["tasks"].values()) == 3 * 8  # 3 steps x batch 8, none skipped
+    assert "input skips: rearrange: none skipped of" in ok.stderr

@@ -117,3 +117,48 @@ def test_bad_sources_and_configs_are_refused(tmp_path, tokenizer):
         _config(str(tmp_path), resolution=(50, 56))
     with pytest.raises(InputConfigError, match="unknown key.*'batchsize'"):
         InputConfig.from_dict({"batchsize": 4})
+
+
+# ---- skip shares per task and reason -------------------------------------------------------
+def _counter(samples, skips):
+    """samples: {task: good samples}; skips: [(task, reason, tokens)]."""
+    from sf2t_jax.input.examples import Skipped
+    from sf2t_jax.input.skips import SkipCounter
+
+    counter = SkipCounter()
+    for task, n in samples.items():
+        for _ in range(n):
+            counter.add_sample(task)
+    for i, (task, reason, tokens) in enumerate(skips):
+        counter.add(Skipped(i, i, f"clip{i}", reason, task, "", tokens))
+    return counter
+
+
+def test_skip_shares_per_task_and_reason_and_the_length_needed():
+    from sf2t_jax.input.skips import MIN_DRAWN_MID_RUN, SkipShareError
+
+    skips = [("action", "too_long", 120), ("action", "too_long", 131), ("action", "too_long", 99),
+             ("speed", "too_short", None), (None, "corrupt", None)]
+    counter = _counter({"action": 7, "speed": 19}, skips)
+    rates = counter.rates()
+    assert rates["action"] == {"drawn": 10, "samples": 7, "skipped": {"too_long": 3}, "share": {"too_long": 0.3},
+                               "longest_too_long": 131}
+    assert rates["speed"] == {"drawn": 20, "samples": 19, "skipped": {"too_short": 1}, "share": {"too_short": 0.05}}
+    assert rates["(decode)"] == {"drawn": 31, "skipped": {"corrupt": 1}, "share": {"corrupt": 1 / 31}}
+    names = dict(limit_name="train.max_skip_share", length_name="input.max_length")
+    counter.check_share(0.3, final=True, **names)  # at the limit is allowed; speed's 5% too
+    counter.check_share(0.05, final=False, **names)  # mid-run: too few drawn to judge
+    with pytest.raises(SkipShareError) as e:
+        counter.check_share(0.05, final=True, **names)
+    assert str(e.value) == ("input: task 'action' lost 30.0% of its samples to too_long (3 of 10 drawn), more than "
+                            "train.max_skip_share=0.05; the longest had 131 tokens: set input.max_length >= 131")
+    with pytest.raises(SkipShareError, match=r"task 'speed' lost 5.0% of its samples to too_short .* the first "):
+        _counter({"speed": 19}, [("speed", "too_short", None)]).check_share(0.04, final=True, **names)
+    # mid-run, a task is judged once it has MIN_DRAWN_MID_RUN drawn
+    big = _counter({"count": MIN_DRAWN_MID_RUN - 6}, [("count", "too_long", 70)] * 6)
+    with pytest.raises(SkipShareError, match="task 'count' lost 6.0%"):
+        big.check_share(0.05, final=False, **names)
+    # the counts survive a state round trip (the iterator state carries them)
+    restored = _counter({}, [])
+    restored.set_state(counter.state())
+    assert restored.rates() == rates

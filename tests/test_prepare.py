@@ -47,11 +47,12 @@ def test_benchmark_statistics_match_the_spec(prepared):
     stats = result.benchmark
     videos = stats["videos"]
     assert videos == 24 and 22 <= stats["items_per_video"] <= 30  # "about 25 QA per video"
-    # counts per task follow from the benchmark config: 4 speeds x action/effect, 5 speed
-    # items, 3 conversations of 4 turns, half of them with a fifth (rearrangement)
-    assert stats["tasks"] == {"action": 4 * videos, "effect": 4 * videos, "speed": 5 * videos,
+    # counts per task follow from the benchmark config: 4 speeds x action/effect, 4 speed
+    # items (one per gold answer), 3 conversations of 3 turns, the shuffled half of them with
+    # a fourth and fifth (frame comparison, rearrangement)
+    assert stats["tasks"] == {"action": 4 * videos, "effect": 4 * videos, "speed": 4 * videos,
                               "frame_count": 3 * videos, "meaning_of_order": 3 * videos,
-                              "frame_comparison": 3 * videos, "adjust_or_not": 3 * videos,
+                              "frame_comparison": 3 * videos // 2, "adjust_or_not": 3 * videos,
                               "rearrangement": 3 * videos // 2}
     for letter, share in stats["letters_4way"].items():
         assert abs(share - 0.25) <= 0.05, stats["letters_4way"]
@@ -66,9 +67,9 @@ def test_cli_prints_statistics_and_a_rerun_skips_everything(prepared, capsys):
     launch.main(["prepare", "--config", DEMO, f"--config.data.dir={data_dir}", "--no-progress",
                  *(f"--config.{o}" for o in TINY)])
     out = capsys.readouterr().out
-    assert "FineVidBench: " in out and "(26.5 per video)" in out
+    assert "FineVidBench: " in out and "(24.0 per video)" in out
     assert "answer letters A 25.0%" in out and "categories     distinctive" in out
-    assert "speeds         static 24, x0.5 24, x1 24, x2 24, x4 24" in out
+    assert "speeds         static 24, x0.5 24, x1 24, x2 12, x4 12" in out  # one speed per gold answer
     assert "skipped records: missing_video 0" in out
     for name in layout.DATASETS:
         assert f"{name:20s} up to date" in out

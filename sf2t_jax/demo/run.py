@@ -205,6 +205,7 @@ def _eval_config(config, benchmark: str, videos: str) -> ml_collections.ConfigDi
     c.video.scene_frames = int(e.scene_frames)
     c.video.size = tuple(config.model.resolution)
     c.prompt.instruction = e.instruction
+    c.prompt.history = e.history
     c.prompt.history_answer = e.history_answer
     c.loglik.target = e.loglik_target
     c.metrics.bootstrap = int(e.bootstrap)

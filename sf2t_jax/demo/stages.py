@@ -17,7 +17,7 @@ from sf2t_jax.configuration import load_config
 
 SF2T_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "sf2t.py")
 STAGE_FIELDS = ("init", "mode", "method", "steps", "lr", "batch_size", "warmup_fraction", "log_every", "source",
-                "scene_frames", "frame_budget", "max_length")
+                "scene_frames", "frame_budget", "max_length", "max_skip_share")
 
 
 def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
@@ -64,6 +64,7 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
     c.train.steps = int(s.steps)
     c.train.lr = float(s.lr)
     c.train.warmup_fraction = float(s.warmup_fraction)
+    c.train.max_skip_share = float(s.max_skip_share)
     if s.method == "full":
         c.params.frozen = ()  # full training: the vision tower learns too (base starts from random)
     c.checkpoint.every = max(int(s.steps), 1)  # one checkpoint, at the end

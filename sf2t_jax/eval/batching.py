@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TypeVar
 
 import jax
@@ -76,9 +76,10 @@ class Prompt:
 
 
 def build_prompt(item: Item, inquiry: Inquiry, visuals: VisualLoader, tokenizer: Tokenizer,
-                 settings: EvalSettings, merge: int = 2) -> Prompt:
+                 settings: EvalSettings, merge: int = 2, answers: Mapping[int, str] | None = None) -> Prompt:
+    """answers: {turn: the model's own answer} of the earlier turns (own history); None: gold."""
     visual = visuals.visual(item)
-    messages = inquiry.messages(item, settings, visual.content)
+    messages = inquiry.messages(item, settings, visual.content, answers)
     grids = dict(video_grid_thw=visual.grid_thw) if visual.kind == "video" else dict(image_grid_thw=visual.grid_thw)
     enc = encode_chat(tokenizer, messages, add_generation_prompt=True, add_vision_id=visual.kind == "image",
                       loss_on="none", spatial_merge_size=merge, **grids)

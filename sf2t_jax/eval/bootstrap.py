@@ -69,3 +69,37 @@ def paired_difference(a: np.ndarray, b: np.ndarray, clusters: Sequence | None = 
     n_clusters = diff.size if clusters is None else len(set(clusters))
     return {"value": float(diff.mean()) if diff.size else None, "n": int(diff.size), "clusters": int(n_clusters),
             "ci": interval(diff, clusters, resamples=resamples, ci=ci, rng=rng)}
+
+
+def balanced_mean(values: np.ndarray, classes: Sequence, clusters: Sequence, *, resamples: int, ci: float,
+                  rng: np.random.Generator) -> dict:
+    """Balanced accuracy: the mean over classes of each class's mean of `values` (for 0/1
+    correctness and gold classes, the mean per-class recall), with a percentile interval over
+    resampled clusters (a drawn video brings its items of every class). A class no drawn
+    cluster holds is left out of that resample's mean.
+
+    Returns {"value", "ci": [lo, hi], "classes": {class: mean}}.
+    """
+    values = np.asarray(values, np.float64)
+    classes = np.asarray(classes)
+    names = sorted(set(classes.tolist()))
+    if values.size == 0:
+        return {"value": None, "ci": [None, None], "classes": {}}
+    labels, index = np.unique(np.asarray(clusters), return_inverse=True)
+    sums = np.stack([np.bincount(index, weights=values * (classes == k), minlength=len(labels)) for k in names])
+    counts = np.stack([np.bincount(index, weights=(classes == k).astype(np.float64), minlength=len(labels))
+                       for k in names])  # (classes, clusters)
+    per_class = sums.sum(1) / counts.sum(1)
+    out = {"value": float(per_class.mean()), "ci": [None, None],
+           "classes": {k: float(m) for k, m in zip(names, per_class)}}
+    if resamples:
+        c = len(labels)
+        means = []
+        for start in range(0, resamples, _CHUNK):
+            weights = rng.multinomial(c, np.full(c, 1.0 / c), size=min(_CHUNK, resamples - start))
+            drawn = weights @ counts.T  # (chunk, classes)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means.append(np.nanmean(np.where(drawn > 0, (weights @ sums.T) / drawn, np.nan), axis=1))
+        lo, hi = np.quantile(np.concatenate(means), [(1 - ci) / 2, 1 - (1 - ci) / 2])
+        out["ci"] = [float(lo), float(hi)]
+    return out

@@ -16,6 +16,7 @@ from sf2t_jax.finevidbench.schema import TASKS
 METHODS = ("loglik", "generate")
 LOGLIK_TARGETS = ("text", "letter", "letter_text")
 HISTORY_ANSWERS = ("letter", "letter_text", "text")
+HISTORIES = ("own", "gold")
 PRESENT_MODES = ("video", "images")
 SHORT_CLIP = ("error", "skip")
 DEFAULT_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -49,7 +50,11 @@ def eval_config() -> ml_collections.ConfigDict:
     c.prompt = ml_collections.ConfigDict()
     c.prompt.system = ""  # system prompt; "" = Qwen2-VL's default ("You are a helpful assistant.")
     c.prompt.instruction = DEFAULT_INSTRUCTION  # appended after the options (lmms-eval's wording)
-    c.prompt.history_answer = "letter"  # gold answers of earlier turns: "B", "B. option text" or "option text"
+    # Earlier turns of a fragment conversation show the model's "own" answers (turn by turn:
+    # no gold answer leaks into a later turn) or the "gold" ones (each turn judged on its own).
+    c.prompt.history = "own"
+    # how a chosen (own, loglik) or gold answer is written: "B", "B. option text" or "option text"
+    c.prompt.history_answer = "letter"
 
     c.loglik = ml_collections.ConfigDict()
     # The continuation scored per option. "text" (cloze: the option text) is the default
@@ -103,6 +108,7 @@ class EvalSettings:
     on_short_clip: str = "error"
     system: str = ""
     instruction: str = DEFAULT_INSTRUCTION
+    history: str = "own"
     history_answer: str = "letter"
     loglik_target: str = "text"
     score_end: bool = True
@@ -130,6 +136,7 @@ class EvalSettings:
              "expected (height, width), positive multiples of 28")
         need(self.present in PRESENT_MODES, "present", f"expected one of {PRESENT_MODES}")
         need(self.on_short_clip in SHORT_CLIP, "on_short_clip", f"expected one of {SHORT_CLIP}")
+        need(self.history in HISTORIES, "history", f"expected one of {HISTORIES}")
         need(self.history_answer in HISTORY_ANSWERS, "history_answer", f"expected one of {HISTORY_ANSWERS}")
         need(self.loglik_target in LOGLIK_TARGETS, "loglik_target", f"expected one of {LOGLIK_TARGETS}")
         need(self.max_new_tokens >= 1, "max_new_tokens", "expected >= 1")
@@ -155,7 +162,7 @@ class EvalSettings:
             scene_frames=int(c.video.scene_frames),
             size=tuple(int(s) for s in c.video.size), present=c.video.present,
             on_short_clip=c.video.on_short_clip, system=c.prompt.system,
-            instruction=c.prompt.instruction, history_answer=c.prompt.history_answer,
+            instruction=c.prompt.instruction, history=c.prompt.history, history_answer=c.prompt.history_answer,
             loglik_target=c.loglik.target, score_end=bool(c.loglik.score_end),
             max_new_tokens=int(c.generate.max_new_tokens),
             max_new_tokens_open=int(c.generate.max_new_tokens_open), min_length=int(c.buckets.min_length),

@@ -26,7 +26,7 @@ import numpy as np
 
 from sf2t_jax.eval import bootstrap, extract
 from sf2t_jax.eval.config import METHODS
-from sf2t_jax.finevidbench.schema import FRAGMENT_TASKS, LETTERS, SCENE_TASKS, SPEEDS, Item
+from sf2t_jax.finevidbench.schema import FRAGMENT_TASKS, LETTERS, SCENE_TASKS, SPEED_ANSWERS, SPEEDS, Item
 
 # Unparsable rearrangements get the worst tau: refusing to answer must not beat a wrong order.
 UNPARSABLE_TAU = -1.0
@@ -105,7 +105,8 @@ def compute_metrics(records: Sequence[dict], items: Sequence[Item], *, bootstrap
 
     Per method: overall, levels (scene / fragment), tasks, speed ({task: {speed}} for scene
     tasks, plus "action+effect" and "scene" pooled), category ({task: {category}}), steps
-    ({turn}), chain (every scored turn of a conversation right), kendall_tau (rearrangement,
+    ({turn}), chain (every scored turn of a conversation right), speed_balanced (Speed's mean
+    accuracy per gold answer, with "classes": {answer: accuracy}), kendall_tau (rearrangement,
     unparsable = -1; also over parsed answers only), unparsable (rate overall and per task),
     chance (expected accuracy of a uniform guess per task, for plots and sanity checks).
     """
@@ -133,6 +134,7 @@ def _method_metrics(method: str, rs: list[dict], stats: _Stats, chance: dict) ->
         return [r for r in rs if all(r[k] == v for k, v in conds.items())]
 
     tasks = [t for t in SCENE_TASKS + FRAGMENT_TASKS if where(task=t)]
+    speed_items = where(task="speed")
     out = {
         "n": len(rs),
         "overall": acc("overall", rs),
@@ -149,6 +151,14 @@ def _method_metrics(method: str, rs: list[dict], stats: _Stats, chance: dict) ->
         if per:
             speed[name] = per
     out["speed"] = speed
+    if speed_items:
+        # Speed's gold answers need not be balanced (x2 and x4 are both "fast"): the mean of the
+        # per-gold-answer accuracies is what a constant answer cannot inflate
+        out["speed_balanced"] = {**bootstrap.balanced_mean(
+            [float(r["correct"]) for r in speed_items], [SPEED_ANSWERS[r["speed"]] for r in speed_items],
+            [r["video_id"] for r in speed_items], resamples=stats.resamples, ci=stats.ci,
+            rng=_rng(stats.seed, f"{method}/speed_balanced")),
+            "n": len(speed_items), "videos": len({r["video_id"] for r in speed_items})}
     categories = sorted({r["category"] for r in rs})
     out["category"] = {t: {c: acc(f"category/{t}/{c}", where(task=t, category=c))
                            for c in categories if where(task=t, category=c)} for t in tasks}
@@ -187,6 +197,8 @@ def summary(metrics: dict, prefix: str = "eval") -> dict[str, float]:
             flat[f"{base}/{t}"] = s["value"]
         if "chain" in m:
             flat[f"{base}/chain"] = m["chain"]["value"]
+        if "speed_balanced" in m:
+            flat[f"{base}/speed_balanced"] = m["speed_balanced"]["value"]
         if "kendall_tau" in m:
             flat[f"{base}/kendall_tau"] = m["kendall_tau"]["value"]
         flat[f"{base}/unparsable"] = m["unparsable"]["overall"]["value"]

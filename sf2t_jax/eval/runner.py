@@ -4,7 +4,11 @@
     run.metrics["loglik"]["tasks"]["action"]["value"]
 
 Batches are planned up front from the items alone (`batching.plan_batches`: questions about
-the same frames share a row, so their prefix is computed once); the host builds batch i+1
+the same frames share a row, so their prefix is computed once). Under own history
+(`EvalSettings.history`, the default) a turn's prompt holds the model's answers to the earlier
+turns, so items are asked in rounds by turn (all first turns, then all second turns, ...; the
+rounds after the first once per method), batched and prefix-shared within a round; under gold
+history everything is one round. The host builds batch i+1
 (decode, resize, tokenize) while the device scores batch i; each batch's results come back in
 one transfer. Records come out in item order whatever the batching. Training calls the same function every N steps
 on a held-out slice (`config.max_videos`), and logs `metrics.summary(run.metrics)`.
@@ -23,7 +27,7 @@ import numpy as np
 from sf2t_jax.eval.batching import (WINDOW_BATCHES, Batch, build_prompt, make_batch, plan_batches, plan_shapes,
                                     video_windows)
 from sf2t_jax.eval.config import EvalSettings
-from sf2t_jax.eval.inquiry import Inquiry
+from sf2t_jax.eval.inquiry import Inquiry, own_answer, turn_rounds
 from sf2t_jax.eval.items import select
 from sf2t_jax.eval.metrics import compute_metrics, grade_generation, grade_loglik
 from sf2t_jax.eval.scorer import ModelScorer
@@ -97,61 +101,91 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
         scorer = model_or_scorer
     else:
         scorer = ModelScorer(model_or_scorer, settings, tokenizer, mesh=mesh, rules=rules)
-    plan = plan_batches(selected, settings)
-    shapes = plan_shapes(selected, tokenizer, settings, plan, shards=getattr(scorer, "shards", 1))
+    own = settings.history == "own"
+    # Own history: a turn's prompt holds the model's answers to the earlier turns, so turns are
+    # asked in rounds (every first turn, then every second turn, ...), each earlier turn asked
+    # even when a task filter leaves it out (its answer is history, its record is dropped).
+    asked = inquiry.with_history(selected) if own else list(selected)
+    rounds = turn_rounds(asked) if own else [asked]
+    plans = [plan_batches(r, settings) for r in rounds]
+    shapes = plan_shapes(asked, tokenizer, settings, [b for p in plans for b in p],
+                         shards=getattr(scorer, "shards", 1))
     # A batch may take items from any video of its planning window: keep those clips decoded.
     span = max(len({it.video_id for it in w})
-               for w in video_windows(selected, WINDOW_BATCHES * settings.batch_size))
+               for w in video_windows(asked, WINDOW_BATCHES * settings.batch_size))
     visuals = VisualLoader(video_root, settings, clips=span + 1)
-    progress = Progress(len(selected), "eval", settings.progress_every_s)
+    # Each round after the first is asked once per method under own history (each method's
+    # history holds its own answers).
+    passes = [(k, method) for k in range(len(rounds))
+              for method in ((None,) if k == 0 or not own else settings.methods)]
+    progress = Progress(sum(len(rounds[k]) for k, _ in passes), "eval", settings.progress_every_s)
     records: list[dict] = []
-    skipped: list[dict] = []
+    skipped: dict[str, dict] = {}  # item id -> why it was not asked (once, whatever the passes)
     unusable_videos: dict[str, str] = {}  # video id -> why it cannot be shown (logged once each)
     buckets: collections.Counter = collections.Counter()
     timing = collections.Counter()
+    answers: dict[tuple[str, str], dict[int, str]] = collections.defaultdict(dict)  # (conversation, method)
 
-    def batches() -> Iterator[Batch]:
+    def batches(plan, method) -> Iterator[Batch]:
         for planned in plan:
             t0 = time.perf_counter()
             prompts = []
             for item in planned:
+                if item.video_id in unusable_videos:  # an earlier round found it broken
+                    _skip(item, unusable_videos[item.video_id], "the video did not decode in an earlier turn")
+                    continue
+                history = None if not own or item.turn == 1 else answers[(item.conversation, method)]
                 try:
-                    prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings))
+                    prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings, answers=history))
                 except ShortClip as e:
                     if settings.on_short_clip == "error":
                         raise
-                    skipped.append({"item_id": item.item_id, "video_id": item.video_id, "reason": SHORT_CLIP,
-                                    "detail": str(e)})
-                    progress.update(1)
+                    _skip(item, SHORT_CLIP, str(e))
                 except VideoDecodeError as e:  # a missing or broken clip: its items are skipped, not the run
                     if item.video_id not in unusable_videos:
                         unusable_videos[item.video_id] = e.reason
                         log.warning("eval: skipping the items of video %s (%s): %s", item.video_id, e.reason, e.detail)
-                    skipped.append({"item_id": item.item_id, "video_id": item.video_id, "reason": e.reason,
-                                    "detail": e.detail})
-                    progress.update(1)
+                    _skip(item, e.reason, e.detail)
             if prompts:
                 batch = make_batch(prompts, batch_size=settings.batch_size,
                                    pad_id=tokenizer.special.endoftext, settings=settings, shapes=shapes)
                 timing["host_s"] += time.perf_counter() - t0
                 yield batch
 
+    def _skip(item: Item, reason: str, detail: str) -> None:
+        skipped.setdefault(item.item_id, {"item_id": item.item_id, "video_id": item.video_id, "reason": reason,
+                                          "detail": detail})
+        progress.update(1)
+
+    def keep(graded: list[dict], batch: Batch, method: str | None) -> None:
+        """Records of this pass's method (all methods in the first round); own answers saved."""
+        graded = [r for r in graded if method is None or r["method"] == method]
+        if own:
+            by_id = {p.item.item_id: p.item for p in batch.prompts}
+            for r in graded:
+                answers[(r["conversation"], r["method"])][r["turn"]] = own_answer(
+                    by_id[r["item_id"]], r, settings.history_answer)
+        records.extend(graded)
+        progress.update(len(batch.prompts))
+
     jitted = scorer.jitted() if hasattr(scorer, "jitted") else {}
     compiled_before = {name: _cache_size(fn) for name, fn in jitted.items()}
     start = time.perf_counter()
-    pending = None
-    for batch in batches():
-        buckets[batch.shape_key] += 1
-        for name, n in batch.token_counts().items():
-            timing[name] += n
-        dispatched = (batch, scorer.dispatch(batch))  # asynchronous: overlaps the next host batch
-        if pending is not None:
-            records += _grade(*pending, scorer, tokenizer, settings)
-            progress.update(len(pending[0].prompts))
-        pending = dispatched
-    if pending is not None:
-        records += _grade(*pending, scorer, tokenizer, settings)
-        progress.update(len(pending[0].prompts))
+    for k, method in passes:
+        pending = None
+        for batch in batches(plans[k], method):
+            buckets[batch.shape_key] += 1
+            for name, n in batch.token_counts().items():
+                timing[name] += n
+            dispatched = (batch, scorer.dispatch(batch))  # asynchronous: overlaps the next host batch
+            if pending is not None:
+                keep(_grade(*pending, scorer, tokenizer, settings), pending[0], method)
+            pending = dispatched
+        if pending is not None:  # the next round's prompts need these answers
+            keep(_grade(*pending, scorer, tokenizer, settings), pending[0], method)
+    chosen = {it.item_id for it in selected}
+    records = [r for r in records if r["item_id"] in chosen]
+    skipped = [s for s in skipped.values() if s["item_id"] in chosen]
     seconds = time.perf_counter() - start
     scored = len(selected) - len(skipped)
     skipped_by_reason = dict(sorted(collections.Counter(s["reason"] for s in skipped).items()))
@@ -164,6 +198,11 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     records.sort(key=lambda r: index[r["item_id"]])  # item order (stable: methods keep their order)
     meta = {
         "items": scored, "skipped": skipped, "methods": list(settings.methods),
+        # Whose answers earlier turns of a conversation showed: the model's own or the gold ones.
+        "history": settings.history,
+        # Questions asked: under own history, turns after the first once per method, and
+        # earlier turns a task filter left out (their answers are history).
+        "questions_asked": progress.done,
         # Items skipped per reason (decode reasons as training counts them, or short_clip), and
         # the videos behind them per reason.
         "skipped_by_reason": skipped_by_reason,

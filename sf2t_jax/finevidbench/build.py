@@ -12,7 +12,7 @@ import numpy as np
 
 from sf2t_jax.finevidbench import fragment, scene
 from sf2t_jax.finevidbench.options import LetterBalancer, Vocabulary
-from sf2t_jax.finevidbench.schema import SPEEDS, Item, write_jsonl
+from sf2t_jax.finevidbench.schema import SPEED_ANSWERS, SPEEDS, Item, write_jsonl
 from sf2t_jax.finevidbench.source import Source
 from sf2t_jax.world.io import atomic_write_json
 from sf2t_jax.world.tables import TemplateTables, template_tables
@@ -20,15 +20,17 @@ from sf2t_jax.world.tables import TemplateTables, template_tables
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-    """How many questions of which kind. Defaults give about 25 items per video (the paper
-    has 22,718 QA over 910 videos): 4 action + 4 effect + 5 speed + 3 sets x 4.5 turns."""
+    """How many questions of which kind. Defaults give about 24 items per video (the paper
+    has 22,718 QA over 910 videos): 4 action + 4 effect + 4 speed + 3 sets x 4 turns."""
 
     seed: int = 0
     """Every choice (frames, options, letters, shuffles) derives from it."""
     scene_speeds: tuple[str, ...] = ("x0.5", "x1", "x2", "x4")
     """Speeds at which Action and Effect are asked (static has no action to see)."""
     speed_speeds: tuple[str, ...] = SPEEDS
-    """Speeds at which Speed is asked: x0.5 slow, x1 normal, x2/x4 fast, static."""
+    """Speeds at which Speed is asked: x0.5 slow, x1 normal, x2/x4 fast, static. Each video
+    is asked once per gold answer; speeds sharing one (x2 and x4) take turns over the videos,
+    so every answer is gold equally often and a constant answer scores chance."""
     sets_per_video: int = 3
     """Fragment conversations per video."""
     frames_per_clip: int = 16
@@ -57,6 +59,17 @@ def _video_rng(seed: int, video_id: str) -> np.random.Generator:
     """A generator for one video that depends on its id only, not on the other videos."""
     key = int.from_bytes(hashlib.sha256(video_id.encode()).digest()[:8], "little")
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+
+
+def speeds_asked(speeds: Sequence[str], video_index: int) -> list[str]:
+    """The speeds Speed is asked at for the ``video_index``-th video: one per gold answer,
+    in ``speeds`` order; a gold answer with several speeds (fast: x2, x4) uses the
+    ``video_index % k``-th of its k speeds."""
+    by_answer: dict[str, list[str]] = {}
+    for s in speeds:
+        by_answer.setdefault(SPEED_ANSWERS[s], []).append(s)
+    chosen = {group[video_index % len(group)] for group in by_answer.values()}
+    return [s for s in speeds if s in chosen]
 
 
 def _sort_key(video_id: str) -> tuple[int, int | str]:
@@ -88,13 +101,13 @@ def build_items(source: Source, split: str, config: BenchConfig = BenchConfig(),
             items.append(scene.action_item(record, vocab, speed, rng, balancer))
         for speed in config.scene_speeds:
             items.append(scene.effect_item(record, vocab, speed, rng, balancer))
-        for speed in config.speed_speeds:
+        for speed in speeds_asked(config.speed_speeds, v):
             items.append(scene.speed_item(record, vocab, speed, rng, balancer))
         for k in range(config.sets_per_video):
             frames = fragment.sample_frame_set(rng, config.frames_per_clip, config.set_size,
                                                bool(shuffled[v * config.sets_per_video + k]))
             items += fragment.conversation_items(record, vocab, k, frames,
-                                                 config.frames_per_clip, rng, balancer)
+                                                 config.frames_per_clip, rng, balancer, config.set_size)
     return items
 
 

@@ -62,7 +62,7 @@ def action_item(record: Record, vocab: Vocabulary, speed: str, rng: np.random.Ge
     candidates = vocab.candidates(record.template, vocab.tables.synonyms[record.template], rng)
     distractors = pick_distractors(answer, candidates, lambda t: action_text(record, t),
                                    what=f"action item of video {record.id}")
-    options, letter = arrange(answer, distractors, rng, balancer)
+    options, letter = arrange(answer, distractors, rng, balancer, "action")
     return _item(record, vocab, "action", speed, _pick(rng, ACTION_QUESTIONS), options, letter)
 
 
@@ -74,7 +74,7 @@ def effect_item(record: Record, vocab: Vocabulary, speed: str, rng: np.random.Ge
     distractors = pick_distractors(answer, candidates,
                                    lambda t: effect_text(vocab, record, t),
                                    what=f"effect item of video {record.id}")
-    options, letter = arrange(answer, distractors, rng, balancer)
+    options, letter = arrange(answer, distractors, rng, balancer, "effect")
     return _item(record, vocab, "effect", speed, _pick(rng, EFFECT_QUESTIONS), options, letter)
 
 
@@ -82,5 +82,6 @@ def speed_item(record: Record, vocab: Vocabulary, speed: str, rng: np.random.Gen
                balancer: LetterBalancer) -> Item:
     """slow (x0.5) / normal (x1) / fast (x2, x4) / static."""
     answer = SPEED_ANSWERS[speed]
-    options, letter = arrange(answer, [o for o in SPEED_OPTIONS if o != answer], rng, balancer)
+    options, letter = arrange(answer, [o for o in SPEED_OPTIONS if o != answer], rng, balancer,
+                              "speed")
     return _item(record, vocab, "speed", speed, _pick(rng, SPEED_QUESTIONS), options, letter)

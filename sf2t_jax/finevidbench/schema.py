@@ -12,7 +12,8 @@ Schema (one JSON object per line; ``null`` where a field does not apply):
                        consumer: "x0.5" repeats frames, "x2"/"x4" skip, "static" repeats one)
   conversation   str   items sharing it form one multi-turn inquiry (scene items: item_id)
   turn           int   1-based position in the conversation (scene items: 1); each turn sees
-                       the earlier questions with their gold answers
+                       the earlier questions with the model's own answers (eval's default) or
+                       the gold ones (eval config prompt.history)
   question       str
   options        [str] option texts for multiple choice, letter i = "ABCD"[i]; [] if open
   answer         str   the gold letter ("A".."D") for multiple choice, else the answer text

@@ -57,6 +57,7 @@ class Skipped:
 
     reason: a `VideoDecodeError` reason (decode), a `FragmentSkip` reason (task), or 'too_long'.
     task: the fragment task for task and length skips, None for decode skips.
+    tokens: too_long skips: the sample's token count (what max_length would have to hold).
     """
 
     index: int
@@ -65,6 +66,7 @@ class Skipped:
     reason: str
     task: str | None = None
     detail: str = ""
+    tokens: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -131,7 +133,7 @@ class ExampleMaker:
         example, num_tokens = self._encode(sample)
         if example is None:
             return Skipped(index, rec, label, TOO_LONG, sample.task,
-                           f"{num_tokens} tokens > max_length {self.max_length}")
+                           f"{num_tokens} tokens > max_length {self.max_length}", num_tokens)
         example["sample_index"] = int(index)
         example["record_index"] = rec
         return Prepared(index, rec, record["id"], sample, example, num_tokens)

@@ -160,7 +160,7 @@ class InputPipeline:
         return InputIterator(lambda start: iter(self.dataset(start)), self.spec,
                              records_per_epoch=self.records_per_epoch,
                              source_name=repr(self.source), drop_remainder=self.config.drop_remainder,
-                             mesh=mesh, batch_axes=batch_axes)
+                             mesh=mesh, batch_axes=batch_axes, task_names=self.config.task_names)
 
     __iter__ = iterator
 
@@ -171,6 +171,7 @@ class InputIterator(grain.DatasetIterator):
     Args:
       open_stream: `start -> iterator` over this host's samples from its `start`-th element
         (`InputPipeline.dataset(start)`); reopened by `set_state`.
+      task_names: what a sample's `task_id` indexes, to count good samples per task.
 
     Attributes:
       skips: the `SkipCounter` of everything consumed so far.
@@ -181,8 +182,9 @@ class InputIterator(grain.DatasetIterator):
 
     def __init__(self, open_stream: Callable[[int], grain.DatasetIterator], spec: BatchSpec, *,
                  records_per_epoch: int, source_name: str, drop_remainder: bool = False, mesh=None,
-                 batch_axes=None):
+                 batch_axes=None, task_names: Sequence[str] = ()):
         super().__init__()
+        self._task_names = tuple(task_names)
         self.spec = spec
         self._open_stream = open_stream
         self._stream = open_stream(0)  # workers start on the first next(), so set_state costs nothing
@@ -223,6 +225,8 @@ class InputIterator(grain.DatasetIterator):
                     raise NoUsableVideoError(self._no_usable_message(f"{self._run} records in a row gave no sample"))
                 continue
             self._run = 0
+            if self._task_names:
+                self.skips.add_sample(self._task_names[int(element["task_id"])])
             rows.append(element)
         if self._done and (not rows or self._drop_remainder):
             self._finish()
@@ -249,7 +253,8 @@ class InputIterator(grain.DatasetIterator):
 
     def summary(self) -> dict[str, Any]:
         """Samples, batches and skips so far (JSON-serialisable)."""
-        return {"samples": self.samples, "batches": self.batches, "skipped": self.skips.total, **self.skips.state()}
+        return {"samples": self.samples, "batches": self.batches, "skipped": self.skips.total, **self.skips.state(),
+                "rates": self.skips.rates()}
 
     # ---- state: the stream position and the counts (independent of the worker count) -----
     def get_state(self) -> dict[str, Any]:

@@ -198,6 +198,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
             metrics.add(step, step_metrics)
             if metrics.due(step):
                 metrics.write()
+                _check_skips(batches, config, workdir, final=False)
             stop = preemption.reached(step)
             if ckpt.due(step) or step == total_steps or stop:
                 ckpt.save(step, state, batches, resolved)
@@ -213,6 +214,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         preemption.close()
         metrics.close()
         ckpt.close()
+    if status != "preempted":
+        _check_skips(batches, config, workdir, final=True)
 
     # ================================================================================
     # Export: LoRA merged into the weights, our native format (launch.py convert --to-hf)
@@ -247,6 +250,33 @@ def _next_batch(batches, step: int, debug) -> dict | None:
         return next(batches)
     except StopIteration:
         return None
+
+
+def _check_skips(batches, config, workdir: str, *, final: bool) -> None:
+    """Stops the run when a task lost more than `train.max_skip_share` of its samples to one
+    skip reason (`SkipCounter.check_share`; every process agrees, so none hangs); writes the
+    skip rates per task and reason to WORKDIR/input_skips.json at the end and when stopping."""
+    skips = getattr(batches.host, "skips", None)  # video input only: synthetic rows never skip
+    if skips is None:
+        return
+    from sf2t_jax.input.skips import SkipShareError
+
+    error = None
+    try:
+        skips.check_share(float(config.train.max_skip_share), final=final, limit_name="train.max_skip_share",
+                          length_name="input.max_length")
+    except SkipShareError as e:
+        error = e
+    if (final or error is not None) and jax.process_index() == 0:
+        rates = skips.rates()
+        (epath.Path(workdir) / "input_skips.json").write_text(json.dumps(
+            {"limit": float(config.train.max_skip_share), "stopped": error is not None,
+             "note": "process 0's share of the input", "tasks": rates}, indent=1))
+        for task, r in rates.items():
+            shares = ", ".join(f"{k} {v:.1%}" for k, v in r["share"].items()) or "none skipped"
+            log.info("input skips: %s: %s of %d drawn", task, shares, r["drawn"])
+    if not _every_process_has(error is None):
+        raise error or SkipShareError("input: another process's input passed train.max_skip_share (see its log)")
 
 
 def _every_process_has(mine: bool) -> bool:
