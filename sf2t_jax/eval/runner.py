@@ -77,7 +77,7 @@ def _duration(seconds: float) -> str:
 
 def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.ConfigDict | EvalSettings, *,
              tokenizer: Tokenizer, video_root: str, history_items: Sequence[Item] | None = None,
-             mesh=None, rules=None) -> EvalRun:
+             mesh=None, rules=None, view: str = "real") -> EvalRun:
     """Scores `items` (after the config's task / video selection) and computes the metrics.
 
     Args:
@@ -87,6 +87,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
       history_items: the items conversations are rebuilt from (default: `items`); pass the
         whole file when `items` is a slice that may cut conversations.
       mesh, rules: split batch rows over the mesh (see `ModelScorer`).
+      view: "real", or a control ("static", "blind"): every item's frames shown that way
+        (`visuals.apply_view`), everything else (items, prompts, batches, methods) the same.
     """
     settings = EvalSettings.of(config)
     inquiry = Inquiry(history_items if history_items is not None else items)
@@ -102,8 +104,9 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     # A batch may take items from any video of its planning window: keep those clips decoded.
     span = max(len({it.video_id for it in w})
                for w in video_windows(selected, WINDOW_BATCHES * settings.batch_size))
-    visuals = VisualLoader(video_root, settings, clips=span + 1)
-    progress = Progress(len(selected), "eval", settings.progress_every_s)
+    visuals = VisualLoader(video_root, settings, clips=span + 1, view=view)
+    progress = Progress(len(selected), "eval" if view == "real" else f"eval ({view} control)",
+                        settings.progress_every_s)
     records: list[dict] = []
     skipped: list[dict] = []
     unusable_videos: dict[str, str] = {}  # video id -> why it cannot be shown (logged once each)
@@ -163,7 +166,7 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     index = {it.item_id: i for i, it in enumerate(selected)}
     records.sort(key=lambda r: index[r["item_id"]])  # item order (stable: methods keep their order)
     meta = {
-        "items": scored, "skipped": skipped, "methods": list(settings.methods),
+        "view": view, "items": scored, "skipped": skipped, "methods": list(settings.methods),
         # Items skipped per reason (decode reasons as training counts them, or short_clip), and
         # the videos behind them per reason.
         "skipped_by_reason": skipped_by_reason,
