@@ -105,8 +105,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     span = max(len({it.video_id for it in w})
                for w in video_windows(selected, WINDOW_BATCHES * settings.batch_size))
     visuals = VisualLoader(video_root, settings, clips=span + 1, view=view)
-    progress = Progress(len(selected), "eval" if view == "real" else f"eval ({view} control)",
-                        settings.progress_every_s)
+    label = "eval" if view == "real" else f"eval ({view} control)"
+    progress = Progress(len(selected), label, settings.progress_every_s)
     records: list[dict] = []
     skipped: list[dict] = []
     unusable_videos: dict[str, str] = {}  # video id -> why it cannot be shown (logged once each)
@@ -129,7 +129,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
                 except VideoDecodeError as e:  # a missing or broken clip: its items are skipped, not the run
                     if item.video_id not in unusable_videos:
                         unusable_videos[item.video_id] = e.reason
-                        log.warning("eval: skipping the items of video %s (%s): %s", item.video_id, e.reason, e.detail)
+                        log.warning("%s: skipping the items of video %s (%s): %s", label, item.video_id, e.reason,
+                                    e.detail)
                     skipped.append({"item_id": item.item_id, "video_id": item.video_id, "reason": e.reason,
                                     "detail": e.detail})
                     progress.update(1)
