@@ -91,3 +91,16 @@ def test_report_files_levels_and_rows(tmp_path):
     assert "| yes | Action | 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] | +100.0 [+100.0, +100.0] |" in md
     assert "| no | Effect |" in md
     assert (tmp_path / "controls.png").stat().st_size > 0
+
+
+def test_motion_table_has_a_row_per_setting_and_method_and_a_column_per_task():
+    videos = [f"v{i}" for i in range(8)]
+    moving = _records({v: [True] * 3 for v in videos})
+    still = _records({v: [False] * 3 for v in videos})
+    tables = {"Base": _table(moving, moving), "SFT": _table(moving, still)}
+    text = controls.motion_markdown(tables)
+    lines = text.splitlines()
+    assert "| setting | scoring | Action | Scene level | Overall |" in lines
+    assert "| Base | loglik | +0.0 [+0.0, +0.0] no | +0.0 [+0.0, +0.0] no | +0.0 [+0.0, +0.0] no |" in lines
+    assert "| SFT | loglik | +100.0 [+100.0, +100.0] yes | +100.0 [+100.0, +100.0] yes | +100.0 [+100.0, +100.0] yes |" \
+        in lines

@@ -170,6 +170,34 @@ def markdown(table: dict, name: str) -> str:
     return "\n".join(lines)
 
 
+def motion_markdown(tables: Mapping[str, dict]) -> str:
+    """The "uses motion" table over several runs: one row per (setting, method), one column per
+    task (then levels, overall), each cell real - static [CI] and the verdict."""
+    columns = []
+    for table in tables.values():
+        for rows in table["methods"].values():
+            columns += [(r["kind"], r["key"], row_label(r)) for r in rows if (r["kind"], r["key"], row_label(r))
+                        not in columns]
+    order = {"task": 0, "level": 1, "overall": 2}
+    columns.sort(key=lambda c: order[c[0]])  # stable: tasks in benchmark order, then levels, overall
+    level = round(100 * next(iter(tables.values()))["ci"]) if tables else 95
+    lines = ["## Does a model use the video's motion?", "",
+             f"Real minus static accuracy in points (each item's first shown frame held still), {level}% interval "
+             'over resampled videos, paired by item; "yes": above 0, "reversed": below 0, "no": holds 0. '
+             "Per setting: eval/<stage>/controls.md (real, static, blind).", "",
+             "| setting | scoring | " + " | ".join(c[2] for c in columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    for setting, table in tables.items():
+        for method, rows in table["methods"].items():
+            by_key = {(r["kind"], r["key"]): r for r in rows}
+            cells = []
+            for kind, key, _ in columns:
+                row = by_key.get((kind, key))
+                diff = row and row.get("real_minus_static")
+                cells.append(f"{_signed(diff)} {row.get('uses_motion', NO_INTERVAL)}" if diff else "–")
+            lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n"
+
+
 def plot(table: dict, path: str | Path, name: str) -> None:
     """Per task: real / static / blind bars with intervals, chance dotted; one panel per method."""
     plt = pyplot()
