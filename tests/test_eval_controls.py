@@ -62,14 +62,15 @@ def test_uses_motion_verdicts_on_constructed_records():
 
 
 def test_real_minus_static_pairs_records_by_method_and_item():
-    """Static's records in another order (and another method's records) pair with the right item."""
-    real = _records({"a": [True, False, True], "b": [False, False, True]})
-    static = list(reversed(_records({"a": [True, True, True], "b": [False, False, False]})))
-    static += _records({"a": [True] * 3, "b": [True] * 3}, method="generate")
+    """Static's records in another order, some missing, and another method's records: each real
+    record pairs with its own item's, and only items both runs answered are compared."""
+    real = _records({"a": [True, True, True], "b": [False, False, True]})
+    static = list(reversed(_records({"b": [False, False, True]})))
+    static += _records({"a": [False] * 3, "b": [False] * 3}, method="generate")
     row = _table(real, static)["methods"]["loglik"][0]
-    # Items action-a-1 (False vs True) and action-b-2 (True vs False): real - static = (-1 + 1) / 6.
-    assert row["real_minus_static"]["value"] == 0.0 and row["real_minus_static"]["n"] == 6
-    assert row["static"]["value"] == 0.5
+    assert row["real_minus_static"]["value"] == 0.0 and row["real_minus_static"]["n"] == 3
+    assert row["real_minus_static"]["ci"] == [0.0, 0.0] and row["real_minus_static"]["clusters"] == 1
+    assert row["static"]["value"] == pytest.approx(1 / 3) and row["real"]["value"] == pytest.approx(4 / 6)
 
 
 def test_report_files_levels_and_rows(tmp_path):
