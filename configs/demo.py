@@ -131,6 +131,9 @@ def get_config(arg=None):
         history_answer="text",  # earlier turns' answers written as text, like the training answers
         loglik_target="text",
         bootstrap=1000,  # CI resamples
+        # controls scored after each setting's evaluation (eval/controls.py): "static" (first frame
+        # held), "blind" (blank frames); real - static is comparison.md's "uses motion" table; "" = none
+        controls="static,blind",
         max_videos=0,  # 0 = the whole benchmark
     ))
     return config

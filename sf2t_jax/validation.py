@@ -307,6 +307,7 @@ EVAL: dict[str, Rule] = {
     "max_videos": Int(0, note="0 = all"),
     "batch_size": Int(), "rows": Int(),
     "share_prefix": Bool(),
+    "controls": Str(),
     "video.scene_frames": Int(),
     "video.size": Ints(2),
     "video.present": Str(), "video.on_short_clip": Str(),

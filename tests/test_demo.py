@@ -71,15 +71,34 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
             t: 0 for t in skips["tasks"]}, stage
         for name in ("results.json", "results.md", "predictions.jsonl", "tasks.png", "speed.png"):
             assert os.path.isfile(os.path.join(root, "eval", stage, name)), (stage, name)
+        for view in ("static", "blind"):  # the controls, each a run folder like the real run's
+            control = json.load(open(os.path.join(root, "eval", stage, "controls", view, "results.json")))
+            assert control["meta"]["view"] == view
+        for name in ("controls.md", "controls.json", "controls.png"):
+            assert os.path.isfile(os.path.join(root, "eval", stage, name)), (stage, name)
     table = open(os.path.join(root, "comparison.md")).read()
     for setting in DISPLAY.values():
         assert setting in table
+    # The "uses motion" table comes first: a row per setting, real - static and a verdict per task.
+    motion = table.index("## Does a model use the video's motion?")
+    assert motion < table.index("| Overall |")
+    for setting in DISPLAY.values():
+        row = next(line for line in table[motion:].splitlines() if line.startswith(f"| {setting} | loglik |"))
+        assert row.count(" [") >= 3 and any(v in row for v in (" yes", " no", " reversed")), row
+    assert set(first.controls) == set(DISPLAY.values())
+    headline = json.load(open(os.path.join(root, "demo.json")))["headline"]
+    for setting, controls_table in first.controls.items():
+        overall = next(r for r in controls_table["methods"]["loglik"] if r["kind"] == "overall")
+        assert headline[setting]["loglik"]["static"]["overall"] == overall["static"]["value"]
+        assert headline[setting]["loglik"]["blind"]["overall"] == overall["blind"]["value"]
+        assert headline[setting]["loglik"]["overall"] == overall["real"]["value"]
     for row in ("Action", "Effect", "Speed @", "Chain", "Frame count", "Rearrangement"):
         assert row.lower() in table.lower(), row
     assert {c["claim"] for c in first.claims} == {c[0] for c in CLAIMS}
-    assert set(first.seconds) >= {"prepare", "train base", "eval sft_sf2t", "total"}
+    assert set(first.seconds) >= {"prepare", "train base", "eval sft_sf2t", "controls sft_sf2t", "total"}
     log = open(os.path.join(root, "demo.log")).read()
     assert "ETA for the whole demo" in log and "step 2/2" in log
+    assert "controls sft_sf2t loglik Action: real " in log  # a line per task: real, static, blind, verdict
 
 
 def test_stage_configs_chain_the_paper_settings(data_dir):
@@ -98,7 +117,25 @@ def test_same_seed_same_numbers(first, data_dir, tmp_path, monkeypatch):
     assert again.workdir == str(tmp_path / "again")
     assert again.metrics == first.metrics
     assert again.claims == first.claims
+    assert again.controls == first.controls
     for stage in STAGES:
         a = open(os.path.join(first.workdir, "eval", stage, "predictions.jsonl")).read()
         b = open(os.path.join(again.workdir, "eval", stage, "predictions.jsonl")).read()
         assert a == b, stage
+
+
+def test_a_resumed_demo_keeps_finished_controls_and_redoes_a_missing_one(first, data_dir):
+    """Runs last: it re-runs the first demo's folder after deleting one control run."""
+    root = first.workdir
+    predictions = os.path.join(root, "eval", "sft", "controls", "blind", "predictions.jsonl")
+    before = open(predictions).read()
+    os.remove(os.path.join(root, "eval", "sft", "controls", "blind", "results.json"))
+    again = run_demo(_config(data_dir), root, progress=False)
+    log = open(os.path.join(root, "demo.log")).read().split("demo: scale")[-1]  # this session's lines
+    for stage in STAGES:
+        assert f"static control {stage}: " in log and f"eval {stage}: " in log  # kept: "... exists ...; kept"
+    assert "blind control sft: " not in log and "blind control sft (loglik): overall" in log  # scored again
+    assert open(predictions).read() == before  # the same model, the same answers
+    assert again.controls == first.controls
+    found = json.load(open(os.path.join(root, "demo.json")))["found_done"]
+    assert "controls base" in found and "controls sft" not in found

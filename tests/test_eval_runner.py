@@ -16,8 +16,11 @@ from sf2t_jax.configuration import ConfigKeyError, load_config
 from sf2t_jax.eval import (BenchmarkError, EvalSettings, eval_config, evaluate, load_items, load_model,
                            load_tokenizer, write_run)
 from sf2t_jax.eval.batching import plan_batches
-from sf2t_jax.eval.scorer import ModelScorer, constant_scorer, oracle_scorer
-from sf2t_jax.eval.visuals import ShortClip, shown_key
+from sf2t_jax.eval import controls
+from sf2t_jax.eval.config import VIEWS
+from sf2t_jax.eval.scorer import AnswerScorer, ModelScorer, constant_scorer, oracle_scorer
+from sf2t_jax.eval.visuals import ShortClip, VisualLoader, shown_key
+from sf2t_jax.finevidbench.schema import LETTERS
 from sf2t_jax.finevidbench import load_source, write_benchmark
 from sf2t_jax.models.config import qwen2vl_tiny
 from sf2t_jax.text import write_tiny_tokenizer
@@ -39,8 +42,9 @@ def bench(tmp_path_factory):
     return dict(root=root, path=path, items=load_items(path), tok=load_tokenizer("", str(root / "hf")))
 
 
-def _run(bench, scorer, settings=SETTINGS):
-    return evaluate(scorer, bench["items"], settings, tokenizer=bench["tok"], video_root=str(bench["root"] / "world"))
+def _run(bench, scorer, settings=SETTINGS, view="real"):
+    return evaluate(scorer, bench["items"], settings, tokenizer=bench["tok"], video_root=str(bench["root"] / "world"),
+                    view=view)
 
 
 def test_constant_letter_scores_chance_and_oracle_scores_everything(bench):
@@ -65,6 +69,58 @@ def test_constant_letter_scores_chance_and_oracle_scores_everything(bench):
         assert all(s["value"] == 1.0 for s in m["tasks"].values())
         assert set(m["speed"]["speed"]) == {"x0.5", "x1", "x2", "x4", "static"}
     assert oracle.meta["items"] == len(items) and len(oracle.records) == 2 * len(items)
+
+
+class MotionScorer(AnswerScorer):
+    """Answers from the pixels it is given: the gold answer when an item's vision slices change
+    over time (its frames move), a wrong one when they do not. Keeps the slices it was shown."""
+
+    def __init__(self, settings, tokenizer):
+        super().__init__(settings, tokenizer, self._say)
+        self.shown = {}  # item id -> (S, gh*gw, patch_dim) slices
+
+    def _say(self, item):
+        if (self.shown[item.item_id] != self.shown[item.item_id][:1]).any():
+            return item.answer
+        return LETTERS[(LETTERS.index(item.answer) + 1) % len(item.options)] if item.options else ""
+
+    def dispatch(self, batch):
+        self.shown.update({p.item.item_id: p.slices for p in batch.prompts})
+        return super().dispatch(batch)
+
+
+def test_controls_show_held_and_blank_frames_and_tell_a_motion_reader_apart(bench):
+    first = bench["items"][0]
+    keys = {view: VisualLoader(bench["root"] / "world", SETTINGS, view=view).visual(first).key for view in VIEWS}
+    assert len(set(keys.values())) == len(VIEWS) and len({k[:-1] for k in keys.values()}) == 1
+
+    runs, shown = {}, {}
+    for view in VIEWS:
+        scorer = MotionScorer(SETTINGS, bench["tok"])
+        runs[view], shown[view] = _run(bench, scorer, view=view), scorer.shown
+    # The same items, in the same batches (one plan), scored by the same methods.
+    pairs = {v: [(r["item_id"], r["method"]) for r in run.records] for v, run in runs.items()}
+    assert pairs["static"] == pairs["real"] and pairs["blind"] == pairs["real"]
+    assert runs["static"].meta["shape_buckets"] == runs["real"].meta["shape_buckets"]
+    assert all((s == s[:1]).all() for s in shown["static"].values())  # one frame held: no motion
+    blank = next(iter(shown["blind"].values()))[0, 0]
+    assert all((s == blank).all() for s in shown["blind"].values())  # one blank frame's patches everywhere
+    moving = np.mean([(s != s[:1]).any() for s in shown["real"].values()])
+    assert moving > 0.5
+
+    table = controls.compare_views({v: run.records for v, run in runs.items()},
+                                   {m: x["chance"] for m, x in runs["real"].metrics.items()},
+                                   resamples=SETTINGS.bootstrap, ci=SETTINGS.ci, seed=SETTINGS.seed)
+    for method, rows in table["methods"].items():
+        action = next(r for r in rows if r["key"] == "action")
+        assert action["real"]["value"] > 0.5 and action["static"]["value"] == 0.0 == action["blind"]["value"]
+        assert action["uses_motion"] == "yes"
+        # The real column is the real run's own statistic, to the last digit.
+        metrics = runs["real"].metrics[method]
+        for row in rows:
+            expected = {"task": lambda: metrics["tasks"][row["key"]], "level": lambda: metrics["levels"][row["key"]],
+                        "overall": lambda: metrics["overall"]}[row["kind"]]()
+            assert (row["real"]["value"], row["real"]["ci"]) == (expected["value"], expected["ci"]), row["key"]
 
 
 def test_plan_keeps_questions_about_the_same_frames_together(bench):
@@ -153,6 +209,24 @@ def test_launch_eval_and_compare(bench, tmp_path):
     assert results["meta"]["compiles"] == {"prefill": 1, "decode": 1}
     assert set(results["metrics"]) == {"loglik", "generate"}
     assert sum(1 for _ in open(out / "predictions.jsonl")) == 2 * results["meta"]["items"]
+    # The controls (default: static, blind): run folders like the real run's, scored in the same
+    # batch shapes (nothing compiled again), and the report with a line per task in the log.
+    for view in ("static", "blind"):
+        control = json.loads((out / "controls" / view / "results.json").read_text())
+        assert control["meta"]["view"] == view and control["meta"]["items"] == results["meta"]["items"]
+        assert control["meta"]["compiles"] == {"prefill": 0, "decode": 0}
+        assert control["meta"]["shape_buckets"] == results["meta"]["shape_buckets"]
+    table = json.loads((out / "controls.json").read_text())
+    assert table["views"] == ["real", "static", "blind"] and set(table["methods"]) == {"loglik", "generate"}
+    for row in table["methods"]["loglik"]:
+        assert row["uses_motion"] in ("yes", "no", "reversed")
+        if row["kind"] == "task":
+            assert row["real"]["value"] == results["metrics"]["loglik"]["tasks"][row["key"]]["value"]
+        verdict = f"-> uses motion: {row['uses_motion']}"
+        line = next(x for x in proc.stderr.splitlines() if f"controls loglik {controls.row_label(row)}: real " in x)
+        assert "static" in line and "blind" in line and line.endswith(verdict), line
+    assert "| uses motion | loglik | real | static | blind | real − static | chance |" in (out / "controls.md").read_text()
+    assert (out / "controls.png").stat().st_size > 0
 
     oracle_dir = tmp_path / "oracle"
     write_run(_run(bench, oracle_scorer(SETTINGS, bench["tok"])), oracle_dir, "oracle")
@@ -161,6 +235,22 @@ def test_launch_eval_and_compare(bench, tmp_path):
     assert "tiny · loglik" in table and "oracle · generate" in table and "| Chain (all steps right) |" in table
     assert "| Overall | " in table and "100.0 [100.0, 100.0]" in table
     assert (tmp_path / "cmp" / "tasks.png").stat().st_size > 0 and (tmp_path / "cmp" / "speed.png").stat().st_size > 0
+
+
+def test_launch_eval_without_controls_writes_none(bench, tmp_path):
+    out = tmp_path / "cli"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    proc = subprocess.run(
+        [sys.executable, "launch.py", "eval", "--config", "configs/eval_finevidbench.py", "--checkpoint",
+         str(bench["root"] / "hf"), "--out", str(out), f"--config.benchmark={bench['path']}",
+         f"--config.videos={bench['root'] / 'world'}", "--config.video.scene_frames=4", "--config.video.size=(56, 56)",
+         "--config.max_videos=1", "--config.methods=loglik", "--config.controls="],
+        capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "results.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "results.json", "results.md", "speed.png",
+                                                     "tasks.png"]
+    assert "control" not in proc.stderr
 
 
 def _rewrite(src, dst, line_no, edit):
@@ -253,6 +343,9 @@ def test_launch_eval_skips_and_counts_the_items_of_a_broken_video(bench, tmp_pat
     assert meta["items"] == sum(it.video_id == first for it in items)
     assert f"{len(broken)} skipped (corrupt {len(broken)})" in (out / "results.md").read_text()
     assert proc.stderr.count(f"eval: skipping the items of video {second} (corrupt)") == 1  # logged once
+    for view in ("static", "blind"):  # the controls skip exactly the items the real run skips
+        control = json.loads((out / "controls" / view / "results.json").read_text())["meta"]
+        assert (control["skipped"], control["items"]) == (meta["skipped"], meta["items"])
 
 
 def test_eval_with_no_usable_video_is_refused_in_one_line(bench, tmp_path):

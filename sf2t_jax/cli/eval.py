@@ -5,7 +5,10 @@
 
 PATH: a Hugging Face checkpoint, our converted format, or a training workdir's export
 (sf2t_jax/eval/loading.py). DIR gets results.json, predictions.jsonl, results.md, tasks.png
-and speed.png; --compare writes comparison.md and the same figures over the runs.
+and speed.png; then each control of the config's `controls` (static, blind) is scored the same
+way into DIR/controls/<view>/, and DIR/controls.md, controls.json and controls.png put real,
+static, blind and real - static side by side (sf2t_jax/eval/controls.py). --compare writes
+comparison.md and the same figures over the runs.
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     import jax
 
     from configs.sharding import RULES
-    from sf2t_jax.eval import BenchmarkError, evaluate, load_items, load_model, load_tokenizer, report
+    from sf2t_jax.eval import BenchmarkError, controls, evaluate, load_items, load_model, load_tokenizer, report
     from sf2t_jax.eval.config import EvalSettings
     from sf2t_jax.eval.visuals import ShortClip
     from sf2t_jax.parallel.mesh import make_mesh, select_devices
@@ -74,19 +77,38 @@ def _evaluate(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(config.tokenizer, args.checkpoint)
     tokenizer.check_model_config(model.config)
     logging.info("loaded %s in %.1fs", args.checkpoint, time.perf_counter() - t0)
-    try:
-        result = evaluate(model, items, settings, tokenizer=tokenizer, video_root=config.videos, mesh=mesh,
-                          rules=rules)
-    except ShortClip as e:
-        raise SystemExit(f"error: {e}") from None
-    if jax.process_index() != 0:
-        return  # every process evaluated (and holds) the same results; one writes them
     name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
-    path = report.write_run(result, args.out, name, extra_meta={
-        "checkpoint": args.checkpoint, "benchmark": config.benchmark, "config": config.to_dict()})
+    extra_meta = {"checkpoint": args.checkpoint, "benchmark": config.benchmark, "config": config.to_dict()}
+    # The real run, then each control: the same items, prompts, batches and methods; only the
+    # frames shown differ. Each is written as soon as it is scored.
+    for view in ("real", *settings.controls):
+        try:
+            result = evaluate(model, items, settings, tokenizer=tokenizer, video_root=config.videos, mesh=mesh,
+                              rules=rules, view=view)
+        except ShortClip as e:
+            raise SystemExit(f"error: {e}") from None
+        if jax.process_index() != 0:
+            continue  # every process evaluated (and holds) the same results; one writes them
+        if view == "real":
+            path = report.write_run(result, args.out, name, extra_meta=extra_meta)
+            _log_run(result)
+        else:
+            report.write_run(result, controls.control_dir(args.out, view), f"{name} ({view})", extra_meta=extra_meta)
+            logging.info("%s control: overall %s", view, ", ".join(
+                f"{method} {100 * m['overall']['value']:.1f}%" for method, m in result.metrics.items()))
+    if jax.process_index() != 0:
+        return
+    if settings.controls:
+        table = controls.report_from_dirs(args.out, name, settings.controls, resamples=settings.bootstrap,
+                                          ci=settings.ci, seed=settings.seed)
+        controls.log_table(table)
+        logging.info("wrote %s", os.path.join(args.out, "controls.md"))
+    logging.info("wrote %s", path)
+
+
+def _log_run(result) -> None:
     if result.meta["skipped"]:
         logging.warning("eval: %d items skipped (%s); listed in results.json meta.skipped", len(result.meta["skipped"]),
                         ", ".join(f"{k} {v}" for k, v in result.meta["skipped_by_reason"].items()))
     for method, m in result.metrics.items():
         logging.info("%s: overall %.1f%% over %d answers", method, 100 * m["overall"]["value"], m["n"])
-    logging.info("wrote %s", path)

@@ -7,14 +7,17 @@ The run folder (WORKDIR):
     demo.log                every log line of the run (training progress, eval progress, ETAs)
     configs/<stage>.json    each stage's resolved training config; configs/eval.json
     stages/<stage>/         training workdirs: config.json, metrics/*.jsonl, export/ (the model)
-    eval/<stage>/           results.json, results.md, predictions.jsonl, tasks.png, speed.png
-    comparison.md           the four settings side by side (scene and fragment level, with CIs)
+    eval/<stage>/           results.json, results.md, predictions.jsonl, tasks.png, speed.png;
+                            controls/static/, controls/blind/ (the same, frames held / blank) and
+                            controls.md, controls.json, controls.png (real vs controls, "uses motion")
+    comparison.md           a "uses motion" table (setting x task: real - static), then the four
+                            settings side by side (scene and fragment level, with CIs)
     tasks.png, speed.png    the same as figures
     claims.md, claims.json  the paper's claims, checked with paired bootstrap CIs over videos
 
 Stages: base (captions, from random init) -> sft (scene QA, from base); sf2t (fragments, from
 base); sft_sf2t (fragments, from sft). Re-running the same command resumes: prepared data is
-kept, a finished stage is not trained again, a finished evaluation is not redone.
+kept, a finished stage is not trained again, a finished evaluation (or control) is not redone.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import ml_collections
 
+from sf2t_jax.configuration import ConfigValueError
 from sf2t_jax.demo.claims import check_claims, claims_markdown
 from sf2t_jax.demo.progress import Plan, duration
 from sf2t_jax.demo.stages import stage_config
@@ -45,12 +49,14 @@ PREPARE_S_PER_CLIP = 0.05
 @dataclasses.dataclass
 class DemoResult:
     """workdir: the run folder; seconds: wall time per stage; metrics: {setting: metrics};
-    claims: check_claims' records."""
+    claims: check_claims' records; controls: {setting: controls.compare_views' table} ({} without
+    controls)."""
 
     workdir: str
     seconds: dict
     metrics: dict
     claims: list
+    controls: dict = dataclasses.field(default_factory=dict)
 
 
 def run_demo(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> DemoResult:
@@ -80,10 +86,15 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     order = _stage_order(config)
     data_dir = config.data.dir
     bench_items = _estimate_items(config)
+    views = _control_views(config)
+    evals = []
+    for s in order:  # each stage's evaluation, then its controls (compiled already: same shapes)
+        evals.append((f"eval {s}", COMPILE_S + QUESTION_S * bench_items))
+        if views:
+            evals.append((f"controls {s}", len(views) * QUESTION_S * bench_items))
     plan = Plan([("prepare", PREPARE_S_PER_CLIP * _clips(config))]
                 + [(f"train {s}", COMPILE_S + STEP_S[config.stages[s].mode] * config.stages[s].steps) for s in order]
-                + [(f"eval {s}", COMPILE_S + QUESTION_S * bench_items) for s in order]
-                + [("compare", 5.0)])
+                + evals + [("compare", 5.0)])
     log.info("demo: scale %s, seed %d, stages %s, run folder %s", config.scale, config.seed, " -> ".join(order), root)
 
     # ================================================================================
@@ -111,15 +122,30 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
         plan.finish(f"train {stage}", time.perf_counter() - t0, skipped=completed_before[stage])
 
     # ================================================================================
-    # 6. Evaluation of every setting on the benchmark
+    # 6. Evaluation of every setting on the benchmark, and its controls (static, blind)
     # ================================================================================
     eval_cfg = _eval_config(config, benchmark, videos)
     (root / "configs" / "eval.json").write_text(json.dumps(eval_cfg.to_dict(), indent=2, default=str))
+    from sf2t_jax.eval import EvalSettings, controls
+
+    control_tables = {}
     for stage in order:
+        scorer = _StageScorer(eval_cfg, root, stage)
+        redo = not completed_before[stage]
         plan.banner(f"eval {stage}")
         t0 = time.perf_counter()
-        kept = _evaluate_stage(config, eval_cfg, stage, root, redo=not completed_before[stage])
+        kept = _evaluate_stage(scorer, "real", redo=redo)
         plan.finish(f"eval {stage}", time.perf_counter() - t0, skipped=kept)
+        if views:
+            plan.banner(f"controls {stage}")
+            t0 = time.perf_counter()
+            kept = all([_evaluate_stage(scorer, view, redo=redo) for view in views])
+            settings = EvalSettings.of(eval_cfg)
+            table = controls.report_from_dirs(scorer.out, DISPLAY.get(stage, stage), views,
+                                              resamples=settings.bootstrap, ci=settings.ci, seed=settings.seed)
+            controls.log_table(table, prefix=f"controls {stage}")
+            control_tables[DISPLAY.get(stage, stage)] = table
+            plan.finish(f"controls {stage}", time.perf_counter() - t0, skipped=kept)
 
     # ================================================================================
     # The table, the figures, the claims
@@ -129,7 +155,8 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     from sf2t_jax.eval import report
 
     shown = order  # Base, SFT, SF²T, SFT+SF²T
-    report.compare([root / "eval" / s for s in shown], root, [DISPLAY.get(s, s) for s in shown])
+    report.compare([root / "eval" / s for s in shown], root, [DISPLAY.get(s, s) for s in shown],
+                   preamble=controls.motion_markdown(control_tables) if control_tables else "")
     claims = check_claims({DISPLAY.get(s, s): root / "eval" / s for s in shown},
                           methods=tuple(m for m in ("loglik", "generate") if m in config.eval.methods),
                           bootstrap=int(config.eval.bootstrap), seed=int(config.seed))
@@ -148,13 +175,14 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
         "config": config.to_dict(), "seconds": seconds, "found_done": found_done,
         "seconds_when_computed": {**seconds, **seconds_first},  # per stage; "total" is this session's
         "data": str(data_dir), "benchmark": benchmark,
-        "headline": {name: _headline(m) for name, m in metrics.items()}}, indent=1, default=str))
+        "headline": {name: _headline(m, control_tables.get(name)) for name, m in metrics.items()}},
+        indent=1, default=str))
     log.info("demo: finished in %s; table %s, claims %s", duration(seconds["total"]), root / "comparison.md",
              root / "claims.md")
     for c in claims:
         log.info("claim: %-40s %-8s %s %.1f vs %s %.1f -> %s", c["claim"], c["method"], c["better"],
                  100 * c["accuracy"][c["better"]], c["worse"], 100 * c["accuracy"][c["worse"]], c["verdict"])
-    return DemoResult(str(root), seconds, metrics, claims)
+    return DemoResult(str(root), seconds, metrics, claims, control_tables)
 
 
 # ----------------------------------------------------------------------------------------
@@ -202,6 +230,7 @@ def _eval_config(config, benchmark: str, videos: str) -> ml_collections.ConfigDi
     c.benchmark, c.videos, c.tokenizer = benchmark, videos, config.model.tokenizer
     c.dtype = config.model.dtype
     c.methods, c.batch_size, c.max_videos = e.methods, int(e.batch_size), int(e.max_videos)
+    c.controls = e.controls
     c.video.scene_frames = int(e.scene_frames)
     c.video.size = tuple(config.model.resolution)
     c.prompt.instruction = e.instruction
@@ -214,40 +243,79 @@ def _eval_config(config, benchmark: str, videos: str) -> ml_collections.ConfigDi
     return c
 
 
-def _evaluate_stage(config, eval_cfg, stage: str, root: Path, *, redo: bool) -> bool:
-    """Scores the stage's export on the benchmark; True if an earlier result was kept."""
-    from sf2t_jax.eval import EvalSettings, evaluate, load_items, load_model, load_tokenizer, report
-    from sf2t_jax.parallel.mesh import make_mesh, select_devices
-    from sf2t_jax.parallel.sharding import named_rules
+def _control_views(config) -> tuple[str, ...]:
+    """The controls each evaluation runs (the eval section checked now, before any training)."""
+    from sf2t_jax.eval.config import EvalSettings
 
-    out = root / "eval" / stage
+    try:
+        return EvalSettings.of(_eval_config(config, "", "")).controls
+    except ValueError as e:
+        raise ConfigValueError(f"demo: {e}") from None
+
+
+class _StageScorer:
+    """A stage's export and the benchmark, loaded on first use: a resumed run that keeps every
+    result loads nothing; the real run and the controls share one loaded model."""
+
+    def __init__(self, eval_cfg, root: Path, stage: str):
+        self.eval_cfg, self.stage = eval_cfg, stage
+        self.name = DISPLAY.get(stage, stage)
+        self.out = root / "eval" / stage
+        self.checkpoint = str(root / "stages" / stage / "export")
+        self._loaded = None
+
+    def evaluate(self, view: str):
+        from sf2t_jax.eval import EvalSettings, evaluate, load_items, load_model, load_tokenizer
+        from sf2t_jax.parallel.mesh import make_mesh, select_devices
+        from sf2t_jax.parallel.sharding import named_rules
+
+        c = self.eval_cfg
+        if self._loaded is None:
+            mesh = make_mesh(*c.mesh.ici, devices=select_devices(int(c.mesh.devices)))
+            rules = named_rules(c.mesh.rules)
+            model = load_model(self.checkpoint, dtype=c.dtype, mesh=mesh, rules=rules)
+            tokenizer = load_tokenizer(c.tokenizer, self.checkpoint)
+            tokenizer.check_model_config(model.config)
+            self._loaded = dict(model=model, tokenizer=tokenizer, items=load_items(c.benchmark), mesh=mesh, rules=rules)
+        x = self._loaded
+        return evaluate(x["model"], x["items"], EvalSettings.of(c), tokenizer=x["tokenizer"], video_root=c.videos,
+                        mesh=x["mesh"], rules=x["rules"], view=view)
+
+
+def _evaluate_stage(scorer: _StageScorer, view: str, *, redo: bool) -> bool:
+    """Scores the stage's export on the benchmark as `view` shows it (the real run, or a control
+    into eval/<stage>/controls/<view>/); True if an earlier result was kept."""
+    from sf2t_jax.eval import controls, report
+
+    out = scorer.out if view == "real" else controls.control_dir(scorer.out, view)
+    what = "eval" if view == "real" else f"{view} control"
     if not redo and (out / "results.json").is_file():
-        log.info("eval %s: %s exists (the stage was already trained); kept", stage, out / "results.json")
+        log.info("%s %s: %s exists (the stage was already trained); kept", what, scorer.stage, out / "results.json")
         return True
-    checkpoint = str(root / "stages" / stage / "export")
-    mesh = make_mesh(*eval_cfg.mesh.ici, devices=select_devices(int(eval_cfg.mesh.devices)))
-    rules = named_rules(eval_cfg.mesh.rules)
-    model = load_model(checkpoint, dtype=eval_cfg.dtype, mesh=mesh, rules=rules)
-    tokenizer = load_tokenizer(eval_cfg.tokenizer, checkpoint)
-    tokenizer.check_model_config(model.config)
-    items = load_items(eval_cfg.benchmark)
-    run = evaluate(model, items, EvalSettings.of(eval_cfg), tokenizer=tokenizer, video_root=eval_cfg.videos,
-                   mesh=mesh, rules=rules)
-    report.write_run(run, out, DISPLAY.get(stage, stage), extra_meta={
-        "checkpoint": checkpoint, "benchmark": eval_cfg.benchmark, "config": eval_cfg.to_dict()})
+    run = scorer.evaluate(view)
+    name = scorer.name if view == "real" else f"{scorer.name} ({view})"
+    report.write_run(run, out, name, extra_meta={
+        "checkpoint": scorer.checkpoint, "benchmark": scorer.eval_cfg.benchmark, "config": scorer.eval_cfg.to_dict()})
     for method, m in run.metrics.items():
         levels = ", ".join(f"{k} {100 * v['value']:.1f}%" for k, v in m["levels"].items())
-        log.info("eval %s (%s): overall %.1f%% (%s)", stage, method, 100 * m["overall"]["value"], levels)
+        log.info("%s %s (%s): overall %.1f%% (%s)", what, scorer.stage, method, 100 * m["overall"]["value"], levels)
     return False
 
 
-def _headline(metrics: dict) -> dict:
-    """{method: {overall, scene, fragment, chain}} accuracies."""
+def _headline(metrics: dict, table: dict | None) -> dict:
+    """{method: {overall, scene, fragment, chain, static: {overall, scene, fragment}, blind: ...,
+    real_minus_static: overall}} accuracies (the controls' when they ran)."""
     out = {}
     for method, m in metrics.items():
         out[method] = {"overall": m["overall"]["value"],
                        **{k: v["value"] for k, v in m["levels"].items()},
                        "chain": (m.get("chain") or {}).get("value")}
+        rows = (table or {}).get("methods", {}).get(method, [])
+        for view in (table or {}).get("views", [])[1:]:
+            out[method][view] = {r["key"]: r[view]["value"] for r in rows if r["kind"] != "task"}
+        overall = next((r for r in rows if r["kind"] == "overall"), None)
+        if overall and "real_minus_static" in overall:
+            out[method]["real_minus_static"] = overall["real_minus_static"]["value"]
     return out
 
 

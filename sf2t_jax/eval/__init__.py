@@ -11,6 +11,8 @@
     extract.py    answer extraction with an explicit unparsable outcome
     metrics.py    grading, per task / speed / category / step, chain, Kendall tau, bootstrap CIs
     report.py     results.json, predictions.jsonl, markdown tables, figures, --compare
+    controls.py   static (first frame held) and blind (blank frames) controls: real vs controls,
+                  real - static per task with video-clustered CIs, the "uses motion" verdict
     runner.py     evaluate(model, items, config, ...) -> EvalRun(records, metrics, meta)
     loading.py    load_model(path), load_tokenizer(spec, checkpoint)
     config.py     eval_config() defaults and their checked form, EvalSettings

@@ -19,6 +19,9 @@ HISTORY_ANSWERS = ("letter", "letter_text", "text")
 HISTORIES = ("own", "gold")
 PRESENT_MODES = ("video", "images")
 SHORT_CLIP = ("error", "skip")
+# What a run shows of each item (`visuals.apply_view`): the frames themselves, or a control.
+CONTROL_VIEWS = ("static", "blind")  # the first shown frame held still; blank frames (no video)
+VIEWS = ("real", *CONTROL_VIEWS)
 DEFAULT_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
@@ -38,6 +41,12 @@ def eval_config() -> ml_collections.ConfigDict:
     # up to a multiple of the mesh's batch shards (rows are split over them).
     c.rows = 0
     c.share_prefix = True  # compute a shared prefix (video, earlier turns) once per row; False: per question
+    # Controls `launch.py eval` and the demo score after the real run, on the same items with the
+    # same prompts and methods (eval/controls.py): "static" shows each item's first frame held for
+    # as many frames, "blind" blank frames. Real minus static says whether a model uses motion;
+    # blind is what answer priors alone reach. Comma-separated subset of CONTROL_VIEWS; "" = none.
+    # Evaluation during training never runs them.
+    c.controls = "static,blind"
 
     c.video = ml_collections.ConfigDict()
     # Frames shown for scene items at every speed. x4 spans 4*(n-1)+1 source frames: 6 fits the
@@ -102,6 +111,7 @@ class EvalSettings:
     batch_size: int = 8
     rows: int = 0
     share_prefix: bool = True
+    controls: tuple[str, ...] = CONTROL_VIEWS
     scene_frames: int = 6
     size: tuple[int, int] = (112, 112)
     present: str = "video"
@@ -129,6 +139,8 @@ class EvalSettings:
         need(bool(self.methods) and all(m in METHODS for m in self.methods), "methods",
              f"expected a comma-separated subset of {METHODS}")
         need(all(t in TASKS for t in self.tasks), "tasks", f"expected a subset of {TASKS}")
+        need(all(v in CONTROL_VIEWS for v in self.controls) and len(set(self.controls)) == len(self.controls),
+             "controls", f"expected a comma-separated subset of {CONTROL_VIEWS}, each once ('' = none)")
         need(self.batch_size >= 1, "batch_size", "expected >= 1")
         need(self.rows >= 0, "rows", "expected >= 0 (0: automatic)")
         need(self.scene_frames >= 1, "scene_frames", "expected >= 1")
@@ -159,6 +171,7 @@ class EvalSettings:
         return cls(
             methods=_csv(c.methods), tasks=_csv(c.tasks), max_videos=int(c.max_videos),
             batch_size=int(c.batch_size), rows=int(c.rows), share_prefix=bool(c.share_prefix),
+            controls=_csv(c.controls),
             scene_frames=int(c.video.scene_frames),
             size=tuple(int(s) for s in c.video.size), present=c.video.present,
             on_short_clip=c.video.on_short_clip, system=c.prompt.system,

@@ -109,7 +109,7 @@ def _skipped(meta: dict) -> str:
 # ----------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on a TPU VM
@@ -122,31 +122,41 @@ def _methods(runs) -> list[str]:
     return list(dict.fromkeys(m for _, r in runs for m in r["metrics"]))
 
 
+def draw_bars(ax, labels: Sequence[str], series: Sequence[tuple[str, Sequence[dict | None]]],
+              chance: Sequence[float | None], title: str) -> None:
+    """Grouped bars on one axis: a group per label, one bar per series (name, one statistic per
+    label, {"value", "ci"} as fractions or None), CI whiskers, chance as a dotted tick."""
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(series), 1)
+    for j, (name, stats) in enumerate(series):
+        vals = np.array([100 * s["value"] if s and s["value"] is not None else np.nan for s in stats])
+        err = np.array([[100 * (s["value"] - s["ci"][0]), 100 * (s["ci"][1] - s["value"])]
+                        if s and s["value"] is not None and s["ci"][0] is not None else [0, 0] for s in stats]).T
+        ax.bar(x + (j - (len(series) - 1) / 2) * width, vals, width, yerr=err, capsize=2, label=name)
+    for i, p in enumerate(chance):
+        if p:
+            ax.hlines(100 * p, i - 0.45, i + 0.45, colors="k", linestyles=":", linewidth=1)
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=min(len(series), 4))
+
+
 def plot_tasks(runs: Sequence[tuple[str, dict]], path: str | Path) -> None:
     """Grouped bars: tasks (and chain) on x, one bar per run, CI whiskers, chance ticks."""
-    plt = _pyplot()
+    plt = pyplot()
     methods = _methods(runs)
     keys = [t for t in SCENE_TASKS + FRAGMENT_TASKS] + ["chain"]
     fig, axes = plt.subplots(len(methods), 1, figsize=(12, 3.6 * len(methods)), squeeze=False)
-    width = 0.8 / len(runs)
     for ax, method in zip(axes[:, 0], methods):
-        x = np.arange(len(keys))
-        for j, (name, r) in enumerate(runs):
+        series = []
+        for name, r in runs:
             m = r["metrics"].get(method, {})
-            stats = [m.get("chain") if k == "chain" else _dig(m, ("tasks", k)) for k in keys]
-            vals = np.array([100 * s["value"] if s and s["value"] is not None else np.nan for s in stats])
-            err = np.array([[100 * (s["value"] - s["ci"][0]), 100 * (s["ci"][1] - s["value"])]
-                            if s and s["value"] is not None and s["ci"][0] is not None else [0, 0] for s in stats]).T
-            ax.bar(x + (j - (len(runs) - 1) / 2) * width, vals, width, yerr=err, capsize=2, label=name)
+            series.append((name, [m.get("chain") if k == "chain" else _dig(m, ("tasks", k)) for k in keys]))
         chance = runs[0][1]["metrics"].get(method, {}).get("chance", {})
-        for i, k in enumerate(keys):
-            if k in chance and chance[k] > 0:
-                ax.hlines(100 * chance[k], i - 0.45, i + 0.45, colors="k", linestyles=":", linewidth=1)
-        ax.set_xticks(x, [TASK_LABELS.get(k, "Chain") for k in keys], rotation=20, ha="right")
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"FineVidBench per task ({method}); dotted: chance")
-        ax.legend(fontsize=8, ncol=min(len(runs), 4))
+        draw_bars(ax, [TASK_LABELS.get(k, "Chain") for k in keys], series, [chance.get(k) for k in keys],
+                  f"FineVidBench per task ({method}); dotted: chance")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -154,7 +164,7 @@ def plot_tasks(runs: Sequence[tuple[str, dict]], path: str | Path) -> None:
 
 def plot_speed(runs: Sequence[tuple[str, dict]], path: str | Path) -> None:
     """Accuracy per playback speed: the Speed task, and Action+Effect; one line per run."""
-    plt = _pyplot()
+    plt = pyplot()
     methods = _methods(runs)
     pools = (("speed", "Speed task"), ("action+effect", "Action + Effect"))
     fig, axes = plt.subplots(len(methods), len(pools), figsize=(11, 3.4 * len(methods)), squeeze=False)
@@ -222,8 +232,10 @@ def load_results(run_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def compare(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Sequence[str] | None = None) -> Path:
-    """One table (comparison.md) and the two figures over several runs; returns the table path."""
+def compare(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Sequence[str] | None = None, *,
+            preamble: str = "") -> Path:
+    """One table (comparison.md) and the two figures over several runs; returns the table path.
+    preamble: markdown placed first, under the title (e.g. the demo's "uses motion" table)."""
     results = [load_results(d) for d in run_dirs]
     names = list(names) if names else [r.get("name") or Path(d).name for r, d in zip(results, run_dirs)]
     if len(set(names)) != len(names):
@@ -231,7 +243,8 @@ def compare(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Sequence
     runs = list(zip(names, results))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text("# FineVidBench comparison\n\n" + _header(runs) + markdown_table(_columns(runs)))
+    (out / "comparison.md").write_text("# FineVidBench comparison\n\n" + preamble + _header(runs)
+                                       + markdown_table(_columns(runs)))
     plot_tasks(runs, out / "tasks.png")
     plot_speed(runs, out / "speed.png")
     return out / "comparison.md"

@@ -81,7 +81,7 @@ def _duration(seconds: float) -> str:
 
 def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.ConfigDict | EvalSettings, *,
              tokenizer: Tokenizer, video_root: str, history_items: Sequence[Item] | None = None,
-             mesh=None, rules=None) -> EvalRun:
+             mesh=None, rules=None, view: str = "real") -> EvalRun:
     """Scores `items` (after the config's task / video selection) and computes the metrics.
 
     Args:
@@ -91,6 +91,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
       history_items: the items conversations are rebuilt from (default: `items`); pass the
         whole file when `items` is a slice that may cut conversations.
       mesh, rules: split batch rows over the mesh (see `ModelScorer`).
+      view: "real", or a control ("static", "blind"): every item's frames shown that way
+        (`visuals.apply_view`), everything else (items, prompts, batches, methods) the same.
     """
     settings = EvalSettings.of(config)
     inquiry = Inquiry(history_items if history_items is not None else items)
@@ -113,12 +115,13 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     # A batch may take items from any video of its planning window: keep those clips decoded.
     span = max(len({it.video_id for it in w})
                for w in video_windows(asked, WINDOW_BATCHES * settings.batch_size))
-    visuals = VisualLoader(video_root, settings, clips=span + 1)
+    visuals = VisualLoader(video_root, settings, clips=span + 1, view=view)
     # Each round after the first is asked once per method under own history (each method's
     # history holds its own answers).
     passes = [(k, method) for k in range(len(rounds))
               for method in ((None,) if k == 0 or not own else settings.methods)]
-    progress = Progress(sum(len(rounds[k]) for k, _ in passes), "eval", settings.progress_every_s)
+    label = "eval" if view == "real" else f"eval ({view} control)"
+    progress = Progress(sum(len(rounds[k]) for k, _ in passes), label, settings.progress_every_s)
     records: list[dict] = []
     skipped: dict[str, dict] = {}  # item id -> why it was not asked (once, whatever the passes)
     unusable_videos: dict[str, str] = {}  # video id -> why it cannot be shown (logged once each)
@@ -144,7 +147,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
                 except VideoDecodeError as e:  # a missing or broken clip: its items are skipped, not the run
                     if item.video_id not in unusable_videos:
                         unusable_videos[item.video_id] = e.reason
-                        log.warning("eval: skipping the items of video %s (%s): %s", item.video_id, e.reason, e.detail)
+                        log.warning("%s: skipping the items of video %s (%s): %s", label, item.video_id, e.reason,
+                                    e.detail)
                     _skip(item, e.reason, e.detail)
             if prompts:
                 batch = make_batch(prompts, batch_size=settings.batch_size,
@@ -197,7 +201,7 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     index = {it.item_id: i for i, it in enumerate(selected)}
     records.sort(key=lambda r: index[r["item_id"]])  # item order (stable: methods keep their order)
     meta = {
-        "items": scored, "skipped": skipped, "methods": list(settings.methods),
+        "view": view, "items": scored, "skipped": skipped, "methods": list(settings.methods),
         # Whose answers earlier turns of a conversation showed: the model's own or the gold ones.
         "history": settings.history,
         # Questions asked: under own history, turns after the first once per method, and

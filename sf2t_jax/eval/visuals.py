@@ -5,6 +5,9 @@ Scene items: the clip replayed at the item's speed to a fixed budget of `scene_f
 the span centred in the clip, so every speed shows the middle of the action.
 Fragment items: `frames` index the clip sampled uniformly to `frames_per_clip`
 (finevidbench/schema.py), shown in the order given, as one video or one image per frame.
+A control run shows the same frame plan another way (`apply_view`): "static" holds the
+first shown frame for as many frames, "blind" shows blank frames; the clip is still decoded,
+so a control skips exactly the items the real run skips.
 Every frame is resized to `size`, so every item has the same spatial grid: the batch has one
 `VisionPatches` group and static shapes. A clip that is missing or does not decode raises
 `VideoDecodeError` for each of its items; the runner skips them and counts them by reason.
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sf2t_jax.eval.config import EvalSettings
+from sf2t_jax.eval.config import VIEWS, EvalSettings
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.finevidbench.source import VIDEO_EXTENSIONS
 from sf2t_jax.video import (VideoDecodeError, centered_speed_indices, decode_video, patchify_image, patchify_video,
@@ -35,7 +38,7 @@ class Visual:
     slices: (S, gh*gw, patch_dim) float32 temporal slices (`video.to_slices` layout).
     kind: "video" (one video, `grid_thw` (1, 3)) or "image" (one per frame, (N, 3)).
     grid_thw: (N, 3) int64 grids in patch units, for `text.encode_chat`.
-    key: (video_id, source frame indices shown, kind): equal keys, equal pixels.
+    key: (video_id, source frame indices shown, kind, view): equal keys, equal pixels.
     """
 
     slices: np.ndarray
@@ -64,17 +67,38 @@ class _LRU(collections.OrderedDict):
         return value
 
 
+def apply_view(frames: np.ndarray, view: str) -> np.ndarray:
+    """What a run shows instead of an item's frames.
+
+    frames: (N, H, W, 3) uint8, the item's frames in the order shown.
+    view: "real" (unchanged), "static" (the first frame N times: the scene without motion) or
+      "blind" (N black frames: the vision tokens of a blank frame, no video information).
+    Returns (N, H, W, 3) uint8.
+    """
+    if view == "real":
+        return frames
+    if view == "static":
+        return np.repeat(frames[:1], len(frames), axis=0)
+    if view == "blind":
+        return np.zeros_like(frames)
+    raise ValueError(f"eval: view {view!r}, expected one of {VIEWS}")
+
+
 class VisualLoader:
-    """Decodes, samples and patchifies the frames of benchmark items.
+    """Decodes, samples and patchifies the frames of benchmark items, shown as `view` (`apply_view`).
 
     Items of one video are contiguous in a benchmark file, so a small cache of decoded clips
     decodes each video once; items that show the same frames (Action and Effect at one
     speed, every turn of a conversation) share one patchified result.
     """
 
-    def __init__(self, video_root: str | Path, settings: EvalSettings, *, clips: int = 4, visuals: int = 16):
+    def __init__(self, video_root: str | Path, settings: EvalSettings, *, clips: int = 4, visuals: int = 16,
+                 view: str = "real"):
+        if view not in VIEWS:
+            raise ValueError(f"eval: view {view!r}, expected one of {VIEWS}")
         self.root = Path(video_root)
         self.settings = settings
+        self.view = view
         self._clips = _LRU(clips)
         self._visuals = _LRU(visuals)
 
@@ -115,8 +139,8 @@ class VisualLoader:
         clip = self.clip(item.video_id)
         plan = self.frame_plan(item, len(clip))
         kind = "image" if item.frames is not None and self.settings.present == "images" else "video"
-        key = (item.video_id, tuple(int(i) for i in plan), kind)
-        return self._visuals.get_or(key, lambda: self._patchify(clip[plan], kind, key))
+        key = (item.video_id, tuple(int(i) for i in plan), kind, self.view)
+        return self._visuals.get_or(key, lambda: self._patchify(apply_view(clip[plan], self.view), kind, key))
 
     def _patchify(self, frames: np.ndarray, kind: str, key: tuple) -> Visual:
         frames = resize_frames(frames, self.settings.size)
