@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -168,6 +169,7 @@ class Checkpointer:
         Raises CheckpointError when steps exist but none is readable (unless
         `allow_fresh_start`: then they are set aside and None is returned, the iterator where it
         started), and when a step has another shape than `target` (nothing is moved)."""
+        _quiet_failed_reads(self.directory)
         start = data_iterator.get_state()
         damaged: list[Damage] = []
         for step in sorted(self.manager.all_steps(), reverse=True):
@@ -222,10 +224,12 @@ class Checkpointer:
             raise _Unreadable("state", "metadata missing or unreadable")
         saved = {m.name: tuple(m.shape) for m in jax.tree.leaves(metadata)}
         wanted = _shapes(_to_tree(target, self.save_frozen))
-        differ = [f"{k} {saved[k]} saved, {wanted[k]} in the config" for k in sorted(saved.keys() & wanted.keys())
+        # Parameters first: their optimizer moments repeat the same difference.
+        order = lambda keys: sorted(keys, key=lambda k: (not k.startswith(("params.", "frozen.")), k))
+        differ = [f"{k} {saved[k]} saved, {wanted[k]} in the config" for k in order(saved.keys() & wanted.keys())
                   if saved[k] != wanted[k]]
-        differ += [f"{k} {wanted[k]} not in the checkpoint" for k in sorted(wanted.keys() - saved.keys())]
-        differ += [f"{k} {saved[k]} not in the config" for k in sorted(saved.keys() - wanted.keys())]
+        differ += [f"{k} {wanted[k]} not in the checkpoint" for k in order(wanted.keys() - saved.keys())]
+        differ += [f"{k} {saved[k]} not in the config" for k in order(saved.keys() - wanted.keys())]
         if differ:
             raise CheckpointError(
                 f"checkpoint {step} in {self.directory} has another shape than the config ({len(differ)} arrays "
@@ -251,6 +255,12 @@ class Checkpointer:
         if jax.process_index() == 0:
             aside = self.directory / DAMAGED
             aside.mkdir(parents=True, exist_ok=True)
+            # A file in it: on gs:// a folder exists only through its objects, and a rename
+            # needs the destination's folder to exist.
+            (aside / "README.txt").write_text(
+                "Checkpoints that could not be read back when the run resumed (launch.py train), moved here "
+                "from checkpoints/<step>; the run's log names the file and the error. Training went on from "
+                "an older step. Delete them when no longer wanted.\n")
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             for d in damaged:
                 destination = aside / f"{d.step}-{d.item.replace(' ', '_')}-{stamp}"
@@ -288,6 +298,29 @@ def _digests(tree) -> dict[str, int]:
     flat = ocp.tree.to_flat_dict(tree, sep=".")
     values = jax.device_get(tree_digests(list(flat.values())))
     return {name: int(np.asarray(v)) for name, v in zip(flat, values)}
+
+
+def _quiet_failed_reads(directory: epath.Path) -> None:
+    """Keeps a failed read of a checkpoint under `directory` from printing tracebacks that are
+    not errors of their own (the failure is reported once, in one line). When one of orbax's
+    parallel reads fails, orbax closes its event loop while tensorstore completes the others:
+    their callbacks raise "Event loop is closed" into `sys.unraisablehook`, and their failed
+    tasks are logged by asyncio ("Task exception was never retrieved", naming the file) when
+    collected. Both seen on a truncated OCDBT manifest. Anything else still gets through."""
+    previous = sys.unraisablehook
+    if getattr(previous, "quiet_failed_reads", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.quiet_failed_reads = True
+    sys.unraisablehook = hook
+    where = str(directory)
+    logging.getLogger("asyncio").addFilter(lambda record: not (
+        record.getMessage().startswith("Task exception was never retrieved") and where in record.getMessage()))
 
 
 def _read_item(item: str, read):
