@@ -126,3 +126,12 @@ def every_process(mine: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(np.min(multihost_utils.process_allgather(np.int32(mine))))
+
+
+def max_over_processes(mine: int) -> int:
+    """The largest of every process's `mine` (e.g. a code for what went wrong where)."""
+    if jax.process_count() == 1:
+        return mine
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.int32(mine))))

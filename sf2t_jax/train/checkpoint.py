@@ -38,13 +38,14 @@ import numpy as np
 from etils import epath
 
 from sf2t_jax.errors import InputError
-from sf2t_jax.parallel.distributed import every_process
+from sf2t_jax.parallel.distributed import max_over_processes
 from sf2t_jax.train.digest import tree_digests
 from sf2t_jax.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
 DAMAGED = "damaged"  # checkpoints/damaged/<step>-<item>-<time>: unreadable steps, set aside
+ITEMS = ("step folder", "state", "digests", "data")  # what can be unreadable, in the order read
 
 
 class CheckpointError(InputError):
@@ -197,22 +198,26 @@ class Checkpointer:
         return None
 
     def _read(self, step: int, target: TrainState, data_iterator) -> TrainState:
-        """Checkpoint `step` read whole, or _Unreadable (agreed by every process, so all go on
-        to the same older step). A shape that differs from `target` raises CheckpointError."""
-        problem = None
-        try:
-            path = self.directory / str(step)
-            if not any(path.iterdir()):
+        """Checkpoint `step` read whole, or _Unreadable. Each process reads its own shards and
+        iterator file, so after each stage all agree before going on: all go on to the same
+        older step, and none enters the digests' collective program alone.
+        A shape that differs from `target` raises CheckpointError.
+        Known gap: with two processes, when only process 1's iterator file was missing the
+        resume hung (seen once, not yet tracked down; orbax's restore may wait on a barrier the
+        failing process never reaches). Single-process resume is tested."""
+
+        def state():
+            if not any((self.directory / str(step)).iterdir()):
                 raise _Unreadable("step folder", "it is empty")
             self._check_shapes(step, target)
-            state = _read_item("state", lambda: self._restore_state(step, target))
-            self._verify(step, state)
-            _read_item("data", lambda: self._restore_data(step, data_iterator))
-        except _Unreadable as e:
-            problem = e
-        if not every_process(problem is None):
-            raise problem or _Unreadable("state", "unreadable on another process")
-        return state
+            return _read_item("state", lambda: self._restore_state(step, target))
+
+        restored = _agreed(state)
+        digests = _agreed(lambda: self._saved_digests(step))
+        if digests is not None:
+            _agreed(lambda: self._verify(digests, restored))
+        _agreed(lambda: _read_item("data", lambda: self._restore_data(step, data_iterator)))
+        return restored
 
     def _check_shapes(self, step: int, target: TrainState) -> None:
         """CheckpointError naming the arrays whose names or shapes differ from `target`'s."""
@@ -237,13 +242,16 @@ class Checkpointer:
                 f"another model, method or LoRA rank (see {self.directory / str(step) / 'config'}). "
                 "Start a new run with another --workdir, or resume this one with its own config")
 
-    def _verify(self, step: int, state: TrainState) -> None:
-        """_Unreadable when an array read back differs from the digest saved with it (a flipped
-        byte the storage format does not detect). Checkpoints from before digests pass."""
+    def _saved_digests(self, step: int) -> dict[str, int] | None:
+        """The digests saved with checkpoint `step` (None for checkpoints from before digests)."""
         if not (self.directory / str(step) / "digests").exists():
-            return
-        saved = _read_item("digests", lambda: self.manager.restore(
+            return None
+        return _read_item("digests", lambda: self.manager.restore(
             step, args=ocp.args.Composite(digests=ocp.args.JsonRestore()))["digests"])
+
+    def _verify(self, saved: dict[str, int], state: TrainState) -> None:
+        """_Unreadable when an array read back differs from the digest saved with it (a flipped
+        byte the storage format does not detect). One collective program on every process."""
         now = _digests(_to_tree(state, self.save_frozen))
         wrong = [k for k in sorted(now) if saved.get(k) != now[k]]
         if wrong:
@@ -321,6 +329,20 @@ def _quiet_failed_reads(directory: epath.Path) -> None:
     where = str(directory)
     logging.getLogger("asyncio").addFilter(lambda record: not (
         record.getMessage().startswith("Task exception was never retrieved") and where in record.getMessage()))
+
+
+def _agreed(stage):
+    """stage(), unless it raised _Unreadable on any process: then _Unreadable on every one (its
+    own, or naming the item that failed elsewhere)."""
+    problem, result = None, None
+    try:
+        result = stage()
+    except _Unreadable as e:
+        problem = e
+    worst = max_over_processes(0 if problem is None else ITEMS.index(problem.item) + 1)
+    if worst:
+        raise problem or _Unreadable(ITEMS[worst - 1], "unreadable on another process")
+    return result
 
 
 def _read_item(item: str, read):
