@@ -213,6 +213,9 @@ def get_config(arg=None):
     # Save frozen parameters in every checkpoint. False: resume re-reads them from init_from
     # (or re-initialises them from `seed`), saving their size per checkpoint.
     c.checkpoint.save_frozen = True
+    # Resuming a workdir whose checkpoints are all unreadable (damaged files) refuses to start;
+    # True sets them aside in checkpoints/damaged/ and trains from scratch instead.
+    c.checkpoint.allow_fresh_start = False
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 10  # steps between fetching metrics and printing a progress line

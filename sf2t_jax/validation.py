@@ -284,6 +284,7 @@ TRAIN: dict[str, Rule] = {
     "checkpoint.async_save": Bool(),
     "checkpoint.ocdbt": Bool(),
     "checkpoint.save_frozen": Bool(),
+    "checkpoint.allow_fresh_start": Bool(),
     "log.every": Int(1),
     "log.tensorboard": Bool(),
     "log.flush_seconds": NON_NEGATIVE,

@@ -19,6 +19,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +115,23 @@ def initialize(spec: ClusterSpec = ClusterSpec()) -> bool:
 def is_coordinator() -> bool:
     """Process 0 writes logs, metrics and the resolved config."""
     return jax.process_index() == 0
+
+
+def every_process(mine: bool) -> bool:
+    """True when `mine` is true on every process (one tiny host all-gather on several
+    processes). Lets all processes take the same branch where one alone could differ (its input
+    ran out, its checkpoint shard is unreadable), so none is left waiting in a collective."""
+    if jax.process_count() == 1:
+        return mine
+    from jax.experimental import multihost_utils
+
+    return bool(np.min(multihost_utils.process_allgather(np.int32(mine))))
+
+
+def max_over_processes(mine: int) -> int:
+    """The largest of every process's `mine` (e.g. a code for what went wrong where)."""
+    if jax.process_count() == 1:
+        return mine
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.int32(mine))))

@@ -1,6 +1,8 @@
-"""A per-row fingerprint of the global batch, computed inside the jitted step.
+"""Fingerprints of arrays: per row of the global batch (inside the jitted step), and per
+checkpointed array (train/checkpoint.py verifies what it reads back).
 
     digests = batch_digest(batch)      # (B,) uint32, row b of every field hashed together
+    digests = tree_digests(leaves)     # [() uint32] one per array
 
 It checks what data-parallel training must keep exact whatever the process count or mesh: which
 rows make up each global batch, in which order, with which bytes. It runs on the assembled
@@ -56,3 +58,18 @@ def batch_digest(batch: dict[str, jax.Array], batch_dims: dict[str, int]) -> jax
         digest = row_digest(batch[key], batch_dims[key], salt=zlib.crc32(key.encode()))
         total = digest if total is None else _mix(total * jnp.uint32(31) + digest)
     return total
+
+
+def array_digest(x: jax.Array) -> jax.Array:
+    """Any shape and dtype -> () uint32 over every element's bits and position: what a
+    checkpoint's arrays must read back as (a flipped byte that the storage format does not
+    detect changes it)."""
+    flat = _bits(x).reshape(-1)
+    position = jnp.arange(flat.shape[0], dtype=jnp.uint32)
+    return jnp.sum(_mix(flat ^ (position * jnp.uint32(_GOLDEN))), dtype=jnp.uint32)
+
+
+@jax.jit
+def tree_digests(leaves: list[jax.Array]) -> list[jax.Array]:
+    """Each leaf's `array_digest`, in one program (sharded leaves reduce where they lie)."""
+    return [array_digest(x) for x in leaves]

@@ -21,13 +21,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from etils import epath
 from flax import nnx, traverse_util
 
 from sf2t_jax import validation
 from sf2t_jax.models import lora
 from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.parallel.distributed import every_process
 from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.train import checkpoint as checkpoint_lib
 from sf2t_jax.train import data as data_lib
@@ -142,28 +142,31 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
 
     resolved = config.to_dict()
     resolved["train"]["steps"] = total_steps
-    if primary:
-        (epath.Path(workdir) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
 
     # ================================================================================
-    # State: resume from the latest checkpoint, or start fresh
+    # State: resume from the newest readable checkpoint, or start fresh
     # ================================================================================
-    latest = ckpt.latest_step()
-    if latest is not None:
-        _warn_config_changes(ckpt.saved_config(latest), resolved)
+    resumed = None
+    if ckpt.latest_step() is not None:
         need = ("extra",) if ckpt.save_frozen else ("frozen", "extra")
         values = model_lib.initial_values(parts, config, mesh, rules, only=need)
         target = state_lib.with_shardings(state_lib.abstract_state(parts, tx), shardings)
         if not ckpt.save_frozen:
             target = target.replace(frozen=values["frozen"])
-        state = ckpt.restore(latest, target, batches)
+        resumed = ckpt.restore_latest(target, batches)  # CheckpointError: none readable, or another shape
+    if resumed is not None:
+        latest, state = resumed
+        _warn_config_changes(ckpt.saved_config(latest), resolved)
         log.info("resumed from step %d", latest)
     else:
+        latest = None
         values = model_lib.initial_values(parts, config, mesh, rules)
         state = state_lib.create(values["trainable"], values["frozen"], tx, int(config.seed), shardings)
         log.info("fresh start%s", f" from {config.init_from}" if config.init_from else " (random init)")
     extra = values["extra"]
     step = int(jax.device_get(state.step))
+    if primary:  # written once the state is settled: a refused resume leaves the workdir as it was
+        (epath.Path(workdir) / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
     if step >= total_steps:
         log.info("workdir %s is complete (step %d of %d)", workdir, step, total_steps)
         _export(config, workdir, parts, state, extra)
@@ -184,7 +187,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
             if fresh_session and step + 1 == int(config.debug.signal_at_step):
                 _inject_signal(config.debug.signal, ckpt)
             batch = _next_batch(batches, step, config.debug)
-            if not _every_process_has(batch is not None):  # all stop at the same step, none hangs
+            if not every_process(batch is not None):  # all stop at the same step, none hangs
                 status = "input_exhausted"
                 log.warning("the input ran out after %d of %d steps%s", step, total_steps,
                             "" if batch is None else " (on another process)")
@@ -275,19 +278,8 @@ def _check_skips(batches, config, workdir: str, *, final: bool) -> None:
         for task, r in rates.items():
             shares = ", ".join(f"{k} {v:.1%}" for k, v in r["share"].items()) or "none skipped"
             log.info("input skips: %s: %s of %d drawn", task, shares, r["drawn"])
-    if not _every_process_has(error is None):
+    if not every_process(error is None):
         raise error or SkipShareError("input: another process's input passed train.max_skip_share (see its log)")
-
-
-def _every_process_has(mine: bool) -> bool:
-    """True when every process has a batch for this step (one tiny host all-gather per step on
-    several processes). A process that runs out alone would otherwise leave the others waiting
-    forever in the step's collectives."""
-    if jax.process_count() == 1:
-        return mine
-    from jax.experimental import multihost_utils
-
-    return bool(np.min(multihost_utils.process_allgather(np.int32(mine))))
 
 
 def _use_compilation_cache(setting: str, workdir: str) -> None:
