@@ -21,9 +21,9 @@ from sf2t_jax.finevidbench.schema import FRAGMENT_TASKS, SCENE_TASKS, SPEEDS
 
 SPEED_LABELS = {"x0.5": "x0.5 (slow)", "x1": "x1 (normal)", "x2": "x2 (fast)", "x4": "x4 (fast)",
                 "static": "static"}
-TASK_LABELS = {"action": "Action", "effect": "Effect", "speed": "Speed", "frame_count": "1 Frame count",
-               "meaning_of_order": "2 Meaning of order", "frame_comparison": "3 Frame comparison",
-               "adjust_or_not": "4 Adjust or not", "rearrangement": "5 Rearrangement"}
+TASK_LABELS = {"action": "Action", "effect": "Effect", "speed": "Speed", "frame_count": "Frame count",
+               "meaning_of_order": "Meaning of order", "frame_comparison": "Frame comparison",
+               "adjust_or_not": "Adjust or not", "rearrangement": "Rearrangement"}
 
 
 def _rows(metrics: dict) -> list[tuple[str, str, dict | None]]:
@@ -32,6 +32,7 @@ def _rows(metrics: dict) -> list[tuple[str, str, dict | None]]:
     rows = [("Scene", TASK_LABELS[t], get("tasks", t)) for t in SCENE_TASKS]
     rows += [("Scene", f"Action: {c.replace('_', '-')}", get("category", "action", c))
              for c in ("distinctive", "non_typical", "slight")]
+    rows += [("Scene", "Speed, balanced per class", get("speed_balanced"))]
     rows += [("Scene", f"Speed @ {SPEED_LABELS[s]}", get("speed", "speed", s)) for s in SPEEDS]
     rows += [("Scene", f"Action+Effect @ {s}", get("speed", "action+effect", s)) for s in SPEEDS if s != "static"]
     rows += [("Fragment", TASK_LABELS[t], get("tasks", t)) for t in FRAGMENT_TASKS]
@@ -92,9 +93,11 @@ def _header(runs: Sequence[tuple[str, dict]]) -> str:
              "(unparsable = wrong). Open items (rearrangement) are always answered by generation.", ""]
     for name, r in runs:
         meta = r["meta"]
+        history = {"own": "the model's own earlier answers", "gold": "the gold earlier answers"}.get(
+            meta.get("history"), "not recorded")
         lines.append(f"- **{name}**: {meta['items']} items, {meta['videos']} videos, "
                      f"{meta['conversations']} conversations, {_skipped(meta)}, "
-                     f"{meta['questions_per_s']:.1f} questions/s")
+                     f"{meta['questions_per_s']:.1f} questions/s; conversation history: {history}")
     return "\n".join(lines) + "\n\n"
 
 
