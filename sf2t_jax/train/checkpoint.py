@@ -309,23 +309,36 @@ def _quiet_failed_reads(directory: epath.Path) -> None:
     """Keeps a failed read of a checkpoint under `directory` from printing tracebacks that are
     not errors of their own (the failure is reported once, in one line). When one of orbax's
     parallel reads fails, orbax closes its event loop while tensorstore completes the others:
-    their callbacks raise "Event loop is closed" into `sys.unraisablehook`, and their failed
-    tasks are logged by asyncio ("Task exception was never retrieved", naming the file) when
-    collected. Both seen on a truncated OCDBT manifest. Anything else still gets through."""
+    their callbacks raise "Event loop is closed" into `sys.unraisablehook`, read coroutines
+    closed mid-failure raise their own read error there, and their failed tasks are logged by
+    asyncio ("Task exception was never retrieved", naming the file) when collected. Seen on a
+    truncated OCDBT manifest and truncated array data. Anything else still gets through."""
+    where = str(directory)
     previous = sys.unraisablehook
     if getattr(previous, "quiet_failed_reads", False):
         return
 
     def hook(unraisable):
         error = unraisable.exc_value
-        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+        closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+        # A read coroutine closed while failing ("Exception ignored in: <coroutine object
+        # _read_array_index_and_device_put ...>"): its error names the file under `directory`.
+        read_of_ours = where in str(error)
+        if not (closed_loop or read_of_ours):
             previous(unraisable)
 
     hook.quiet_failed_reads = True
     sys.unraisablehook = hook
-    where = str(directory)
-    logging.getLogger("asyncio").addFilter(lambda record: not (
-        record.getMessage().startswith("Task exception was never retrieved") and where in record.getMessage()))
+
+    def failed_read(record: logging.LogRecord) -> bool:
+        # The task's repr in the message is shortened (reprlib) and may lose the path; the
+        # exception itself names the file (its TensorStore spec), so look there too.
+        if not record.getMessage().startswith("Task exception was never retrieved"):
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        return where in record.getMessage() or (error is not None and where in str(error))
+
+    logging.getLogger("asyncio").addFilter(lambda record: not failed_read(record))
 
 
 def _agreed(stage):
