@@ -311,7 +311,7 @@ def _quiet_failed_reads(directory: epath.Path) -> None:
     parallel reads fails, orbax closes its event loop while tensorstore completes the others:
     their callbacks raise "Event loop is closed" into `sys.unraisablehook`, read coroutines
     closed mid-failure raise their own read error there, and their failed tasks are logged by
-    asyncio ("Task exception was never retrieved", naming the file) when collected. Seen on a
+    asyncio ("Task / _GatheringFuture exception was never retrieved") when collected. Seen on a
     truncated OCDBT manifest and truncated array data. Anything else still gets through."""
     where = str(directory)
     previous = sys.unraisablehook
@@ -331,10 +331,9 @@ def _quiet_failed_reads(directory: epath.Path) -> None:
     sys.unraisablehook = hook
 
     def failed_read(record: logging.LogRecord) -> bool:
-        # The task's repr in the message is shortened (reprlib) and may lose the path; the
-        # exception itself names the file (its TensorStore spec), so look there too.
-        if not record.getMessage().startswith("Task exception was never retrieved"):
-            return False
+        # "Task / _GatheringFuture exception was never retrieved": the future's repr in the
+        # message is shortened (reprlib) and may lose the path; the exception itself names the
+        # file (its TensorStore spec), so look there too.
         error = record.exc_info[1] if record.exc_info else None
         return where in record.getMessage() or (error is not None and where in str(error))
 
