@@ -17,6 +17,7 @@ import pytest
 from sf2t_jax.input.synthetic import damage_late, moving_clip, write_broken_files, write_clips
 from sf2t_jax.video import VideoDecodeError, encode_video, probe_video, verify_video
 from sf2t_jax.world import ssv2
+from test_train_launch import env  # noqa: F401  (the launch tests' fixture: CPU, a module-wide compilation cache)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo.py")
@@ -24,13 +25,6 @@ DEMO = os.path.join(ROOT, "configs", "demo.py")
 TRAIN = ["train", "--config", "configs/sf2t.py:frames=4,data=videos", "--config.input.max_length=96",
          "--config.input.tokenizer=tiny:1000", "--config.log.every=1", "--config.export.final=false",
          "--config.log.tensorboard=false", "--config.input.num_epochs=0"]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("jax_cache")
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
 @pytest.fixture(scope="module")
