@@ -134,19 +134,20 @@ class Str(Rule):
 
 @dataclasses.dataclass(frozen=True)
 class Ints(Rule):
-    """A tuple of `n` ints, each >= `lo`."""
+    """A tuple of `n` ints (None: one or more), each >= `lo`."""
 
-    n: int
+    n: int | None
     lo: int | None = None
     note: str = ""
 
     def problem(self, value):
-        ok = (isinstance(value, (tuple, list)) and len(value) == self.n
+        ok = (isinstance(value, (tuple, list)) and (len(value) == self.n if self.n is not None else len(value) > 0)
               and all(isinstance(v, int) and not isinstance(v, bool) and (self.lo is None or v >= self.lo)
                       for v in value))
         if ok:
             return None
-        return " ".join(filter(None, [f"a tuple of {self.n} integers", _bounds(self.lo, None),
+        count = "one or more" if self.n is None else str(self.n)
+        return " ".join(filter(None, [f"a tuple of {count} integers", _bounds(self.lo, None),
                                       self.note and f"({self.note})"]))
 
 
@@ -346,7 +347,15 @@ PREPARE: dict[str, Rule] = {
     "model.tokenizer": Path(what="tokenizer.json or a checkpoint folder", passthrough=("tiny:",)),
     "model.resolution": Ints(2, 28),
     "model.dtype": _dtype(),
+    "tower.steps": Int(0, note="0 = no tower stage"),
+    "tower.batch": Int(1),
+    "tower.lr": POSITIVE,
+    "tower.pairs_per_clip": Int(1),
+    "tower.heldout_pairs_per_clip": Int(1),
+    "tower.gaps": Ints(None, 0),
+    "tower.min_cover": FRACTION,
     "stages.*.init": Str(),
+    "stages.*.freeze_tower": Bool(),
     "stages.*.mode": Str(),
     "stages.*.method": Str(METHODS),
     "stages.*.steps": Int(0, note="0 = input.num_epochs over the source"),

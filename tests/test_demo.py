@@ -8,7 +8,7 @@ import jax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from sf2t_jax.configuration import load_config
+from sf2t_jax.configuration import ConfigValueError, load_config
 from sf2t_jax.demo import CLAIMS, run_demo, stage_config
 from sf2t_jax.demo.run import DISPLAY, _stage_order
 
@@ -17,7 +17,8 @@ DEMO = os.path.join(ROOT, "configs", "demo.py")
 STAGES = ("base", "sft", "sf2t", "sft_sf2t")
 MINI = ["world.train_clips=8", "world.validation_clips=2", "world.test_clips=2", "world.height=32",
         "world.width=32", "world.num_frames=8", "eval.scene_frames=2", "eval.max_videos=1", "eval.bootstrap=20",
-        "eval.batch_size=8", "eval.methods=loglik", "devices=1"]
+        "eval.batch_size=8", "eval.methods=loglik", "devices=1", "tower.steps=3", "tower.batch=4",
+        "tower.pairs_per_clip=2", "tower.heldout_pairs_per_clip=2"]
 for _s in STAGES:  # 8 rows: one per fake device; x4 at 2 frames fits the 8-frame clips; one lr, so
     # stages of the same shapes share one compiled train step (the learning rate is a constant in it)
     MINI += [f"stages.{_s}.steps=2", f"stages.{_s}.batch_size=8", f"stages.{_s}.scene_frames=2",
@@ -60,6 +61,15 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
     for name in ("demo.json", "demo.log", "comparison.md", "tasks.png", "speed.png", "claims.md", "claims.json",
                  "configs/eval.json"):
         assert os.path.isfile(os.path.join(root, name)), name
+    # the tower stage: pretrained on per-patch labels, probed, exported; the base starts from it
+    # with the ViT frozen (the merger trains)
+    tower = json.load(open(os.path.join(root, "stages", "tower", "tower.json")))
+    assert [h["step"] for h in tower["history"]] == [3] and set(tower["probes"]) == {"colour", "shape", "position"}
+    assert tower["pairs"] == {"train": 16, "heldout": 4}
+    assert os.path.isfile(os.path.join(root, "stages", "tower", "export", "config.json"))
+    base = json.load(open(os.path.join(root, "configs", "base.json")))
+    assert base["init_from"] == os.path.join(root, "stages", "tower", "export")
+    assert base["params"]["frozen"] == [r"^visual\.(patch_embed|blocks)\."]
     for stage in STAGES:
         resolved = json.load(open(os.path.join(root, "configs", f"{stage}.json")))
         assert resolved["train"]["steps"] == 2
@@ -95,7 +105,7 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
     for row in ("Action", "Effect", "Speed @", "Chain", "Frame count", "Rearrangement"):
         assert row.lower() in table.lower(), row
     assert {c["claim"] for c in first.claims} == {c[0] for c in CLAIMS}
-    assert set(first.seconds) >= {"prepare", "train base", "eval sft_sf2t", "controls sft_sf2t", "total"}
+    assert set(first.seconds) >= {"prepare", "tower", "train base", "eval sft_sf2t", "controls sft_sf2t", "total"}
     log = open(os.path.join(root, "demo.log")).read()
     assert "ETA for the whole demo" in log and "step 2/2" in log
     assert "controls sft_sf2t loglik Action: real " in log  # a line per task: real, static, blind, verdict
@@ -108,7 +118,19 @@ def test_stage_configs_chain_the_paper_settings(data_dir):
     assert (sf2t.input.mode, sf2t.input.source, sf2t.input.split) == ("fragments", "tfds:sf2t_corpus", "train")
     assert stage_config(config, "sft", data_dir=data_dir, init_from="x").input.mode == "scene_qa"
     with pytest.raises(ValueError, match="init"):
-        stage_config(config, "base", data_dir=data_dir, init_from="x")  # base starts from random init
+        stage_config(config, "base", data_dir=data_dir, init_from="")  # base starts from the tower's export
+    base = stage_config(config, "base", data_dir=data_dir, init_from="x/tower/export")
+    assert base.params.frozen == (r"^visual\.(patch_embed|blocks)\.",)  # freeze_tower: the ViT, not the merger
+    config.stages.sft.freeze_tower = False
+    assert stage_config(config, "sft", data_dir=data_dir, init_from="x").params.frozen == ()
+
+
+def test_a_stage_that_starts_from_a_disabled_tower_is_refused(data_dir):
+    config = load_config(DEMO, MINI + [f"data.dir={data_dir}", "tower.steps=0"])
+    with pytest.raises(ConfigValueError, match="tower.steps=0.*base"):
+        _stage_order(config)
+    config = load_config(DEMO, MINI + [f"data.dir={data_dir}", "tower.steps=0", "stages.base.init="])
+    assert _stage_order(config) == ["base", "sft", "sf2t", "sft_sf2t"]
 
 
 def test_same_seed_same_numbers(first, data_dir, tmp_path, monkeypatch):

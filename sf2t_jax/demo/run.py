@@ -6,6 +6,8 @@ The run folder (WORKDIR):
     demo.json               the demo config, resolved; seconds per stage; the headline numbers
     demo.log                every log line of the run (training progress, eval progress, ETAs)
     configs/<stage>.json    each stage's resolved training config; configs/eval.json
+    stages/tower/           the tower stage: tower.json (settings, loss and accuracy history,
+                            probes), probes.md, export/ (random-init LLM + pretrained tower)
     stages/<stage>/         training workdirs: config.json, metrics/*.jsonl, export/ (the model)
     eval/<stage>/           results.json, results.md, predictions.jsonl, tasks.png, speed.png;
                             controls/static/, controls/blind/ (the same, frames held / blank) and
@@ -15,8 +17,8 @@ The run folder (WORKDIR):
     tasks.png, speed.png    the same as figures
     claims.md, claims.json  the paper's claims, checked with paired bootstrap CIs over videos
 
-Stages: base (captions, from random init) -> sft (scene QA, from base); sf2t (fragments, from
-base); sft_sf2t (fragments, from sft). Re-running the same command resumes: prepared data is
+Stages: tower (the vision tower on per-patch object labels) -> base (captions over the frozen
+tower) -> sft (scene QA, from base); sf2t (fragments, from base); sft_sf2t (fragments, from sft). Re-running the same command resumes: prepared data is
 kept, a finished stage is not trained again, a finished evaluation (or control) is not redone.
 """
 from __future__ import annotations
@@ -44,6 +46,8 @@ COMPILE_S = 15.0
 STEP_S = {"captions": 0.3, "scene_qa": 0.3, "fragments": 0.45}
 QUESTION_S = 0.03
 PREPARE_S_PER_CLIP = 0.05
+TOWER_S_PER_CLIP = 0.03  # decoding clips and rasterising their labels
+TOWER_STEP_S = 0.04
 
 
 @dataclasses.dataclass
@@ -92,7 +96,10 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
         evals.append((f"eval {s}", COMPILE_S + QUESTION_S * bench_items))
         if views:
             evals.append((f"controls {s}", len(views) * QUESTION_S * bench_items))
+    tower_steps = int(config.tower.steps)
     plan = Plan([("prepare", PREPARE_S_PER_CLIP * _clips(config))]
+                + ([("tower", COMPILE_S + TOWER_S_PER_CLIP * _clips(config) + TOWER_STEP_S * tower_steps)]
+                   if tower_steps else [])
                 + [(f"train {s}", COMPILE_S + STEP_S[config.stages[s].mode] * config.stages[s].steps) for s in order]
                 + evals + [("compare", 5.0)])
     log.info("demo: scale %s, seed %d, stages %s, run folder %s", config.scale, config.seed, " -> ".join(order), root)
@@ -112,7 +119,16 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     videos = str(prepared.source)
 
     # ================================================================================
-    # 2-5. Training: base (captions) -> SFT (scene QA); SF²T (fragments) from base and from SFT
+    # 2. The tower stage: the vision tower on the world's per-frame object labels
+    # ================================================================================
+    if tower_steps:
+        plan.banner("tower")
+        t0 = time.perf_counter()
+        kept = _tower_stage(config, root, prepared.world.root if prepared.world else None)
+        plan.finish("tower", time.perf_counter() - t0, skipped=kept)
+
+    # ================================================================================
+    # 3-6. Training: base (captions) -> SFT (scene QA); SF²T (fragments) from base and from SFT
     # ================================================================================
     completed_before = {}
     for stage in order:
@@ -122,7 +138,7 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
         plan.finish(f"train {stage}", time.perf_counter() - t0, skipped=completed_before[stage])
 
     # ================================================================================
-    # 6. Evaluation of every setting on the benchmark, and its controls (static, blind)
+    # 7. Evaluation of every setting on the benchmark, and its controls (static, blind)
     # ================================================================================
     eval_cfg = _eval_config(config, benchmark, videos)
     (root / "configs" / "eval.json").write_text(json.dumps(eval_cfg.to_dict(), indent=2, default=str))
@@ -189,12 +205,18 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
 # Stages
 # ----------------------------------------------------------------------------------------
 def _stage_order(config) -> list[str]:
-    """Stages in an order where every stage comes after the one it starts from."""
+    """Training stages in an order where every stage comes after the one it starts from (the
+    tower stage, when `tower.steps` > 0, comes before all of them)."""
     known = list(DISPLAY)
     order = []
+    before = ["tower"] if int(config.tower.steps) else []
+    if int(config.tower.steps) == 0 and any(config.stages[s].init == "tower" for s in config.stages):
+        raise ConfigValueError("demo: tower.steps=0 (no tower stage) but stages "
+                               f"{[s for s in config.stages if config.stages[s].init == 'tower']} start from it; set "
+                               "their init to \"\" (random init) or tower.steps > 0")
     pending = sorted(config.stages, key=lambda s: (known.index(s) if s in known else len(known), s))
     while pending:
-        ready = [s for s in pending if not config.stages[s].init or config.stages[s].init in order][:1]
+        ready = [s for s in pending if not config.stages[s].init or config.stages[s].init in order + before][:1]
         if not ready:
             raise ValueError(f"demo: stages {pending} start from stages that do not exist or form a cycle "
                              f"(init: { {s: config.stages[s].init for s in pending} })")
@@ -203,12 +225,60 @@ def _stage_order(config) -> list[str]:
     return order
 
 
+def _tower_stage(config, root: Path, world_root: Path | None) -> bool:
+    """Pretrains the vision tower (sf2t_jax/demo/tower.py) and writes stages/tower/ (tower.json,
+    probes.md, then export/: a directory with config.json is complete); True if it was done."""
+    from flax import nnx
+
+    from sf2t_jax.convert.native import save_native
+    from sf2t_jax.demo import tower, tower_data
+    from sf2t_jax.models.config import preset
+    from sf2t_jax.models.layers import Numerics
+    from sf2t_jax.models.qwen2_vl import Qwen2VL
+    from sf2t_jax.train.model import DTYPES
+    from sf2t_jax.world.io import atomic_write_json
+
+    out = root / "stages" / "tower"
+    if (out / "export" / "config.json").is_file():
+        log.info("tower: %s exists; kept", out / "export")
+        return True
+    if world_root is None:
+        raise ConfigValueError("demo: the tower stage learns from the synthetic world's ground truth (tracks/), "
+                               "which an external --source lacks; set --config.tower.steps=0 and "
+                               "--config.stages.base.init=\"\"")
+    t = config.tower
+    size = tuple(int(v) for v in config.model.resolution)
+    pairs = dict(gaps=tuple(int(g) for g in t.gaps), min_cover=float(t.min_cover))
+    fit = tower_data.load_pairs(world_root, "train", size, pairs_per_clip=int(t.pairs_per_clip), seed=int(config.seed),
+                                **pairs)
+    heldout = tower_data.load_pairs(world_root, "validation", size, pairs_per_clip=int(t.heldout_pairs_per_clip),
+                                    seed=int(config.seed) + 1, **pairs)
+    # The base stage's model, as its random init would build it (train/model.py's builder, method full).
+    dtype = DTYPES[config.model.dtype]
+    model = Qwen2VL(preset(config.model.name), Numerics(dtype=dtype),
+                    rngs=nnx.Rngs(params=int(config.seed), dropout=int(config.seed) + 1))
+    random_tower = nnx.clone(model.visual)
+    settings = tower.TowerSettings(steps=int(t.steps), batch=int(t.batch), lr=float(t.lr), seed=int(config.seed))
+    history = tower.pretrain_tower(model.visual, fit, settings, heldout=heldout)
+    probes = tower.probe_tower({"pretrained": model.visual, "random init": random_tower}, fit, heldout)
+    table = tower.probes_markdown(probes)
+    log.info("tower probes (ridge on merged tokens, fitted on %d training pairs, scored on %d held-out pairs):\n%s",
+             len(fit), len(heldout), table)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "tower.json", {"settings": dataclasses.asdict(settings), "config": t.to_dict(),
+                                           "pairs": {"train": len(fit), "heldout": len(heldout)},
+                                           "history": history, "probes": probes}, indent=1)
+    (out / "probes.md").write_text("# Probes of the tower (ridge on merged tokens, held-out clips)\n\n" + table)
+    save_native(model, str(out / "export"))
+    return False
+
+
 def _train_stage(config, stage: str, root: Path, data_dir: str) -> bool:
     """Trains `stage` (resuming a finished or interrupted workdir); True if it was already complete."""
     from sf2t_jax.train.loop import train
 
     init = config.stages[stage].init
-    init_from = str(root / "stages" / init / "export") if init else ""
+    init_from = str(root / "stages" / init / "export") if init else ""  # "tower" too: stages/tower/export
     cfg = stage_config(config, stage, data_dir=data_dir, init_from=init_from)
     (root / "configs" / f"{stage}.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
     result = train(cfg, str(root / "stages" / stage))

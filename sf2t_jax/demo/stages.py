@@ -17,7 +17,7 @@ from sf2t_jax.configuration import load_config
 
 SF2T_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "sf2t.py")
 STAGE_FIELDS = ("init", "mode", "method", "steps", "lr", "batch_size", "warmup_fraction", "log_every", "source",
-                "scene_frames", "frame_budget", "max_length", "max_skip_share")
+                "scene_frames", "frame_budget", "max_length", "max_skip_share", "freeze_tower")
 
 
 def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
@@ -28,7 +28,7 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
       demo: configs/demo.py's config.
       data_dir: the prepared data folder (its `tfds/` holds sf2t_corpus and video_sft).
       init_from: the previous stage's export ("" = random init; required when the stage's
-        `init` names a stage).
+        `init` names a stage or "tower").
     """
     if stage not in demo.stages:
         raise KeyError(f"demo: no stage {stage!r}; configs/demo.py defines {list(demo.stages)}")
@@ -65,8 +65,9 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
     c.train.lr = float(s.lr)
     c.train.warmup_fraction = float(s.warmup_fraction)
     c.train.max_skip_share = float(s.max_skip_share)
-    if s.method == "full":
-        c.params.frozen = ()  # full training: the vision tower learns too (base starts from random)
+    if s.method == "full" and not s.freeze_tower:
+        c.params.frozen = ()  # every parameter learns, the vision tower too
+    # else configs/sf2t.py's default: the ViT (patch embedding and blocks) frozen, the merger trained
     c.checkpoint.every = max(int(s.steps), 1)  # one checkpoint, at the end
     c.checkpoint.keep = 1
     c.checkpoint.async_save = False

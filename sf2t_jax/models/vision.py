@@ -119,12 +119,15 @@ class VisionTower(nnx.Module):
 
     def __call__(self, vision: VisionPatches) -> jax.Array:
         """Returns (N, gh*gw/4, hidden): merged tokens per slice, in (bh, bw) raster order."""
+        return self.merger(self.patch_features(vision))
+
+    def patch_features(self, vision: VisionPatches) -> jax.Array:
+        """Returns (N, gh*gw, embed_dim): the ViT's output per patch, before the merger."""
         gh, gw = vision.grid_hw
         positions = rope.vision_rope_positions(gh, gw, self.cfg.spatial_merge_size)
         cos, sin = rope.vision_cos_sin(positions, self.cfg.head_dim)
         x = constrain(self.patch_embed(vision.patches.astype(self.numerics.dtype)), BATCH_LENGTH_EMBED)
-        x = run_layers(self.blocks, _block_forward, x, cos, sin, numerics=self.numerics)
-        return self.merger(x)
+        return run_layers(self.blocks, _block_forward, x, cos, sin, numerics=self.numerics)
 
 
 def _block_forward(block: VisionBlock, x, cos, sin):

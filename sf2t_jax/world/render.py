@@ -95,7 +95,6 @@ def render(scene: Scene, height: int, width: int) -> np.ndarray:
     """
     n = scene.num_frames
     tex = background(scene.background_seed, height, width)
-    unit = min(height, width)
     static_bg = None
     frames = np.empty((n, height, width, 3), np.uint8)
     fractions = np.zeros((len(scene.tracks), n), np.float32)
@@ -108,23 +107,45 @@ def render(scene: Scene, height: int, width: int) -> np.ndarray:
         else:
             frame = _background_frame(tex, zoom, scene.zoom_centre, height, width).copy()
         owner = np.full((height, width), -1, np.int16)
-        palms: dict[int, tuple[np.ndarray, int]] = {}
-        for k, track in enumerate(scene.tracks):
-            if not track.present[t]:
-                continue
-            centre = (float(track.x[t]) * width, float(track.y[t]) * height)
-            r = float(track.size[t]) * unit
-            poly = outline(track.shape, *centre, r, float(track.angle[t]))
-            if track.role == "hand":
-                arm = _mask(_arm(track, centre, r, height, width), height, width)
+        palms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for k, arm, mask, poly in _drawn(scene.tracks, t, height, width):
+            if arm is not None:
                 frame[arm], owner[arm] = ARM, k
-            mask = _mask(poly, height, width)
-            frame[mask] = SKIN if track.role == "hand" else COLOURS[track.colour]
+            frame[mask] = SKIN if scene.tracks[k].role == "hand" else COLOURS[scene.tracks[k].colour]
             owner[mask] = k
-            palms[k] = (mask, _full_area(poly))
-        for k, (mask, full) in palms.items():
-            fractions[k, t] = min(1.0, float((owner[mask] == k).sum()) / max(full, 1))
+            palms[k] = (mask, poly)
+        for k, (mask, poly) in palms.items():
+            fractions[k, t] = min(1.0, float((owner[mask] == k).sum()) / max(_full_area(poly), 1))
         frames[t] = frame
     for k, track in enumerate(scene.tracks):
         track.visible_fraction = fractions[k]
     return frames
+
+
+def _drawn(tracks: list[Track], t: int, height: int, width: int):
+    """Yields (track index, arm mask or None, shape mask, outline polygon) of every object
+    present in frame t, in drawing order (later ones in front); masks are bool (height, width)."""
+    unit = min(height, width)
+    for k, track in enumerate(tracks):
+        if not track.present[t]:
+            continue
+        centre = (float(track.x[t]) * width, float(track.y[t]) * height)
+        r = float(track.size[t]) * unit
+        poly = outline(track.shape, *centre, r, float(track.angle[t]))
+        arm = _mask(_arm(track, centre, r, height, width), height, width) if track.role == "hand" else None
+        yield k, arm, _mask(poly, height, width), poly
+
+
+def owner_map(tracks: list[Track], t: int, height: int, width: int) -> np.ndarray:
+    """Which object each pixel of frame t shows, as `render` draws it at this size.
+
+    Returns:
+      int16 (height, width): the index into `tracks` of the front-most object at each pixel
+      (a hand's arm belongs to its hand), -1 for the background.
+    """
+    owner = np.full((height, width), -1, np.int16)
+    for k, arm, mask, _ in _drawn(tracks, t, height, width):
+        if arm is not None:
+            owner[arm] = k
+        owner[mask] = k
+    return owner
