@@ -419,7 +419,7 @@ def check_input(section: Mapping) -> Any:
         raise _as_config_error("input", e) from None
 
 
-def _check_tfds_dataset(source: str, data_dir: str) -> None:
+def _check_tfds_dataset(source: str, data_dir: str, field: str = "input.source") -> None:
     """'tfds:NAME' with a local data_dir: NAME must be built there (tfds would otherwise answer
     with its whole catalogue)."""
     if not source.startswith("tfds:") or not data_dir or data_dir.startswith(REMOTE):
@@ -427,7 +427,7 @@ def _check_tfds_dataset(source: str, data_dir: str) -> None:
     name = source[len("tfds:"):].split("/")[0].split(":")[0]
     if not os.path.isdir(os.path.join(data_dir, name)):
         built = sorted(d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d)))
-        raise ConfigValueError(f"input.source={source!r}: expected a dataset built under input.data_dir="
+        raise ConfigValueError(f"{field}={source!r}: expected a dataset built under input.data_dir="
                                f"{data_dir!r}; it has no {name}/ (built there: {', '.join(built) or 'nothing'})")
 
 
@@ -435,7 +435,12 @@ def check_train(config: ml_collections.ConfigDict) -> None:
     """A configs/sf2t.py-shaped config: every rule of TRAIN, then the input section."""
     check_table(config, TRAIN)
     if "input" in config:
-        check_input(config.input.to_dict())
+        from sf2t_jax.input.config import training_section
+
+        section = training_section(config.to_dict()) if "data" in config else config.input.to_dict()
+        if section.get("sft_weight", 0) > 0:
+            _check_tfds_dataset(section["sft_source"], section.get("data_dir", ""), "data.sft_source")
+        check_input(section)
 
 
 def check_eval(config: ml_collections.ConfigDict, checkpoint: str | None = None) -> None:
