@@ -192,6 +192,20 @@ def get_config(arg=None):
     # reason go to WORKDIR/input_skips.json. 1 = never stop.
     c.train.max_skip_share = 0.05
 
+    # ---- held-out accuracy per task vs its answer prior (sf2t_jax/train/heldout.py) -----------
+    # The training sampler on another split of the same data (data=videos, a tfds input.source
+    # such as tfds:sf2t_corpus: its 'validation' videos are disjoint from 'train''s); each sample
+    # is right when greedy decoding would write exactly its answer (one teacher-forced forward).
+    # Lines in the log; records in WORKDIR/metrics/heldout.jsonl, the last in WORKDIR/heldout.json.
+    c.heldout = ml_collections.ConfigDict()
+    c.heldout.split = ""  # the held-out split, e.g. "validation"; "" = off
+    c.heldout.every = 0  # steps between evaluations; the last step is always evaluated (0 = only it)
+    c.heldout.samples_per_task = 48  # fixed held-out samples per task (stream order)
+    # training samples per task whose most frequent answer is the task's prior (best constant answer)
+    c.heldout.prior_samples_per_task = 100
+    c.heldout.resamples = 1000  # bootstrap resamples of videos for each task's interval
+    c.heldout.ci = 0.95  # interval level; "above prior" = the interval's lower end above the prior
+
     # ---- devices ----------------------------------------------------------------------------
     c.mesh = ml_collections.ConfigDict()
     c.mesh.ici = (1, -1, 1)  # (data, fsdp, tensor) within a slice; one may be -1 (the rest)

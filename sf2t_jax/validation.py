@@ -275,6 +275,12 @@ TRAIN: dict[str, Rule] = {
     "train.loss_chunk": Int(0, note="0 = the whole head at once"),
     "train.compilation_cache": Str(nonempty=True),
     "train.max_skip_share": FRACTION,
+    "heldout.split": Str(),
+    "heldout.every": Int(0, note="0 = only at the last step"),
+    "heldout.samples_per_task": Int(1),
+    "heldout.prior_samples_per_task": Int(1),
+    "heldout.resamples": Int(0),
+    "heldout.ci": Float(0.0, 1.0, lo_open=True, hi_open=True),
     "mesh.ici": Ints(3, -1, note="data, fsdp, tensor; -1 = the rest"),
     "mesh.dcn": Ints(3, 1, note="data, fsdp, tensor across slices"),
     "mesh.rules": Str(sharding_rules()),
@@ -428,7 +434,7 @@ def check_input(section: Mapping) -> Any:
         raise _as_config_error("input", e) from None
 
 
-def _check_tfds_dataset(source: str, data_dir: str) -> None:
+def _check_tfds_dataset(source: str, data_dir: str, field: str = "input.source") -> None:
     """'tfds:NAME' with a local data_dir: NAME must be built there (tfds would otherwise answer
     with its whole catalogue)."""
     if not source.startswith("tfds:") or not data_dir or data_dir.startswith(REMOTE):
@@ -436,7 +442,7 @@ def _check_tfds_dataset(source: str, data_dir: str) -> None:
     name = source[len("tfds:"):].split("/")[0].split(":")[0]
     if not os.path.isdir(os.path.join(data_dir, name)):
         built = sorted(d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d)))
-        raise ConfigValueError(f"input.source={source!r}: expected a dataset built under input.data_dir="
+        raise ConfigValueError(f"{field}={source!r}: expected a dataset built under input.data_dir="
                                f"{data_dir!r}; it has no {name}/ (built there: {', '.join(built) or 'nothing'})")
 
 
@@ -444,7 +450,30 @@ def check_train(config: ml_collections.ConfigDict) -> None:
     """A configs/sf2t.py-shaped config: every rule of TRAIN, then the input section."""
     check_table(config, TRAIN)
     if "input" in config:
-        check_input(config.input.to_dict())
+        from sf2t_jax.input.config import training_section
+
+        section = training_section(config.to_dict()) if "data" in config else config.input.to_dict()
+        if section.get("sft_weight", 0) > 0:
+            _check_tfds_dataset(section["sft_source"], section.get("data_dir", ""), "data.sft_source")
+        check_input(section)
+    if "heldout" in config:
+        _check_heldout(config)
+
+
+def _check_heldout(config: ml_collections.ConfigDict) -> None:
+    """heldout.split: another split of the same tfds source, read by the video pipeline."""
+    split = config.heldout.split
+    if not split:
+        return
+    if config.data.source != "videos":
+        raise ConfigValueError(f"heldout.split={split!r}: expected '' with data.source={config.data.source!r} "
+                               "(a held-out split needs data.source='videos')")
+    if not config.input.source.startswith("tfds:"):
+        raise ConfigValueError(f"heldout.split={split!r}: expected '' with input.source={config.input.source!r} "
+                               "(splits are a tfds source's, e.g. tfds:sf2t_corpus)")
+    if split == config.input.split:
+        raise ConfigValueError(f"heldout.split={split!r}: expected a split other than input.split={split!r} "
+                               "(held-out videos must not be trained on)")
 
 
 def check_eval(config: ml_collections.ConfigDict, checkpoint: str | None = None) -> None:

@@ -74,3 +74,72 @@ def test_scene_modes_need_a_labelled_source(tmp_path):
     with pytest.raises(SourceError, match="need a labelled tfds source"):
         InputPipeline(InputConfig(source=str(tmp_path), tokenizer="tiny:1000", mode="scene_qa", max_length=512),
                       process_index=0, process_count=1)
+
+
+# ---- joint SFT+SF²T: scene QA samples mixed into the fragment stream (data.sft_weight) ------
+def _mixed(data_dir, sft_weight, **kw):
+    config = InputConfig.from_dict(dict(
+        source="tfds:sf2t_corpus", sft_source="tfds:video_sft", sft_weight=sft_weight,
+        data_dir=str(layout.DataPaths.from_dir(data_dir).tfds), tokenizer="tiny:1000", batch_size=4, max_length=160,
+        resolution=(56, 56), frame_budget=6, scene_frames=6, num_epochs=0,
+        weights={"count": 1.0, "consistency": 1.0}, tasks={"count": {"n_frames": (2, 6)}}, **kw))
+    return InputPipeline(config, process_index=0, process_count=1)
+
+
+def test_mixed_stream_has_the_sft_share_and_counts_every_task(data_dir):
+    w, batches = 0.3, 12
+    pipeline = _mixed(data_dir, w)
+    names = pipeline.config.task_names
+    assert names == ("count", "consistency", "localize", "disorder", "rearrange", "action", "effect", "speed")
+    it = pipeline.iterator()
+    tasks = [names[t] for _ in range(batches) for t in next(it)["task_id"]]
+    n = len(tasks)
+    sft = sum(t in ("action", "effect", "speed") for t in tasks)
+    # Within 3 binomial standard deviations of the configured share (grain's interleave is exact,
+    # so only skipped samples can move it).
+    assert abs(sft / n - w) <= 3 * np.sqrt(w * (1 - w) / n), (sft, n)
+    assert {"count", "consistency"} <= set(tasks) and {"action", "effect", "speed"} & set(tasks)
+    # Every stream position is counted once, under its task (good or skipped) or as a decode skip.
+    rates = it.summary()["rates"]
+    assert sum(r["drawn"] for r in rates.values()) == it.get_state()["position"]
+    assert set(rates) - {"(decode)"} == set(tasks) | {t for t, r in rates.items() if r["skipped"]}
+    # A mixed-in sample is exactly the scene_qa sampler's sample of its video_sft record.
+    scene, compared = _pipeline(data_dir, "scene_qa"), 0
+    for g in range(10):
+        prepared = pipeline.prepare(g)
+        record = pipeline.records[g]
+        if record.get("sft"):
+            compared += 1
+            alone = scene.maker.prepare(g, {k: v for k, v in record.items() if k != "sft"})
+            assert (alone.sample.question, alone.sample.answer) == (prepared.sample.question, prepared.sample.answer)
+            np.testing.assert_array_equal(alone.sample.frames, prepared.sample.frames)
+    assert compared == 3  # positions 3, 6 and 9 of grain's 7:3 interleave
+
+
+def test_mixed_stream_resumes_exactly_with_workers(data_dir):
+    reference = _mixed(data_dir, 0.25).iterator()
+    for _ in range(3):
+        next(reference)
+    state = reference.get_state()
+    expected = [next(reference) for _ in range(2)]
+    restored = _mixed(data_dir, 0.25, workers=2).iterator()  # another worker count, the same stream
+    restored.set_state(state)
+    got = [next(restored) for _ in range(2)]
+    restored.close()
+    for a, b in zip(expected, got):
+        assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert restored.get_state() == reference.get_state()
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(sft_weight=0.5), "data.sft_source='': data.sft_weight=0.5 needs labelled video_sft records"),
+    (dict(sft_weight=0.5, sft_source="tfds:video_sft", mode="scene_qa"),
+     "data.sft_weight=0.5: mixing scene QA samples in needs input.mode='fragments'"),
+    (dict(sft_weight=1.5, sft_source="tfds:video_sft"), "data.sft_weight=1.5: expected a number >= 0 and <= 1"),
+])
+def test_bad_sft_mix_settings_name_the_field(fields, message):
+    from sf2t_jax.input import InputConfigError
+
+    with pytest.raises(InputConfigError) as e:
+        InputConfig(tokenizer="tiny:1000", max_length=512, **fields)
+    assert str(e.value).startswith(message)

@@ -21,7 +21,7 @@ from typing import Any
 
 from sf2t_jax.finevidbench.prompt import ANSWER_STYLES
 from sf2t_jax.fragments import PRESENT_MODES, TASK_NAMES, FragmentsConfig
-from sf2t_jax.input.scene import SCENE_FIELDS, SCENE_MODES, SCENE_TASK_NAMES, SceneConfig
+from sf2t_jax.input.scene import QA_TASKS, SCENE_FIELDS, SCENE_MODES, SCENE_TASK_NAMES, SceneConfig
 from sf2t_jax.video.resize import check_bucket
 
 INPUT_MODES = ("fragments",) + SCENE_MODES
@@ -103,6 +103,13 @@ class InputConfig:
     log-likelihood target), 'letter' or 'letter_text'."""
     fragments: FragmentsConfig = FragmentsConfig()
     """Task weights and per-task configs (uniform weights, spec defaults)."""
+    sft_weight: float = 0.0
+    """Fragments mode: the share of the stream's samples that are scene QA samples (the
+    'scene_qa' sampler) from `sft_source`, mixed in for joint SFT+SF²T (0.0; 1 = scene QA only).
+    The trainer sets it from `data.sft_weight`."""
+    sft_source: str = ""
+    """The labelled `video_sft` records of the mix ('tfds:NAME', read from `split` under
+    `data_dir`); required when `sft_weight` > 0. The trainer sets it from `data.sft_source`."""
     present: str = ""
     """'' (each task's own `present`, 'video' by default), 'video' or 'images' for all tasks."""
     source_frames: int = 32
@@ -149,9 +156,36 @@ class InputConfig:
             fail("mode", f"one of {INPUT_MODES}", self.mode)
         if self.answer_style not in ANSWER_STYLES:
             fail("answer_style", f"one of {ANSWER_STYLES}", self.answer_style)
+        self._check_sft_mix()
         self.geometry  # validates the frame budget, slices and max_length now, not mid-run
 
+    def _check_sft_mix(self) -> None:
+        """`sft_weight` / `sft_source` (set from the trainer's data.sft_weight / data.sft_source)."""
+        w = self.sft_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise InputConfigError(f"data.sft_weight={w!r}: expected a number >= 0 and <= 1")
+        if w == 0:
+            return
+        if self.mode != "fragments":
+            raise InputConfigError(f"data.sft_weight={w!r}: mixing scene QA samples in needs input.mode='fragments', "
+                                   f"got {self.mode!r} (scene_qa alone is input.mode='scene_qa')")
+        if not self.sft_source.startswith("tfds:"):
+            raise InputConfigError(f"data.sft_source={self.sft_source!r}: data.sft_weight={w!r} needs labelled "
+                                   "video_sft records, 'tfds:NAME' (e.g. tfds:video_sft)")
+
     # ---- derived ----------------------------------------------------------------------
+    @property
+    def mixes_sft(self) -> bool:
+        """Fragments mode with scene QA samples mixed in (`sft_weight` > 0)."""
+        return self.mode == "fragments" and self.sft_weight > 0
+
+    def sft_scene_config(self) -> SceneConfig | None:
+        """The scene QA sampler of the joint stream's SFT samples; None without a mix."""
+        if not self.mixes_sft:
+            return None
+        return SceneConfig(mode="scene_qa", scene_frames=self.scene_frames, instruction=self.instruction,
+                           answer_style=self.answer_style)
+
     def task_config(self) -> FragmentsConfig:
         """The FragmentsConfig the pipeline runs: `fragments` with `present` applied."""
         if not self.present:
@@ -169,13 +203,17 @@ class InputConfig:
 
     @property
     def task_names(self) -> tuple[str, ...]:
-        """What `task_id` indexes: the five fragment tasks, or the scene tasks."""
-        return TASK_NAMES if self.mode == "fragments" else SCENE_TASK_NAMES
+        """What `task_id` indexes: the five fragment tasks (then the scene QA tasks when they are
+        mixed in), or the scene tasks."""
+        if self.mode != "fragments":
+            return SCENE_TASK_NAMES
+        return TASK_NAMES + (QA_TASKS if self.mixes_sft else ())
 
     def enabled_tasks(self) -> tuple[str, ...]:
         if self.mode != "fragments":
             return self.scene_config().tasks
-        return tuple(name for name, weight in self.fragments.weights if weight > 0)
+        fragments = () if self.sft_weight >= 1 else tuple(name for name, weight in self.fragments.weights if weight > 0)
+        return fragments + (QA_TASKS if self.mixes_sft else ())
 
     @property
     def geometry(self) -> Geometry:
@@ -184,12 +222,14 @@ class InputConfig:
         s = gh * gw
         tokens = s // MERGE**2
         need, max_frames, vision_tokens = 0, 0, 0
-        if self.mode != "fragments":  # one video of scene_frames frames
+        if self.mode != "fragments" or self.mixes_sft:  # one video of scene_frames frames
             n = self.scene_frames
             if n > self.frame_budget:
                 raise InputConfigError(f"input.scene_frames={n} is more than input.frame_budget={self.frame_budget}")
             need, max_frames, vision_tokens = math.ceil(n / 2), n, math.ceil(n / 2) * tokens + 2
         for name in () if self.mode != "fragments" else self.enabled_tasks():
+            if name in QA_TASKS:  # the mixed-in scene QA samples: counted above
+                continue
             cfg = fragments.task_config(name)
             n = task_max_frames(name, cfg)
             if n > self.frame_budget:
@@ -261,4 +301,16 @@ def default_section() -> dict[str, Any]:
     section = {f.name: getattr(InputConfig, f.name) for f in dataclasses.fields(InputConfig) if f.name != "fragments"}
     section["weights"] = {name: 1.0 for name in TASK_NAMES}
     section["tasks"] = {}
+    return section
+
+
+def training_section(config) -> dict[str, Any]:
+    """The `input` section of a configs/sf2t.py experiment as the trainer's pipeline reads it:
+    for `data.source='videos'`, with the joint SFT+SF²T mix (`data.sft_weight`,
+    `data.sft_source`) folded in (the synthetic source mixes its own 'sft' rows)."""
+    section = dict(config["input"])
+    data = config["data"]
+    if data["source"] == "videos":
+        section["sft_weight"] = data["sft_weight"]
+        section["sft_source"] = data["sft_source"]
     return section

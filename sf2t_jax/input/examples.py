@@ -35,6 +35,7 @@ from sf2t_jax.video.sampling import uniform_indices
 
 PATCH_DIM = 1176  # 3 channels * 2 frames * 14 * 14
 TOO_LONG = "too_long"  # the sample's tokens exceed max_length (counted like a skip)
+SFT_RECORD = "sft"  # a record key: True on the video_sft records a joint SFT+SF²T stream mixes in
 
 # Per-example arrays (shapes for one row; see batching.BatchSpec for the batch).
 EXAMPLE_FIELDS = {
@@ -99,6 +100,9 @@ class ExampleMaker:
     source_frames: int = 32
     scene: SceneConfig | None = None  # labelled scene samples (captions / scene QA) instead of fragments
     task_names: tuple[str, ...] = TASK_NAMES  # task_id indexes this
+    # Joint SFT+SF²T: records marked `SFT_RECORD` (the mixed-in video_sft stream) become scene
+    # QA samples by this config; every other record a fragment sample.
+    sft: SceneConfig | None = None
 
     def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any] | Skipped:
         out = self.prepare(index, record)
@@ -123,11 +127,12 @@ class ExampleMaker:
         except VideoDecodeError as e:
             return Skipped(index, rec, e.path, e.reason, None, e.detail)
         clip = resize_frames(clip, self.resolution)
+        scene = self._scene_of(record)
         try:
-            if self.scene is None:
+            if scene is None:
                 sample = make_sample(clip, self.seed, index, self.fragments)
             else:
-                sample = make_scene_sample(clip, record, self.seed, index, self.scene)
+                sample = make_scene_sample(clip, record, self.seed, index, scene)
         except FragmentSkip as e:
             return Skipped(index, rec, label, e.reason, e.task, e.detail)
         example, num_tokens = self._encode(sample)
@@ -139,10 +144,16 @@ class ExampleMaker:
         return Prepared(index, rec, record["id"], sample, example, num_tokens)
 
     # ------------------------------------------------------------------------------------
+    def _scene_of(self, record: dict[str, Any]) -> SceneConfig | None:
+        """The scene sampler's config for `record`, or None for a fragment sample."""
+        if self.scene is not None:
+            return self.scene
+        return self.sft if record.get(SFT_RECORD) else None
+
     def _decode(self, record: dict[str, Any], label: str) -> np.ndarray:
         """(T, H, W, 3) uint8: up to `source_frames` evenly spaced frames of the clip (every frame
         for scene samples, whose speed plans index the whole clip)."""
-        cap = 0 if self.scene is not None else self.source_frames
+        cap = 0 if self._scene_of(record) is not None else self.source_frames
         select = None if cap == 0 else (lambda n: uniform_indices(n, min(n, cap)))
         source = record["path"] if "path" in record else record["video"]
         return decode_video(source, select, name=label).frames

@@ -1,6 +1,7 @@
 """The grain pipeline, assembled: source -> shuffle -> sample -> static batches -> global arrays.
 
     records   MapDataset.source(source).shuffle(seed).repeat(num_epochs)   (reshuffled per epoch)
+              joint SFT+SF²T: MapDataset.mix([those, video_sft records], [1 - w, w])
     samples   .map_with_index(ExampleMaker)   g = position in the global stream seeds sample g
     host      [process_index::process_count]  each host its own disjoint share
     workers   .to_iter_dataset().mp_prefetch(workers)   decode + task + tokenize in processes
@@ -36,7 +37,7 @@ import numpy as np
 
 from sf2t_jax.input.batching import META_KEYS, BatchSpec, collate
 from sf2t_jax.input.config import InputConfig, InputConfigError
-from sf2t_jax.input.examples import ExampleMaker, Prepared, Skipped
+from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
 from sf2t_jax.input.sources import FileSource, RecordSource, open_source
@@ -93,21 +94,46 @@ class InputPipeline:
         self.maker = ExampleMaker(tokenizer=self.tokenizer, fragments=config.task_config(), seed=config.seed,
                                   resolution=config.resolution, slices=geometry.slices,
                                   max_length=config.max_length, source_frames=config.source_frames,
-                                  scene=config.scene_config(), task_names=config.task_names)
-        records = grain.MapDataset.source(self.source)
-        if config.shuffle:
-            records = records.shuffle(seed=config.seed)
-        self.records = records.repeat(config.num_epochs or None)  # None: forever
+                                  scene=config.scene_config(), task_names=config.task_names,
+                                  sft=config.sft_scene_config())
+        self.sft_source = None
+        if config.mixes_sft:  # joint SFT+SF²T: labelled video_sft records mixed into the fragment stream
+            self.sft_source = open_source(config.sft_source, split=config.split, data_dir=config.data_dir,
+                                          extra_fields=SCENE_FIELDS)
+            if not len(self.sft_source):
+                raise ValueError(f"data.sft_source: {self.sft_source!r} has no records")
+        self.records = self._stream_records(config.num_epochs)
+        self._epoch_length = len(self._stream_records(1))
         log.info("input: %r, %d records; host %d/%d; batch %d x %d tokens, %d slices of %s patches; %s",
                  self.source, len(self.source), process_index, process_count, self.spec.batch_size,
                  self.spec.max_length, self.spec.slices, self.spec.grid_hw,
                  config.mode if config.mode != "fragments" else
                  ", ".join(f"{t} {w:g}" for t, w in config.fragments.weights if w))
+        if self.sft_source is not None:
+            log.info("input: joint SFT+SF²T: %.3g of the samples are scene QA from %r", config.sft_weight,
+                     self.sft_source)
+
+    def _stream_records(self, num_epochs: int) -> grain.MapDataset:
+        """Record g of the stream: the source shuffled (reshuffled every epoch), repeated
+        `num_epochs` times (0 = forever). With a joint SFT+SF²T mix, grain's weighted interleave
+        (`MapDataset.mix`: exact shares, in a fixed pattern) of that fragment stream and the
+        video_sft records (shuffled with their own seed, repeated forever, marked `SFT_RECORD`),
+        so an epoch is one pass over the fragment source; `sft_weight=1` keeps the video_sft
+        stream alone, repeated `num_epochs` times."""
+        config, epochs = self.config, num_epochs or None  # None: forever
+        fragments = _shuffled(self.source, config).repeat(epochs)
+        if self.sft_source is None:
+            return fragments
+        sft = _shuffled(self.sft_source, config, seed_offset=1).map(_mark_sft)
+        if config.sft_weight >= 1:
+            return sft.repeat(epochs)
+        return grain.MapDataset.mix([fragments, sft.repeat(None)], [1.0 - config.sft_weight, config.sft_weight])
 
     @property
     def records_per_epoch(self) -> int:
-        """Records this host reads per epoch (its share of the source)."""
-        return math.ceil((len(self.source) - self.process_index) / self.process_count)
+        """Records this host reads per epoch (its share of the stream's epoch: the source, and
+        with a joint SFT+SF²T mix the video_sft records mixed into one pass over it)."""
+        return math.ceil((self._epoch_length - self.process_index) / self.process_count)
 
     def prepare(self, index: int) -> Prepared | Skipped:
         """Sample `index` (a global stream position) alone: the same as the pipeline produces."""
@@ -276,6 +302,16 @@ class InputIterator(grain.DatasetIterator):
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _shuffled(source, config: InputConfig, seed_offset: int = 0) -> grain.MapDataset:
+    records = grain.MapDataset.source(source)
+    return records.shuffle(seed=config.seed + seed_offset) if config.shuffle else records
+
+
+def _mark_sft(record: dict[str, Any]) -> dict[str, Any]:
+    """A video_sft record of the joint stream: the example maker makes a scene QA sample of it."""
+    return {**record, SFT_RECORD: True}
 
 
 def _absl_flags_parsed() -> None:

@@ -105,9 +105,9 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
                                       grid_hw=g.grid_hw, steps_per_epoch=1, num_tasks=synthetic.NUM_TASK_IDS,
                                       task_names=synthetic.TASK_NAMES + ("sft",))
     if source == "videos":
-        from sf2t_jax.input import InputConfig
+        from sf2t_jax.input.config import InputConfig, training_section
 
-        input_config = InputConfig.from_dict(config.input.to_dict())
+        input_config = InputConfig.from_dict(training_section(config.to_dict()))
         g = input_config.geometry
         return data_lib.BatchGeometry(batch_size=input_config.batch_size, length=input_config.max_length,
                                       slices=g.slices, grid_hw=tuple(g.grid_hw), steps_per_epoch=1,

@@ -14,7 +14,8 @@ sharded over the mesh axes of the logical 'batch' axis (('data', 'fsdp') by defa
 
 Sources (`config.data.source`):
   synthetic  `train/synthetic.py`: generated rows with the real shapes and a learnable answer.
-  videos     the fragment pipeline (`sf2t_jax.input.InputPipeline` over `config.input`).
+  videos     the fragment pipeline (`sf2t_jax.input.InputPipeline` over `config.input`), with
+             `data.sft_weight` of its samples scene QA from `data.sft_source` (joint SFT+SF²T).
 """
 from __future__ import annotations
 
@@ -169,11 +170,9 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
 def _video_batches(config):
     """The input pipeline (`sf2t_jax.input`) over `config.input`, as numpy host rows."""
     from sf2t_jax.input import InputConfig, InputPipeline
+    from sf2t_jax.input.config import training_section
 
-    if config.data.sft_weight > 0:
-        raise ValueError("data.sft_weight > 0 needs SFT question-answer records mixed into the fragment "
-                         "pipeline, which sf2t_jax.input does not provide yet; use data.source=synthetic")
-    pipeline = InputPipeline(InputConfig.from_dict(config.input.to_dict()))
+    pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())))
     pipeline.check_usable()  # a source of broken videos is refused before the workdir is written
     spec = pipeline.spec
     per_epoch = pipeline.records_per_epoch * jax.process_count() // int(config.input.batch_size)

@@ -31,6 +31,7 @@ from sf2t_jax.parallel.distributed import every_process
 from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.train import checkpoint as checkpoint_lib
 from sf2t_jax.train import data as data_lib
+from sf2t_jax.train import heldout as heldout_lib
 from sf2t_jax.train import model as model_lib
 from sf2t_jax.train import setup as setup_lib
 from sf2t_jax.train import state as state_lib
@@ -47,7 +48,8 @@ class TrainResult:
     status: 'completed' (reached the last step), 'preempted' (SIGTERM: saved, resume later),
       'input_exhausted' (the data ran out before train.steps) or 'already_complete'.
     step: optimizer steps done; history: this session's per-step metric records;
-    compiles: how often the train step was traced (1 = compiled once).
+    compiles: how often the train step was traced (1 = compiled once);
+    heldout: the last held-out evaluation's record (train/heldout.py), None without one.
     """
 
     status: str
@@ -56,6 +58,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     compiles: int
     workdir: str
+    heldout: dict[str, Any] | None = None
 
 
 class _Preemption:
@@ -128,6 +131,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         geometry = batches.geometry
         total_steps = data_lib.total_steps(config, geometry)
         accum = int(config.train.grad_accum)
+        heldout_set = heldout_lib.open_heldout(config)  # the fixed held-out samples and answer priors
     log.info("batches: %d rows x %d tokens, %d slices of %s patches; %d steps (%.2f epochs), %d micro-steps each",
              geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw, total_steps,
              total_steps / max(geometry.steps_per_epoch, 1), accum)
@@ -171,7 +175,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         log.info("workdir %s is complete (step %d of %d)", workdir, step, total_steps)
         _export(config, workdir, parts, state, extra)
         ckpt.close()
-        return TrainResult("already_complete", step, total_steps, [], 0, workdir)
+        return TrainResult("already_complete", step, total_steps, [], 0, workdir, heldout_lib.read_last(workdir))
+    evaluator = None
+    if heldout_set is not None:
+        evaluator = heldout_lib.make_evaluator(config, heldout_set, model, built, geometry, workdir=workdir,
+                                               first_step=step, total_steps=total_steps)
 
     # ================================================================================
     # Loop
@@ -202,6 +210,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
             if metrics.due(step):
                 metrics.write()
                 _check_skips(batches, config, workdir, final=False)
+            if evaluator is not None and evaluator.due(step):
+                evaluator.evaluate(step, state, extra)
             stop = preemption.reached(step)
             if ckpt.due(step) or step == total_steps or stop:
                 ckpt.save(step, state, batches, resolved)
@@ -219,13 +229,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         ckpt.close()
     if status != "preempted":
         _check_skips(batches, config, workdir, final=True)
+        if evaluator is not None and (evaluator.last or {}).get("step") != step:  # the input ran out early
+            evaluator.evaluate(step, state, extra)
 
     # ================================================================================
     # Export: LoRA merged into the weights, our native format (launch.py convert --to-hf)
     # ================================================================================
     if status != "preempted":
         _export(config, workdir, parts, state, extra)
-    return TrainResult(status, step, total_steps, metrics.history, train_step.traces, workdir)
+    return TrainResult(status, step, total_steps, metrics.history, train_step.traces, workdir,
+                       evaluator.last if evaluator is not None else None)
 
 
 # ----------------------------------------------------------------------------------------

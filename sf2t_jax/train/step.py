@@ -59,6 +59,16 @@ def target_weights(batch: Batch) -> jax.Array:
     return weights.astype(jnp.float32)
 
 
+def forward_hidden(model, batch: Batch, grid_hw: tuple[int, int]) -> jax.Array:
+    """The model's final hidden states (B, L, D) for a batch of the contract (vision patches
+    merged into the sequence): what the loss and the held-out scorer (train/heldout.py) read."""
+    b, p, s, d = batch["vision_patches"].shape
+    vision = (VisionPatches(patches=batch["vision_patches"].reshape(b * p, s, d), grid_hw=grid_hw),)
+    embeds = model.embed(batch["input_ids"], vision, batch["vision_index"])
+    hidden, _ = model.model(embeds, batch["position_ids"], batch["attention_mask"])
+    return hidden
+
+
 def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: bool, loss_positions: int = 0,
                    loss_chunk: int = 0) -> Callable:
     """(params, frozen, extra, key, batch) -> sums over the batch's target tokens (train/loss.py).
@@ -75,10 +85,7 @@ def make_loss_sums(parts, grid_hw: tuple[int, int], num_tasks: int, dropout: boo
         model = parts.merge(params, frozen, extra)
         if dropout:
             nnx.reseed(model, dropout=key, policy="match_shape")  # stacked streams: one key per layer
-        b, p, s, d = batch["vision_patches"].shape
-        vision = (VisionPatches(patches=batch["vision_patches"].reshape(b * p, s, d), grid_hw=grid_hw),)
-        embeds = model.embed(batch["input_ids"], vision, batch["vision_index"])
-        hidden, _ = model.model(embeds, batch["position_ids"], batch["attention_mask"])
+        hidden = forward_hidden(model, batch, grid_hw)
         targets, _ = shifted_targets(batch["input_ids"], batch["loss_mask"])
         hidden, weights, dropped = hidden[:, :-1], target_weights(batch), jnp.zeros((), jnp.float32)
         if loss_positions:
