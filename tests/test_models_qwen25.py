@@ -18,6 +18,7 @@ from transformers import Qwen2_5_VLConfig as HFConfig
 from transformers import Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
+from configs.sharding import DEFAULT_RULES
 from qwen_reference import hf_qwen25_model, image_tokens, patches, video_tokens
 from sf2t_jax.convert import abstract_model, from_hf, to_hf
 from sf2t_jax.convert.native import load_native
@@ -31,6 +32,8 @@ from sf2t_jax.models.qwen2_5_vl.config import (Qwen25VLConfig, qwen25vl_3b, qwen
 from sf2t_jax.models.qwen2_5_vl.model import Qwen25VL, prepare_hf_inputs
 from sf2t_jax.models.qwen2_5_vl.windows import window_ids, window_mask
 from sf2t_jax.models.vision import VisionPatches
+from sf2t_jax.parallel.mesh import make_mesh
+from tolerances import assert_reordered_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HIGHEST = Numerics(precision="highest")
@@ -296,6 +299,21 @@ def test_round_trip_through_transformers(tmp_path, tie):
     with torch.no_grad():
         expected, got = (load(d)(**_torch(inputs)).logits.numpy() for d in (hf_dir, out))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_sharded_load_gives_the_same_logits(pair):
+    """Every Qwen2.5-VL parameter's logical axes have a rule in the default table: loaded straight
+    into an fsdp x tensor mesh, the model computes what the unsharded one does."""
+    ref, path, ours = pair
+    sharded = from_hf(path, numerics=HIGHEST, mesh=make_mesh(data=1, fsdp=2, tensor=4), rules=DEFAULT_RULES)
+    gate = sharded.visual.blocks[0].mlp.gate_proj.kernel[...]
+    assert gate.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+    inputs = _cases()["one_video"]
+    # The same sums in another order (tolerances.py): the longest is the vocabulary's, through
+    # every ViT block and decoder layer.
+    assert_reordered_close(sharded.hf_logits(**inputs), ours.hf_logits(**inputs),
+                           terms=max(CONFIG.text.vocab_size, CONFIG.text.intermediate_size),
+                           depth=CONFIG.text.num_hidden_layers + CONFIG.vision.depth)
 
 
 def test_launch_convert_both_ways_is_lossless(tmp_path):

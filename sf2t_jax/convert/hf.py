@@ -56,7 +56,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
       a warning naming each.
     """
     config = families.read_config(path)
-    rules = families.family_of(config).conversion_rules
+    conversion_rules = families.family_of(config).conversion_rules
     if numerics is None:
         dtype = jnp.float32 if dtype is None else dtype
         numerics = Numerics(dtype=dtype, param_dtype=dtype)
@@ -72,7 +72,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
     expected = {}  # Hub key -> (our path, hook)
     for our_path, var in flat:
         for view, _ in _layer_views(our_path, var.shape, numerics):
-            key, hook = table.ours_to_hf(_dotted(view), rules)
+            key, hook = table.ours_to_hf(_dotted(view), conversion_rules)
             expected[key] = (our_path, hook)
     present = set(reader.keys())
     if config.text.tie_word_embeddings and "lm_head.weight" in present and "model.embed_tokens.weight" in present:
@@ -102,7 +102,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
         layer_shape = var.shape[1:] if views[0][1] is not None else var.shape
         parts = []
         for view, _ in views:
-            key, hook = table.ours_to_hf(_dotted(view), rules)
+            key, hook = table.ours_to_hf(_dotted(view), conversion_rules)
             want_hf = table.hf_shape(hook, layer_shape, _patch_kernel(config))
             got = reader.shape(key)
             if tuple(got) != tuple(want_hf):
@@ -150,7 +150,7 @@ def _layer_views(path: tuple, shape: tuple[int, ...], numerics: Numerics) -> lis
 def hf_tensors(model: Qwen2VL):
     """Yields (Hub key, numpy array in Hub layout) for every parameter, one at a time."""
     config = model.config
-    rules = families.family_of(config).conversion_rules
+    conversion_rules = families.family_of(config).conversion_rules
     for our_path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         value = var[...]
         if jax.process_count() > 1 and not value.is_fully_addressable:
@@ -158,7 +158,7 @@ def hf_tensors(model: Qwen2VL):
             value = multihost_utils.process_allgather(value, tiled=True)
         array = np.asarray(jax.device_get(value))
         for view, index in _layer_views(our_path, array.shape, model.numerics):
-            key, hook = table.ours_to_hf(_dotted(view), rules)
+            key, hook = table.ours_to_hf(_dotted(view), conversion_rules)
             part = array if index is None else array[index]
             yield key, table.to_hf(hook, part, table.hf_shape(hook, part.shape, _patch_kernel(config)))
 
