@@ -136,9 +136,13 @@ def test_window_mask_is_same_window_per_patch_and_none_for_one_window():
 
 
 # ---- rope index --------------------------------------------------------------------------
-@pytest.mark.parametrize("seconds", [None, [0.5, 1 / 3], [0.1, 1.5], [2.0, 0.75]])
-def test_rope_index_matches_transformers_for_fractional_seconds_per_grid(seconds):
-    config = dataclasses.replace(CONFIG, vision=dataclasses.replace(CONFIG.vision, tokens_per_second=10.0))
+@pytest.mark.parametrize("tokens_per_second, seconds", [
+    (10, None), (10, [0.5, 1 / 3]), (10, [0.1, 1.5]), (2, [2.0, 0.75]),
+    # 25 fps (0.08 s per 2-frame slice) at 25 tokens/s: slice 1 is 1.9999999 in float64 but 2.0
+    # in float32, the precision of transformers' product; 50 fps likewise.
+    (25, [0.08, 0.04])])
+def test_rope_index_matches_transformers_for_fractional_seconds_per_grid(tokens_per_second, seconds):
+    config = dataclasses.replace(CONFIG, vision=dataclasses.replace(CONFIG.vision, tokens_per_second=tokens_per_second))
     for name, inputs in _cases().items():
         inputs = dict(inputs)
         if "video_grid_thw" in inputs:
