@@ -363,6 +363,9 @@ def test_hub_config_and_nested_layout_read_as_the_preset():
     nested["text_config"]["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}
     assert family.config_from_hf_dict(HUB_3B) == family.config_from_hf_dict(nested) == qwen25vl_3b()
     assert Qwen25VLConfig.from_hf_dict(qwen25vl_7b().to_hf_dict()) == qwen25vl_7b()
+    assert family.preset("qwen25vl_72b") == qwen25vl_72b() and family.preset("qwen2vl_7b").text.hidden_size == 3584
+    with pytest.raises(KeyError, match=r"unknown model preset 'qwen25vl_32b'; known: .*qwen25vl_3b"):
+        family.preset("qwen25vl_32b")
 
 
 def test_config_errors_name_the_field_and_the_supported_families():
