@@ -1,5 +1,6 @@
-"""transformers (PyTorch, CPU) references for parity tests: tiny random Qwen2-VL models, the
-inputs a processor would produce, and helpers to run both implementations side by side."""
+"""transformers (PyTorch, CPU) references for parity tests: tiny random Qwen2-VL and Qwen2.5-VL
+models, the inputs a processor would produce, and helpers to run both implementations side by
+side."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,8 @@ import dataclasses
 import numpy as np
 import torch
 from transformers import Qwen2VLConfig as HFConfig
-from transformers import Qwen2VLForConditionalGeneration
+from transformers import Qwen2_5_VLConfig as HFQwen25Config
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
 
 from sf2t_jax.models.config import Qwen2VLConfig, TextConfig, VisionConfig, qwen2vl_tiny
 
@@ -38,6 +40,27 @@ def hf_model(config: Qwen2VLConfig, seed: int = 0) -> Qwen2VLForConditionalGener
         for name, p in model.named_parameters():
             if "norm" in name or "ln_q" in name or name.endswith(".bias"):
                 p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def hf_qwen25_model(config, seed: int = 0, weight_scale: float = 8.0) -> Qwen2_5_VLForConditionalGeneration:
+    """A random transformers Qwen2.5-VL of `config` (a `Qwen25VLConfig`), eager, float32, eval.
+
+    Norm weights and biases are randomised (a swapped scale or bias cannot pass), and every
+    weight matrix is multiplied by `weight_scale`: at the default 0.02 init the tiny model's
+    logits stay within about +-0.6, where an error hides; x8 spreads them over about +-5 and
+    makes the vision features as large as the token embeddings or larger.
+    """
+    torch.manual_seed(seed)
+    hf_config = HFQwen25Config(**config.to_hf_dict())
+    hf_config._attn_implementation = "eager"
+    model = Qwen2_5_VLForConditionalGeneration(hf_config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "ln_q" in name or name.endswith(".bias"):
+                p.add_(0.1 * torch.randn_like(p))
+            elif p.ndim >= 2:
+                p.mul_(weight_scale)
     return model
 
 

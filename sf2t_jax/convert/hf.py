@@ -1,4 +1,5 @@
-"""Hugging Face Qwen2-VL checkpoints <-> `Qwen2VL` modules, strictly and tensor by tensor."""
+"""Hugging Face checkpoints <-> our modules, strictly and tensor by tensor, for every model family
+(`models/family.py`: Qwen2-VL, Qwen2.5-VL)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from tqdm import tqdm
 
 from sf2t_jax.convert import table
 from sf2t_jax.convert.safetensors_io import FLOAT_DTYPES, CheckpointError, SafetensorsReader, write_checkpoint
-from sf2t_jax.models.config import Qwen2VLConfig
+from sf2t_jax.models import family as families  # a module import: families imports convert.table
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.parallel.sharding import Rules, state_shardings
@@ -22,23 +23,26 @@ from sf2t_jax.parallel.sharding import Rules, state_shardings
 log = logging.getLogger(__name__)
 
 
-def abstract_model(config: Qwen2VLConfig, numerics: Numerics = Numerics()) -> Qwen2VL:
-    """The model with `ShapeDtypeStruct`s instead of arrays: no memory, no initialisation."""
-    return nnx.eval_shape(lambda: Qwen2VL(config, numerics, rngs=nnx.Rngs(0)))
+def abstract_model(config: families.ModelConfig, numerics: Numerics = Numerics()) -> Qwen2VL:
+    """The model of `config`'s family with `ShapeDtypeStruct`s instead of arrays: no memory,
+    no initialisation."""
+    model_class = families.family_of(config).model_class
+    return nnx.eval_shape(lambda: model_class(config, numerics, rngs=nnx.Rngs(0)))
 
 
 def _dotted(path) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _patch_kernel(config: Qwen2VLConfig) -> tuple[int, int, int, int]:
+def _patch_kernel(config: families.ModelConfig) -> tuple[int, int, int, int]:
     v = config.vision
     return (v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
 
 
 def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = None,
             mesh: Mesh | None = None, rules: Rules | None = None, progress: bool = False) -> Qwen2VL:
-    """Loads a Hugging Face Qwen2-VL checkpoint directory (config.json + safetensors).
+    """Loads a Hugging Face checkpoint directory (config.json + safetensors) of any family in
+    `models/family.py`, picked by config.json's `model_type`.
 
     Args:
       path: directory with `config.json` and `model.safetensors` or sharded safetensors.
@@ -51,7 +55,8 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
       non-float tensor, or an unreadable file. Tensors holding NaN or inf are converted with
       a warning naming each.
     """
-    config = Qwen2VLConfig.from_json(path)
+    config = families.read_config(path)
+    conversion_rules = families.family_of(config).conversion_rules
     if numerics is None:
         dtype = jnp.float32 if dtype is None else dtype
         numerics = Numerics(dtype=dtype, param_dtype=dtype)
@@ -67,7 +72,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
     expected = {}  # Hub key -> (our path, hook)
     for our_path, var in flat:
         for view, _ in _layer_views(our_path, var.shape, numerics):
-            key, hook = table.ours_to_hf(_dotted(view))
+            key, hook = table.ours_to_hf(_dotted(view), conversion_rules)
             expected[key] = (our_path, hook)
     present = set(reader.keys())
     if config.text.tie_word_embeddings and "lm_head.weight" in present and "model.embed_tokens.weight" in present:
@@ -97,7 +102,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
         layer_shape = var.shape[1:] if views[0][1] is not None else var.shape
         parts = []
         for view, _ in views:
-            key, hook = table.ours_to_hf(_dotted(view))
+            key, hook = table.ours_to_hf(_dotted(view), conversion_rules)
             want_hf = table.hf_shape(hook, layer_shape, _patch_kernel(config))
             got = reader.shape(key)
             if tuple(got) != tuple(want_hf):
@@ -145,6 +150,7 @@ def _layer_views(path: tuple, shape: tuple[int, ...], numerics: Numerics) -> lis
 def hf_tensors(model: Qwen2VL):
     """Yields (Hub key, numpy array in Hub layout) for every parameter, one at a time."""
     config = model.config
+    conversion_rules = families.family_of(config).conversion_rules
     for our_path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         value = var[...]
         if jax.process_count() > 1 and not value.is_fully_addressable:
@@ -152,15 +158,15 @@ def hf_tensors(model: Qwen2VL):
             value = multihost_utils.process_allgather(value, tiled=True)
         array = np.asarray(jax.device_get(value))
         for view, index in _layer_views(our_path, array.shape, model.numerics):
-            key, hook = table.ours_to_hf(_dotted(view))
+            key, hook = table.ours_to_hf(_dotted(view), conversion_rules)
             part = array if index is None else array[index]
             yield key, table.to_hf(hook, part, table.hf_shape(hook, part.shape, _patch_kernel(config)))
 
 
 def to_hf(model: Qwen2VL, out_dir: str | os.PathLike, *, max_shard_bytes: int = 5 * 2**30,
           overwrite: bool = False, progress: bool = False) -> list[str]:
-    """Writes `config.json` and safetensors that `Qwen2VLForConditionalGeneration.from_pretrained`
-    loads. On several processes every process gathers; process 0 writes.
+    """Writes `config.json` and safetensors that the family's transformers class
+    (`Qwen2VLForConditionalGeneration`, `Qwen2_5_VLForConditionalGeneration`) `from_pretrained` loads. On several processes every process gathers; process 0 writes.
     Returns the file names written (empty on other processes).
     """
     config_text = json.dumps(model.config.to_hf_dict() | {"torch_dtype": _torch_dtype_name(model)}, indent=2)

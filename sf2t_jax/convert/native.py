@@ -1,6 +1,6 @@
 """Our checkpoint format for converted models: `config.json` (Hugging Face layout) + orbax params.
 
-    DIR/config.json    the model shape, readable by `Qwen2VLConfig.from_json`
+    DIR/config.json    the model shape (Hugging Face layout; `model_type` names the family)
     DIR/params/        an orbax StandardCheckpoint of the parameter tree (paths as in `Qwen2VL`)
 
 Restoring builds the abstract model first and asks orbax for each array in its target
@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sf2t_jax.convert.hf import abstract_model
 from sf2t_jax.convert.safetensors_io import CheckpointError
-from sf2t_jax.models.config import Qwen2VLConfig
+from sf2t_jax.models import family as families
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.parallel.sharding import Rules, state_shardings
@@ -66,7 +66,7 @@ def load_native(directory: str, numerics: Numerics = Numerics(), *, mesh: Mesh |
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{directory}/config.json: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
                               f"{e.start}); expected the model's JSON config") from None
-    config = Qwen2VLConfig.from_json_text(text, source=f"{directory}/config.json")
+    config = families.config_from_json_text(text, source=f"{directory}/config.json")
     graphdef, abstract_state = nnx.split(abstract_model(config, numerics))
     if mesh is None:
         mesh, rules = Mesh(jax.devices()[:1], ("data",)), ()

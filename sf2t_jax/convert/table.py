@@ -1,8 +1,9 @@
-"""The one declarative table between Hugging Face Hub tensor names and our parameter paths.
+"""The declarative tables between Hugging Face Hub tensor names and our parameter paths.
 
-Each rule pairs a Hub key template with our path template (placeholders `{i}` for a layer
-index and `{name}` for one of the listed alternatives) and names a layout hook. Both directions
-use the same rules, so a round trip is exact by construction.
+One table per model family (`QWEN2_VL_RULES`, `QWEN2_5_VL_RULES`; `models/family.py` says which
+a checkpoint uses). Each rule pairs a Hub key template with our path template (placeholders
+`{i}` for a layer index and `{name}` for one of the listed alternatives) and names a layout
+hook. Both directions use the same rules, so a round trip is exact by construction.
 
 Hooks (HF tensor <-> ours):
   copy         same layout (norm scales and biases, embeddings).
@@ -44,22 +45,19 @@ def _rule(hf, ours, hook, **choices):
     return Rule(hf, ours, hook, tuple((k, tuple(v)) for k, v in choices.items()))
 
 
-RULES = (
-    # ---- vision tower ---------------------------------------------------------------------
+# ---- shared by the Qwen families -----------------------------------------------------------
+_PATCH_EMBED_AND_ATTENTION = (
     _rule("visual.patch_embed.proj.weight", "visual.patch_embed.kernel", "patch_embed"),
-    _rule("visual.blocks.{i}.{n}.weight", "visual.blocks.{i}.{n}.scale", "copy", n=("norm1", "norm2")),
-    _rule("visual.blocks.{i}.{n}.bias", "visual.blocks.{i}.{n}.bias", "copy", n=("norm1", "norm2")),
     _rule("visual.blocks.{i}.attn.{p}.weight", "visual.blocks.{i}.attn.{p}.kernel", "linear", p=("qkv", "proj")),
     _rule("visual.blocks.{i}.attn.{p}.bias", "visual.blocks.{i}.attn.{p}.bias", "copy", p=("qkv", "proj")),
-    _rule("visual.blocks.{i}.mlp.{p}.weight", "visual.blocks.{i}.mlp.{p}.kernel", "linear", p=("fc1", "fc2")),
-    _rule("visual.blocks.{i}.mlp.{p}.bias", "visual.blocks.{i}.mlp.{p}.bias", "copy", p=("fc1", "fc2")),
-    _rule("visual.merger.ln_q.weight", "visual.merger.ln_q.scale", "copy"),
-    _rule("visual.merger.ln_q.bias", "visual.merger.ln_q.bias", "copy"),
+)
+_MERGER_MLP = (
     _rule("visual.merger.mlp.0.weight", "visual.merger.fc1.kernel", "linear"),
     _rule("visual.merger.mlp.0.bias", "visual.merger.fc1.bias", "copy"),
     _rule("visual.merger.mlp.2.weight", "visual.merger.fc2.kernel", "linear"),
     _rule("visual.merger.mlp.2.bias", "visual.merger.fc2.bias", "copy"),
-    # ---- LLM ------------------------------------------------------------------------------
+)
+_QWEN2_DECODER = (
     _rule("model.embed_tokens.weight", "model.embed_tokens.embedding", "copy"),
     _rule("model.layers.{i}.self_attn.{p}.weight", "model.layers.{i}.self_attn.{p}.kernel", "linear",
           p=("q_proj", "k_proj", "v_proj", "o_proj")),
@@ -73,19 +71,40 @@ RULES = (
     _rule("lm_head.weight", "lm_head.kernel", "linear"),
 )
 
+# ---- Qwen2-VL: LayerNorm blocks with a quick-GELU fc1/fc2 MLP, LayerNorm merger --------------
+QWEN2_VL_RULES = _PATCH_EMBED_AND_ATTENTION + (
+    _rule("visual.blocks.{i}.{n}.weight", "visual.blocks.{i}.{n}.scale", "copy", n=("norm1", "norm2")),
+    _rule("visual.blocks.{i}.{n}.bias", "visual.blocks.{i}.{n}.bias", "copy", n=("norm1", "norm2")),
+    _rule("visual.blocks.{i}.mlp.{p}.weight", "visual.blocks.{i}.mlp.{p}.kernel", "linear", p=("fc1", "fc2")),
+    _rule("visual.blocks.{i}.mlp.{p}.bias", "visual.blocks.{i}.mlp.{p}.bias", "copy", p=("fc1", "fc2")),
+    _rule("visual.merger.ln_q.weight", "visual.merger.ln_q.scale", "copy"),
+    _rule("visual.merger.ln_q.bias", "visual.merger.ln_q.bias", "copy"),
+) + _MERGER_MLP + _QWEN2_DECODER
+RULES = QWEN2_VL_RULES  # the default of the functions below
 
-def hf_to_ours(key: str) -> tuple[str, str] | None:
+# ---- Qwen2.5-VL: RMSNorm blocks (weight only) with a gated MLP with biases, RMSNorm merger ----
+QWEN2_5_VL_RULES = _PATCH_EMBED_AND_ATTENTION + (
+    _rule("visual.blocks.{i}.{n}.weight", "visual.blocks.{i}.{n}.scale", "copy", n=("norm1", "norm2")),
+    _rule("visual.blocks.{i}.mlp.{p}.weight", "visual.blocks.{i}.mlp.{p}.kernel", "linear",
+          p=("gate_proj", "up_proj", "down_proj")),
+    _rule("visual.blocks.{i}.mlp.{p}.bias", "visual.blocks.{i}.mlp.{p}.bias", "copy",
+          p=("gate_proj", "up_proj", "down_proj")),
+    _rule("visual.merger.ln_q.weight", "visual.merger.ln_q.scale", "copy"),
+) + _MERGER_MLP + _QWEN2_DECODER
+
+
+def hf_to_ours(key: str, rules: tuple[Rule, ...] = RULES) -> tuple[str, str] | None:
     """Hub key -> (our dotted path, hook), or None if no rule knows the key."""
-    for rule in RULES:
+    for rule in rules:
         path = rule.match_hf(key)
         if path is not None:
             return path, rule.hook
     return None
 
 
-def ours_to_hf(path: str) -> tuple[str, str]:
+def ours_to_hf(path: str, rules: tuple[Rule, ...] = RULES) -> tuple[str, str]:
     """Our dotted path -> (Hub key, hook). Every parameter of the model must have a rule."""
-    for rule in RULES:
+    for rule in rules:
         key = rule.match_ours(path)
         if key is not None:
             return key, rule.hook

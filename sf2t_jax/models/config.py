@@ -130,59 +130,15 @@ class Qwen2VLConfig:
             raise ConfigError(
                 f"{source}: model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
             )
-        text_d = dict(d)
-        if isinstance(d.get("text_config"), dict):  # transformers 5.x nests the LLM fields
-            text_d = {**d, **d["text_config"]}
-        rope = text_d.get("rope_parameters") or text_d.get("rope_scaling") or {}
-        if not isinstance(rope, dict):
-            raise ConfigError(f"{source}: field 'rope_scaling' is {rope!r}; expected a JSON object with mrope_section")
-        if "mrope_section" not in rope:
-            raise ConfigError(f"{source}: no mrope_section in rope_scaling / rope_parameters")
-        theta = rope.get("rope_theta", text_d.get("rope_theta"))
-
-        def need(key, src=text_d):
-            if key not in src or src[key] is None:
-                raise ConfigError(f"{source}: missing required field {key!r}")
-            return src[key]
-
-        def typed(key, value, kind):
-            """`kind(value)`, or a ConfigError naming the field (a string where a number belongs)."""
-            try:
-                if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-                    raise TypeError
-                return kind(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{source}: field {key!r} is {value!r}; expected "
-                                  f"{'an integer' if kind is int else 'a number'}") from None
-
-        if theta is None:
-            raise ConfigError(f"{source}: missing required field 'rope_theta'")
-        ints = {k: typed(k, need(k), int) for k in ("vocab_size", "hidden_size", "intermediate_size",
-                                                     "num_hidden_layers", "num_attention_heads", "num_key_value_heads")}
-        section = rope["mrope_section"]
-        if not isinstance(section, list):
-            raise ConfigError(f"{source}: field 'mrope_section' is {section!r}; expected a list of integers")
-        text = TextConfig(
-            **ints,
-            rms_norm_eps=typed("rms_norm_eps", need("rms_norm_eps"), float),
-            rope_theta=typed("rope_theta", theta, float),
-            mrope_section=tuple(typed("mrope_section", s, int) for s in section),
-            tie_word_embeddings=bool(d.get("tie_word_embeddings", text_d.get("tie_word_embeddings", False))),
-            max_position_embeddings=typed("max_position_embeddings", text_d.get("max_position_embeddings", 32768), int),
-            hidden_act=text_d.get("hidden_act", "silu"),
-        )
-        vision_d = need("vision_config", d)
+        text = read_text_config(d, source)
+        vision_d = need(d, "vision_config", source)
         if not isinstance(vision_d, dict):
             raise ConfigError(f"{source}: field 'vision_config' is {vision_d!r}; expected a JSON object")
         vd = {**_VISION_DEFAULTS, **vision_d}
         vd.setdefault("hidden_size", text.hidden_size)
         known = {f.name for f in dataclasses.fields(VisionConfig)}
         vision = VisionConfig(**{k: v for k, v in vd.items() if k in known})
-        ids = {}
-        for f in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
-                  "vision_token_id", "bos_token_id", "eos_token_id"):
-            if d.get(f) is not None:
-                ids[f] = typed(f, d[f], int)
+        ids = read_token_ids(d, source)
         return cls(vision=vision, text=text, **ids)
 
     @classmethod
@@ -203,32 +159,8 @@ class Qwen2VLConfig:
         return {
             "architectures": ["Qwen2VLForConditionalGeneration"],
             "model_type": "qwen2_vl",
-            "vocab_size": t.vocab_size,
-            "hidden_size": t.hidden_size,
-            "intermediate_size": t.intermediate_size,
-            "num_hidden_layers": t.num_hidden_layers,
-            "num_attention_heads": t.num_attention_heads,
-            "num_key_value_heads": t.num_key_value_heads,
-            "hidden_act": t.hidden_act,
-            "max_position_embeddings": t.max_position_embeddings,
-            "rms_norm_eps": t.rms_norm_eps,
-            "rope_theta": t.rope_theta,
-            "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
-            "tie_word_embeddings": t.tie_word_embeddings,
-            "use_sliding_window": False,
-            "sliding_window": t.max_position_embeddings,
-            "max_window_layers": t.num_hidden_layers,
-            "attention_dropout": 0.0,
-            "initializer_range": 0.02,
-            "use_cache": True,
-            "torch_dtype": "float32",
-            "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id,
-            "image_token_id": self.image_token_id,
-            "video_token_id": self.video_token_id,
-            "vision_start_token_id": self.vision_start_token_id,
-            "vision_end_token_id": self.vision_end_token_id,
-            "vision_token_id": self.vision_token_id,
+            **text_to_hf_dict(t),
+            **token_ids_to_hf_dict(self),
             "vision_config": {
                 "depth": v.depth,
                 "embed_dim": v.embed_dim,
@@ -244,6 +176,97 @@ class Qwen2VLConfig:
                 "temporal_patch_size": v.temporal_patch_size,
             },
         }
+
+
+# ----------------------------------------------------------------------------------------
+# Readers shared by the Qwen families (Qwen2.5-VL's config has the same LLM section)
+# ----------------------------------------------------------------------------------------
+TOKEN_ID_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
+                   "vision_token_id", "bos_token_id", "eos_token_id")
+
+
+def need(d: dict[str, Any], key: str, source: str):
+    """`d[key]`, or a ConfigError naming the field when it is absent or null."""
+    if key not in d or d[key] is None:
+        raise ConfigError(f"{source}: missing required field {key!r}")
+    return d[key]
+
+
+def typed(key: str, value, kind, source: str):
+    """`kind(value)`, or a ConfigError naming the field (a string where a number belongs)."""
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: field {key!r} is {value!r}; expected "
+                          f"{'an integer' if kind is int else 'a number'}") from None
+
+
+def read_text_config(d: dict[str, Any], source: str) -> TextConfig:
+    """The Qwen2 decoder's fields of a config.json in either layout: flat (4.x) or nested
+    under `text_config` with RoPE under `rope_parameters` (5.x)."""
+    text_d = dict(d)
+    if isinstance(d.get("text_config"), dict):  # transformers 5.x nests the LLM fields
+        text_d = {**d, **d["text_config"]}
+    rope = text_d.get("rope_parameters") or text_d.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise ConfigError(f"{source}: field 'rope_scaling' is {rope!r}; expected a JSON object with mrope_section")
+    if "mrope_section" not in rope:
+        raise ConfigError(f"{source}: no mrope_section in rope_scaling / rope_parameters")
+    theta = rope.get("rope_theta", text_d.get("rope_theta"))
+    if theta is None:
+        raise ConfigError(f"{source}: missing required field 'rope_theta'")
+    ints = {k: typed(k, need(text_d, k, source), int, source)
+            for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                      "num_key_value_heads")}
+    section = rope["mrope_section"]
+    if not isinstance(section, list):
+        raise ConfigError(f"{source}: field 'mrope_section' is {section!r}; expected a list of integers")
+    return TextConfig(
+        **ints,
+        rms_norm_eps=typed("rms_norm_eps", need(text_d, "rms_norm_eps", source), float, source),
+        rope_theta=typed("rope_theta", theta, float, source),
+        mrope_section=tuple(typed("mrope_section", s, int, source) for s in section),
+        tie_word_embeddings=bool(d.get("tie_word_embeddings", text_d.get("tie_word_embeddings", False))),
+        max_position_embeddings=typed("max_position_embeddings", text_d.get("max_position_embeddings", 32768), int,
+                                      source),
+        hidden_act=text_d.get("hidden_act", "silu"),
+    )
+
+
+def read_token_ids(d: dict[str, Any], source: str) -> dict[str, int]:
+    """The special token ids a config.json sets (absent ones keep the dataclass defaults)."""
+    return {f: typed(f, d[f], int, source) for f in TOKEN_ID_FIELDS if d.get(f) is not None}
+
+
+def text_to_hf_dict(t: TextConfig) -> dict[str, Any]:
+    """The flat transformers 4.x LLM fields of a Qwen2 decoder."""
+    return {
+        "vocab_size": t.vocab_size,
+        "hidden_size": t.hidden_size,
+        "intermediate_size": t.intermediate_size,
+        "num_hidden_layers": t.num_hidden_layers,
+        "num_attention_heads": t.num_attention_heads,
+        "num_key_value_heads": t.num_key_value_heads,
+        "hidden_act": t.hidden_act,
+        "max_position_embeddings": t.max_position_embeddings,
+        "rms_norm_eps": t.rms_norm_eps,
+        "rope_theta": t.rope_theta,
+        "rope_scaling": {"type": "mrope", "mrope_section": list(t.mrope_section)},
+        "tie_word_embeddings": t.tie_word_embeddings,
+        "use_sliding_window": False,
+        "sliding_window": t.max_position_embeddings,
+        "max_window_layers": t.num_hidden_layers,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "torch_dtype": "float32",
+    }
+
+
+def token_ids_to_hf_dict(config) -> dict[str, int]:
+    return {f: getattr(config, f) for f in TOKEN_ID_FIELDS}
 
 
 # ----------------------------------------------------------------------------------------
@@ -326,7 +349,7 @@ def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
     not UTF-8, not JSON, not a JSON object); FileNotFoundError when there is none."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face Qwen2-VL checkpoint directory")
+        raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face checkpoint directory (Qwen2-VL or Qwen2.5-VL)")
     try:
         with open(path, "rb") as f:
             data = f.read()

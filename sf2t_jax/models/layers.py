@@ -76,14 +76,18 @@ def layer_at(stacked: nnx.Module, index: int) -> nnx.Module:
     return nnx.merge(graphdef, jax.tree.map(lambda a: a[index], state))
 
 
-def run_layers(layers, forward, x, *args, numerics: Numerics):
-    """Applies `forward(layer, x, *args) -> x` through every layer, scanned when stacked."""
+def run_layers(layers, forward, x, *args, numerics: Numerics, per_layer: tuple = ()):
+    """Applies `forward(layer, x, *args, *layer_args) -> x` through every layer, scanned when
+    stacked. `per_layer` holds arrays with a leading layer axis; layer i gets their i-th
+    entries as `layer_args` (numpy scalars when unscanned, traced when scanned), e.g.
+    Qwen2.5-VL's "this block attends over the whole slice" flags."""
     forward = maybe_remat(forward, numerics)
     if numerics.scan_layers:
-        body = nnx.scan(forward, in_axes=(0, nnx.Carry) + (None,) * len(args), out_axes=nnx.Carry)
-        return body(layers, x, *args)
-    for layer in layers:
-        x = forward(layer, x, *args)
+        body = nnx.scan(forward, in_axes=(0, nnx.Carry) + (None,) * len(args) + (0,) * len(per_layer),
+                        out_axes=nnx.Carry)
+        return body(layers, x, *args, *per_layer)
+    for i, layer in enumerate(layers):
+        x = forward(layer, x, *args, *(p[i] for p in per_layer))
     return x
 
 

@@ -33,12 +33,17 @@ class Qwen2VL(nnx.Module):
         (sample b owns slices [b*P, (b+1)*P)); L is padding. The training/eval batch layout:
         it scatters independently per row, so it shards along the batch.
     Out-of-range positions are dropped.
+
+    A family with another vision tower and the same Qwen2 decoder (Qwen2.5-VL) subclasses this
+    and sets `vision_tower`.
     """
+
+    vision_tower = VisionTower  # (vision config, numerics, rngs) -> module mapping VisionPatches to tokens
 
     def __init__(self, config: Qwen2VLConfig, numerics: Numerics = Numerics(), *, rngs: nnx.Rngs):
         self.config = config
         self.numerics = numerics
-        self.visual = VisionTower(config.vision, numerics, rngs)
+        self.visual = self.vision_tower(config.vision, numerics, rngs)
         self.model = Qwen2Model(config.text, numerics, rngs)
         if not config.text.tie_word_embeddings:
             self.lm_head = linear(config.text.hidden_size, config.text.vocab_size, ("embed", "vocab"), bias=False,
@@ -113,9 +118,12 @@ class Qwen2VL(nnx.Module):
 
 
 def prepare_hf_inputs(config: Qwen2VLConfig, input_ids, attention_mask=None, pixel_values=None,
-                      image_grid_thw=None, pixel_values_videos=None, video_grid_thw=None) -> dict:
+                      image_grid_thw=None, pixel_values_videos=None, video_grid_thw=None, *,
+                      tokens_per_second: float | None = None, second_per_grid_ts=None) -> dict:
     """Host-side conversion of processor outputs into `Qwen2VL.__call__` keyword arguments.
 
+    `tokens_per_second` / `second_per_grid_ts` put videos on Qwen2.5-VL's absolute time axis
+    (`rope_index.get_rope_index`); None for Qwen2-VL.
     Also returns `rope_deltas` (B,), needed to continue positions when decoding with a cache.
     """
     input_ids = np.asarray(input_ids)
@@ -131,7 +139,8 @@ def prepare_hf_inputs(config: Qwen2VLConfig, input_ids, attention_mask=None, pix
     position_ids, rope_deltas = rope.get_rope_index(
         input_ids, _np(image_grid_thw), _np(video_grid_thw), attention_mask,
         image_token_id=config.image_token_id, video_token_id=config.video_token_id,
-        vision_start_token_id=config.vision_start_token_id, spatial_merge_size=merge)
+        vision_start_token_id=config.vision_start_token_id, spatial_merge_size=merge,
+        tokens_per_second=tokens_per_second, second_per_grid_ts=_np(second_per_grid_ts))
     return dict(
         input_ids=input_ids.astype(np.int32), position_ids=position_ids, attention_mask=attention_mask.astype(np.int32),
         vision=tuple(VisionPatches(patches=g.patches.astype(np.float32), grid_hw=g.grid_hw) for g in vision),

@@ -1,7 +1,9 @@
-"""M-RoPE position ids and ViT patch positions of Qwen2-VL, computed on the host in numpy.
+"""M-RoPE position ids and ViT patch positions of Qwen2-VL and Qwen2.5-VL, computed on the host
+in numpy.
 
 Kept free of jax so that input-pipeline worker processes can compute positions without
-importing it. Matches transformers' `Qwen2VLModel.get_rope_index` (specs/qwen2_vl.md §1.6).
+importing it. Matches transformers' `Qwen2VLModel.get_rope_index` (specs/qwen2_vl.md §1.6) and,
+given `tokens_per_second`, 4.49's `Qwen2_5_VLForConditionalGeneration.get_rope_index` (§1.8).
 """
 from __future__ import annotations
 
@@ -18,14 +20,27 @@ def get_rope_index(
     video_token_id: int,
     vision_start_token_id: int,
     spatial_merge_size: int = 2,
+    tokens_per_second: float | None = None,
+    second_per_grid_ts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """M-RoPE position ids, exactly as transformers' `Qwen2VLModel.get_rope_index`.
+
+    Qwen2.5-VL (`tokens_per_second` given) puts video slices on an absolute time axis: slice t
+    of video i has temporal position `floor(t * second_per_grid_ts[i] * tokens_per_second)`
+    (seconds per temporal slice, default 1.0), images 0. The product is taken in float32, as
+    transformers 4.49 takes it for the processor's float32 tensor, and floored after, so
+    fractional intervals (e.g. 0.5 s at 4 fps) give fractional-rate positions. (transformers
+    4.53+ casts the interval to an integer first and gets 0 there: specs/qwen2_vl.md §1.8; we
+    follow 4.49, the paper-era version our parity tests pin.)
 
     Args:
       input_ids: (B, L) int token ids.
       image_grid_thw / video_grid_thw: (N, 3) grids in patch units, rows consumed in order of
         appearance across the whole batch.
       attention_mask: (B, L) 1 for real tokens, 0 for padding (either side).
+      tokens_per_second: Qwen2.5-VL's `vision_config.tokens_per_second`; None for Qwen2-VL.
+      second_per_grid_ts: (num_videos,) seconds per temporal slice of each video
+        (`temporal_patch_size / fps`), Qwen2.5-VL only.
     Returns:
       position_ids: (3, B, L) int32; padded slots hold 1, as in transformers.
       rope_deltas: (B,) int32, `max(position) + 1 - L`, used for decoding with a KV cache.
@@ -37,6 +52,10 @@ def get_rope_index(
     attention_mask = np.asarray(attention_mask)
     image_rows = iter(np.zeros((0, 3), np.int64) if image_grid_thw is None else np.asarray(image_grid_thw))
     video_rows = iter(np.zeros((0, 3), np.int64) if video_grid_thw is None else np.asarray(video_grid_thw))
+    if second_per_grid_ts is not None and tokens_per_second is None:
+        raise ValueError("get_rope_index: second_per_grid_ts needs tokens_per_second (Qwen2.5-VL)")
+    seconds = None if second_per_grid_ts is None else np.asarray(second_per_grid_ts, np.float32).reshape(-1)
+    videos_seen = 0
 
     position_ids = np.ones((3, batch, length), np.int64)
     deltas = np.zeros((batch,), np.int64)
@@ -60,7 +79,15 @@ def get_rope_index(
             n_text = ed - start
             pieces.append(np.broadcast_to(np.arange(n_text) + next_pos, (3, n_text)))
             base = next_pos + n_text
-            t_idx = np.repeat(np.arange(gt), gh * gw)
+            slice_pos = np.arange(gt)
+            if tokens_per_second is not None:
+                if ids[ed] == image_token_id:
+                    slice_pos = np.zeros(gt, np.int64)
+                else:
+                    slice_pos = _absolute_time(gt, _seconds_of(seconds, videos_seen), tokens_per_second)
+            if ids[ed] == video_token_id:
+                videos_seen += 1
+            t_idx = np.repeat(slice_pos, gh * gw)
             h_idx = np.tile(np.repeat(np.arange(gh), gw), gt)
             w_idx = np.tile(np.arange(gw), gt * gh)
             block = np.stack([t_idx, h_idx, w_idx]) + base
@@ -73,6 +100,20 @@ def get_rope_index(
         position_ids[:, b, valid] = positions
         deltas[b] = (int(positions.max()) + 1 if positions.size else 0) - length
     return position_ids.astype(np.int32), deltas.astype(np.int32)
+
+
+def _seconds_of(seconds: np.ndarray | None, video: int) -> np.float32:
+    if seconds is None:
+        return np.float32(1.0)
+    if video >= len(seconds):
+        raise ValueError(f"get_rope_index: second_per_grid_ts has {len(seconds)} entries, fewer than the videos")
+    return seconds[video]
+
+
+def _absolute_time(slices: int, seconds_per_slice: np.float32, tokens_per_second: float) -> np.ndarray:
+    """(slices,) int64 temporal positions `trunc(t * seconds * tokens_per_second)` in float32."""
+    time = np.arange(slices, dtype=np.float32) * np.float32(seconds_per_slice) * np.float32(tokens_per_second)
+    return time.astype(np.int64)
 
 
 def _next_vision_token(ids: np.ndarray, start: int, image_token_id: int, video_token_id: int) -> int:

@@ -14,7 +14,7 @@ from flax import nnx
 from sf2t_jax.models import rope
 from sf2t_jax.models.config import VisionConfig
 from sf2t_jax.models.attention import AttentionMask, attend
-from sf2t_jax.models.layers import Numerics, layer_norm, linear, run_layers, stacked_layers
+from sf2t_jax.models.layers import Numerics, RMSNorm, layer_norm, linear, run_layers, stacked_layers
 from sf2t_jax.parallel.activations import BATCH_LENGTH_EMBED, BATCH_LENGTH_HEADS, BATCH_LENGTH_MLP, constrain
 
 
@@ -46,14 +46,15 @@ class VisionAttention(nnx.Module):
         self.proj = linear(cfg.embed_dim, cfg.embed_dim, ("vision_heads", "vision_embed"), bias=True,
                            numerics=numerics, rngs=rngs)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-        """x: (N, S, E); cos/sin: (S, head_dim). Attention within each of the N slices."""
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: AttentionMask = AttentionMask()) -> jax.Array:
+        """x: (N, S, E); cos/sin: (S, head_dim). Attention within each of the N slices, further
+        restricted by `mask` (Qwen2.5-VL's windows: a dense (1, S, S) part)."""
         n, s, e = x.shape
         qkv = self.qkv(x).reshape(n, s, 3, self.num_heads, e // self.num_heads)
         q, k, v = (constrain(qkv[:, :, i], BATCH_LENGTH_HEADS) for i in range(3))
         q = rope.apply_rotary(q, cos, sin)
         k = rope.apply_rotary(k, cos, sin)
-        out = constrain(attend(q, k, v, AttentionMask(), implementation=self.implementation, precision=self.precision),
+        out = constrain(attend(q, k, v, mask, implementation=self.implementation, precision=self.precision),
                         BATCH_LENGTH_HEADS)
         return constrain(self.proj(out.reshape(n, s, e)), BATCH_LENGTH_EMBED)
 
@@ -83,14 +84,22 @@ class VisionBlock(nnx.Module):
 
 
 class PatchMerger(nnx.Module):
-    """LayerNorm per patch, then each 2x2 window (4 consecutive rows) -> MLP -> one LLM token."""
+    """Norm per patch, then each 2x2 window (4 consecutive rows) -> MLP -> one LLM token.
 
-    def __init__(self, cfg: VisionConfig, numerics: Numerics, rngs: nnx.Rngs):
+    Qwen2-VL normalises with a LayerNorm; Qwen2.5-VL with an RMSNorm (`rms_norm=True`) and
+    names the output width `out_hidden_size` (`out_features`; default `cfg.hidden_size`).
+    """
+
+    def __init__(self, cfg, numerics: Numerics, rngs: nnx.Rngs, *, rms_norm: bool = False,
+                 out_features: int | None = None):
         self.group = cfg.spatial_merge_size**2
-        self.ln_q = layer_norm(cfg.embed_dim, "vision_embed", eps=cfg.layer_norm_eps, numerics=numerics, rngs=rngs)
+        if rms_norm:
+            self.ln_q = RMSNorm(cfg.embed_dim, eps=cfg.rms_norm_eps, numerics=numerics, axis_name="vision_embed")
+        else:
+            self.ln_q = layer_norm(cfg.embed_dim, "vision_embed", eps=cfg.layer_norm_eps, numerics=numerics, rngs=rngs)
         self.fc1 = linear(cfg.merged_dim, cfg.merged_dim, ("vision_merged", "vision_merged_mlp"), bias=True,
                           numerics=numerics, rngs=rngs)
-        self.fc2 = linear(cfg.merged_dim, cfg.hidden_size, ("vision_merged_mlp", "embed"), bias=True,
+        self.fc2 = linear(cfg.merged_dim, out_features or cfg.hidden_size, ("vision_merged_mlp", "embed"), bias=True,
                           numerics=numerics, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:

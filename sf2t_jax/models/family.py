@@ -1,0 +1,84 @@
+"""Model families by Hugging Face `model_type`: what conversion and model loading need to know.
+
+Each family names its config dataclass (reads and writes config.json), its NNX module, its
+conversion rules (`sf2t_jax.convert.table`) and its presets. A checkpoint's `model_type`
+picks the family; an unknown one is one `ConfigError` listing the supported types.
+
+    qwen2_vl     Qwen2-VL     models/config.py, models/qwen2_vl.py
+    qwen2_5_vl   Qwen2.5-VL   models/qwen2_5_vl/
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sf2t_jax.convert.table import QWEN2_5_VL_RULES, QWEN2_VL_RULES, Rule
+from sf2t_jax.models import config as qwen2_vl_config
+from sf2t_jax.models.config import ConfigError, Qwen2VLConfig, _json_object, read_config_json
+from sf2t_jax.models.qwen2_5_vl import config as qwen2_5_vl_config
+from sf2t_jax.models.qwen2_5_vl.config import Qwen25VLConfig
+from sf2t_jax.models.qwen2_5_vl.model import Qwen25VL
+from sf2t_jax.models.qwen2_vl import Qwen2VL
+
+ModelConfig = Qwen2VLConfig | Qwen25VLConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One model family."""
+
+    model_type: str  # config.json `model_type`
+    name: str  # for messages
+    config_class: type  # `from_hf_dict(d, source)`, `to_hf_dict()`
+    model_class: type  # `model_class(config, numerics, rngs=...)` -> nnx.Module
+    conversion_rules: tuple[Rule, ...]  # Hub key <-> parameter path
+    presets: Mapping[str, Callable[[], Any]]  # name -> config
+
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (
+    Family("qwen2_vl", "Qwen2-VL", Qwen2VLConfig, Qwen2VL, QWEN2_VL_RULES, qwen2_vl_config.PRESETS),
+    Family("qwen2_5_vl", "Qwen2.5-VL", Qwen25VLConfig, Qwen25VL, QWEN2_5_VL_RULES, qwen2_5_vl_config.PRESETS),
+)}
+
+
+def family_named(model_type: Any, source: str = "config.json") -> Family:
+    """The family of a config.json `model_type`, or a ConfigError listing the supported ones."""
+    if model_type not in FAMILIES:
+        raise ConfigError(f"{source}: model_type {model_type!r} is not supported; supported: {', '.join(FAMILIES)}")
+    return FAMILIES[model_type]
+
+
+def family_of(config: ModelConfig) -> Family:
+    """The family whose config dataclass `config` is."""
+    for family in FAMILIES.values():
+        if type(config) is family.config_class:
+            return family
+    raise TypeError(f"{type(config).__name__} is not the config of a known model family")
+
+
+def config_from_hf_dict(d: dict[str, Any], source: str = "config.json") -> ModelConfig:
+    """A parsed config.json -> its family's config dataclass."""
+    return family_named(d.get("model_type"), source).config_class.from_hf_dict(d, source=source)
+
+
+def config_from_json_text(text: str, source: str = "config.json") -> ModelConfig:
+    return config_from_hf_dict(_json_object(text, source), source)
+
+
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """Reads `path` (a config.json, or a directory holding one) into its family's config."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    return config_from_hf_dict(read_config_json(path), source=path)
+
+
+def preset(name: str) -> ModelConfig:
+    """A preset of any family by name (`qwen2vl_7b`, `qwen25vl_7b`, ...)."""
+    for family in FAMILIES.values():
+        if name in family.presets:
+            return family.presets[name]()
+    known = sorted(n for f in FAMILIES.values() for n in f.presets)
+    raise KeyError(f"unknown model preset {name!r}; known: {', '.join(known)}")
