@@ -18,7 +18,8 @@ STAGES = ("base", "sft", "sf2t", "sft_sf2t")
 MINI = ["world.train_clips=8", "world.validation_clips=2", "world.test_clips=2", "world.height=32",
         "world.width=32", "world.num_frames=8", "eval.scene_frames=2", "eval.max_videos=1", "eval.bootstrap=20",
         "eval.batch_size=8", "eval.methods=loglik", "devices=1", "tower.steps=3", "tower.batch=4",
-        "tower.pairs_per_clip=2", "tower.heldout_pairs_per_clip=2"]
+        "tower.pairs_per_clip=2", "tower.heldout_pairs_per_clip=2", "heldout.samples_per_task=2",
+        "heldout.prior_samples_per_task=3"]
 for _s in STAGES:  # 8 rows: one per fake device; x4 at 2 frames fits the 8-frame clips; one lr, so
     # stages of the same shapes share one compiled train step (the learning rate is a constant in it)
     MINI += [f"stages.{_s}.steps=2", f"stages.{_s}.batch_size=8", f"stages.{_s}.scene_frames=2",
@@ -59,7 +60,7 @@ def first(tmp_path_factory, data_dir):
 def test_run_folder_holds_results_table_figures_configs_and_logs(first):
     root = first.workdir
     for name in ("demo.json", "demo.log", "comparison.md", "tasks.png", "speed.png", "claims.md", "claims.json",
-                 "configs/eval.json"):
+                 "configs/eval.json", "heldout.md"):
         assert os.path.isfile(os.path.join(root, name)), name
     # the tower stage: pretrained on per-patch labels, probed, exported; the base starts from it
     # with the ViT frozen (the merger trains)
@@ -79,6 +80,13 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
         assert skips["stopped"] is False and skips["limit"] == resolved["train"]["max_skip_share"]
         assert {t: r["skipped"].get("too_long", 0) for t, r in skips["tasks"].items()} == {
             t: 0 for t in skips["tasks"]}, stage
+        if stage in ("sf2t", "sft_sf2t"):  # fragment stages: their own tasks vs answer priors, held out
+            heldout = json.load(open(os.path.join(root, "stages", stage, "heldout.json")))
+            assert heldout["step"] == 2 and sorted(heldout["tasks"]) == sorted(
+                t for t, w in resolved["input"]["weights"].items() if w > 0), stage
+        else:
+            assert resolved["heldout"]["split"] == "" and not os.path.exists(
+                os.path.join(root, "stages", stage, "heldout.json")), stage
         for name in ("results.json", "results.md", "predictions.jsonl", "tasks.png", "speed.png"):
             assert os.path.isfile(os.path.join(root, "eval", stage, name)), (stage, name)
         for view in ("static", "blind"):  # the controls, each a run folder like the real run's
@@ -87,15 +95,15 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
         for name in ("controls.md", "controls.json", "controls.png"):
             assert os.path.isfile(os.path.join(root, "eval", stage, name)), (stage, name)
     table = open(os.path.join(root, "comparison.md")).read()
-    for setting in DISPLAY.values():
-        assert setting in table
+    for stage in STAGES:
+        assert DISPLAY[stage] in table
     # The "uses motion" table comes first: a row per setting, real - static and a verdict per task.
     motion = table.index("## Does a model use the video's motion?")
     assert motion < table.index("| Overall |")
-    for setting in DISPLAY.values():
+    for setting in (DISPLAY[s] for s in STAGES):
         row = next(line for line in table[motion:].splitlines() if line.startswith(f"| {setting} | loglik |"))
         assert row.count(" [") >= 3 and any(v in row for v in (" yes", " no", " reversed")), row
-    assert set(first.controls) == set(DISPLAY.values())
+    assert set(first.controls) == {DISPLAY[s] for s in STAGES}
     headline = json.load(open(os.path.join(root, "demo.json")))["headline"]
     for setting, controls_table in first.controls.items():
         overall = next(r for r in controls_table["methods"]["loglik"] if r["kind"] == "overall")

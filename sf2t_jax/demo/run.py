@@ -16,6 +16,7 @@ The run folder (WORKDIR):
                             settings side by side (scene and fragment level, with CIs)
     tasks.png, speed.png    the same as figures
     claims.md, claims.json  the paper's claims, checked with paired bootstrap CIs over videos
+    heldout.md              each stage's held-out accuracy on its own tasks vs each task's answer prior
 
 Stages: tower (the vision tower on per-patch object labels) -> base (captions over the frozen
 tower) -> sft (scene QA, from base); sf2t (fragments, from base); sft_sf2t (fragments, from sft). Re-running the same command resumes: prepared data is
@@ -40,7 +41,7 @@ from sf2t_jax.demo.stages import stage_config
 log = logging.getLogger("sf2t_jax.demo")
 
 # The paper's names of the four settings, in table order.
-DISPLAY = {"base": "Base", "sft": "SFT", "sf2t": "SF²T", "sft_sf2t": "SFT+SF²T"}
+DISPLAY = {"base": "Base", "sft": "SFT", "sf2t": "SF²T", "sft_sf2t": "SFT+SF²T", "sf2t_joint": "SFT+SF²T joint"}
 # A-priori costs on a 2-core CPU (the ETA before anything is measured).
 COMPILE_S = 15.0
 STEP_S = {"captions": 0.3, "scene_qa": 0.3, "fragments": 0.45}
@@ -102,7 +103,8 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
                    if tower_steps else [])
                 + [(f"train {s}", COMPILE_S + STEP_S[config.stages[s].mode] * config.stages[s].steps) for s in order]
                 + evals + [("compare", 5.0)])
-    log.info("demo: scale %s, seed %d, stages %s, run folder %s", config.scale, config.seed, " -> ".join(order), root)
+    log.info("demo: scale %s, seed %d, stages %s, run folder %s", config.scale, config.seed,
+             " -> ".join((["tower"] if tower_steps else []) + order), root)
 
     # ================================================================================
     # 1. Data: the synthetic world, sf2t_corpus, video_sft, FineVidBench (kept if done)
@@ -173,6 +175,10 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     shown = order  # Base, SFT, SF²T, SFT+SF²T
     report.compare([root / "eval" / s for s in shown], root, [DISPLAY.get(s, s) for s in shown],
                    preamble=controls.motion_markdown(control_tables) if control_tables else "")
+    heldout = _heldout_table(root, shown)
+    if heldout:
+        (root / "heldout.md").write_text(heldout)
+        log.info("held-out accuracy of each stage on its own tasks (stages/<stage>/heldout.json):\n%s", heldout)
     claims = check_claims({DISPLAY.get(s, s): root / "eval" / s for s in shown},
                           methods=tuple(m for m in ("loglik", "generate") if m in config.eval.methods),
                           bootstrap=int(config.eval.bootstrap), seed=int(config.seed))
@@ -370,6 +376,30 @@ def _evaluate_stage(scorer: _StageScorer, view: str, *, redo: bool) -> bool:
         levels = ", ".join(f"{k} {100 * v['value']:.1f}%" for k, v in m["levels"].items())
         log.info("%s %s (%s): overall %.1f%% (%s)", what, scorer.stage, method, 100 * m["overall"]["value"], levels)
     return False
+
+
+def _heldout_table(root: Path, stages: list[str]) -> str:
+    """A markdown table of each stage's last held-out evaluation (train/heldout.py): per task,
+    accuracy with its video-bootstrap interval, the best constant answer's accuracy on the same
+    samples (the prior), and whether the interval is above it. "" when no stage has one."""
+    from sf2t_jax.train.heldout import read_last
+
+    rows = []
+    for stage in stages:
+        record = read_last(str(root / "stages" / stage))
+        for task, r in ((record or {}).get("tasks") or {}).items():
+            prior = r.get("prior") or {}
+            lo, hi = r["ci"]
+            shown = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+            prior_text = (f"{100 * prior['accuracy']:.1f} ({prior['answer'][:24]!r})"
+                          if prior.get("accuracy") is not None else "-")
+            verdict = {True: "yes", False: "no", None: "-"}[r["above_prior"]]
+            rows.append(f"| {DISPLAY.get(stage, stage)} | {task} | {r['n']} ({r['videos']} videos) | {shown} | "
+                        f"{prior_text} | {verdict} |")
+    if not rows:
+        return ""
+    return ("| stage | task | held-out samples | accuracy [95% CI] | prior: best constant answer | above prior |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def _headline(metrics: dict, table: dict | None) -> dict:

@@ -17,7 +17,8 @@ from sf2t_jax.configuration import load_config
 
 SF2T_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "sf2t.py")
 STAGE_FIELDS = ("init", "mode", "method", "steps", "lr", "batch_size", "warmup_fraction", "log_every", "source",
-                "scene_frames", "frame_budget", "max_length", "max_skip_share", "freeze_tower")
+                "scene_frames", "frame_budget", "max_length", "max_skip_share", "freeze_tower", "sft_weight",
+                "heldout")
 
 
 def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
@@ -65,6 +66,14 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
     c.train.lr = float(s.lr)
     c.train.warmup_fraction = float(s.warmup_fraction)
     c.train.max_skip_share = float(s.max_skip_share)
+    # joint SFT+SF²T: a share of scene QA samples (video_sft's train split) mixed into the fragments
+    c.data.sft_weight = float(s.sft_weight)
+    c.data.sft_source = "tfds:video_sft" if s.sft_weight > 0 else c.data.sft_source
+    # held-out accuracy per task against its answer prior (the same data's held-out split)
+    c.heldout.split = demo.heldout.split if s.heldout else ""
+    c.heldout.every = int(demo.heldout.every)
+    c.heldout.samples_per_task = int(demo.heldout.samples_per_task)
+    c.heldout.prior_samples_per_task = int(demo.heldout.prior_samples_per_task)
     if s.method == "full" and not s.freeze_tower:
         c.params.frozen = ()  # every parameter learns, the vision tower too
     # else configs/sf2t.py's default: the ViT (patch embedding and blocks) frozen, the merger trained
