@@ -131,7 +131,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         geometry = batches.geometry
         total_steps = data_lib.total_steps(config, geometry)
         accum = int(config.train.grad_accum)
-        heldout_set = heldout_lib.open_heldout(config)  # the fixed held-out samples and answer priors
     log.info("batches: %d rows x %d tokens, %d slices of %s patches; %d steps (%.2f epochs), %d micro-steps each",
              geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw, total_steps,
              total_steps / max(geometry.steps_per_epoch, 1), accum)
@@ -177,6 +176,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         ckpt.close()
         return TrainResult("already_complete", step, total_steps, [], 0, workdir, heldout_lib.read_last(workdir))
     evaluator = None
+    with _config_errors():  # drawn only when there is training left (a finished workdir needs none)
+        heldout_set = heldout_lib.open_heldout(config)  # the fixed held-out samples and answer priors
     if heldout_set is not None:
         evaluator = heldout_lib.make_evaluator(config, heldout_set, model, built, geometry, workdir=workdir,
                                                first_step=step, total_steps=total_steps)
