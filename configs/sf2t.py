@@ -210,7 +210,7 @@ def get_config(arg=None):
     c.mesh = ml_collections.ConfigDict()
     c.mesh.ici = (1, -1, 1)  # (data, fsdp, tensor) within a slice; one may be -1 (the rest)
     c.mesh.dcn = (1, 1, 1)  # (data, fsdp, tensor) across slices / processes; product = number of slices
-    c.mesh.rules = "default"  # logical-axis rules: a key of configs/sharding.py RULES
+    c.mesh.rules = "default"  # logical-axis rules: a key of sf2t_jax.parallel.rules.RULES
     # Constrain activations by their logical axes at every layer boundary (the rules map them);
     # False leaves every activation layout to GSPMD, for comparison (memory stops scaling).
     c.mesh.constrain_activations = True
