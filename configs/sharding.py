@@ -1,49 +1,9 @@
-"""Logical axis name -> mesh axis rules (MaxText-style `logical_axis_rules`).
+"""The logical-axis rules tables, for scripts that import them from here.
 
-Parameters and activations carry logical names (see `sf2t_jax/models/layers.py` and
-`sf2t_jax/parallel/activations.py`); this table
-is the only place that decides how they map onto the mesh axes ('data', 'fsdp', 'tensor'), so
-changing a sharding strategy never touches model code. A name mapped to None is replicated;
-a tuple shards one array dimension over several mesh axes.
-
-Default: FSDP shards the model dimension of every weight within a slice; 'tensor' shards the
-head / MLP / vocab dimension (Megatron-style) when the mesh gives it devices; 'data' replicates
-weights across slices (data parallel).
+The tables live in the package (`sf2t_jax/parallel/rules.py`), so an installed sf2t_jax has
+them without this folder; an experiment picks one by name with `mesh.rules` ('default' or
+'replicated').
 """
+from sf2t_jax.parallel.rules import DEFAULT_RULES, REPLICATED_RULES, RULES
 
-DEFAULT_RULES = (
-    # ---- input batches (sf2t_jax/train/data.py BATCH_AXES) --------------------------------
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    # ---- activations (sf2t_jax/parallel/activations.py): rows stay on the devices that hold
-    # them through every layer; heads, MLP and vocabulary split over 'tensor' (Megatron), the
-    # residual stream is whole on each device of a 'tensor' group.
-    ("activation_batch", ("data", "fsdp")),
-    ("activation_length", None),
-    ("activation_embed", None),
-    ("activation_heads", "tensor"),
-    ("activation_kv_heads", "tensor"),
-    ("activation_mlp", "tensor"),
-    ("activation_vocab", "tensor"),
-    # ---- LLM weights --------------------------------------------------------------------
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("q_heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("mlp", "tensor"),
-    ("norm", None),
-    ("layers", None),  # the stacked axis of scanned layers: every device holds every layer's shard
-    # ---- vision tower weights -----------------------------------------------------------
-    ("vision_patch", None),
-    ("vision_embed", "fsdp"),
-    ("vision_qkv", "tensor"),
-    ("vision_heads", "tensor"),
-    ("vision_mlp", "tensor"),
-    ("vision_merged", "fsdp"),
-    ("vision_merged_mlp", "tensor"),
-)
-
-# Everything replicated: single-device runs and parity checks.
-REPLICATED_RULES = tuple((name, None) for name, _ in DEFAULT_RULES)
-
-RULES = {"default": DEFAULT_RULES, "replicated": REPLICATED_RULES}
+__all__ = ["DEFAULT_RULES", "REPLICATED_RULES", "RULES"]

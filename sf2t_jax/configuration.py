@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import ml_collections
@@ -53,8 +53,15 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
     module = load_module(path)
     if not hasattr(module, "get_config"):
         raise InputError(f"{path}: a config file must define get_config(arg)")
+    return make_config(module.get_config, arg or None, overrides)
+
+
+def make_config(get_config: Callable[[str | None], ml_collections.ConfigDict], arg: str | None = None,
+                overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`get_config(arg)` (a config file's, or a package default such as
+    `sf2t_jax.defaults.demo.demo_config`) locked, with `key.sub=value` overrides applied."""
     try:
-        config = module.get_config(arg or None)
+        config = get_config(arg)
     except InputError:
         raise
     except ValueError as e:  # the file refuses its own argument (e.g. model=qwen2vl_9b)

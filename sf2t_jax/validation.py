@@ -25,17 +25,17 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
-import pathlib
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import ml_collections
 
-from sf2t_jax.configuration import ConfigValueError, load_module
+from sf2t_jax.configuration import ConfigValueError
 from sf2t_jax.errors import InputError
 from sf2t_jax.models.config import PRESETS
 from sf2t_jax.models.options import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, PRECISION_NAMES, REMAT_POLICY_NAMES
+from sf2t_jax.parallel.rules import RULES
 from sf2t_jax.train.options import DATA_SOURCES, METHODS, SIGNALS
 
 REMOTE = ("gs://",)  # paths on object storage are not checked here (no credentials at start-up)
@@ -221,8 +221,8 @@ class Delegated(Rule):
 # Tables
 # ----------------------------------------------------------------------------------------
 def sharding_rules() -> Mapping[str, Any]:
-    """configs/sharding.py RULES (the table `parallel.sharding.named_rules` reads)."""
-    return load_module(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "sharding.py")).RULES
+    """The rules tables `mesh.rules` can name (the table `parallel.rules.named_rules` reads)."""
+    return RULES
 
 
 def _dtype(optional: bool = False) -> Str:

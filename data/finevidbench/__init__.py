@@ -1,4 +1,4 @@
 """FineVidBench: benchmark items, and their videos stored once."""
-from data.finevidbench.finevidbench_dataset_builder import Builder
+from sf2t_jax.datasets.builders.finevidbench_dataset_builder import Builder
 
 __all__ = ["Builder"]

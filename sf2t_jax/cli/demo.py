@@ -4,7 +4,7 @@ on the synthetic FineVidBench, write the table, the figures and the claims' verd
 
     python launch.py demo                                     # scale small: ~15 minutes on 2 cores
     python launch.py demo --scale medium --workdir runs/demo_medium
-    python launch.py demo --config.stages.sf2t.method=lora    # any configs/demo.py field
+    python launch.py demo --config.stages.sf2t.method=lora    # any field of the demo config
 
 Re-running the same command resumes: finished stages and evaluations are kept.
 """
@@ -12,27 +12,29 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 HELP = "the whole demo: data, Base/SFT/SF²T/SFT+SF²T training, FineVidBench evaluation, claims"
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo.py")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="small", choices=("small", "medium", "large"),
-                        help="world size and training steps (configs/demo.py SCALES, STEPS)")
+                        help="world size and training steps (sf2t_jax/defaults/demo.py SCALES, STEPS)")
     parser.add_argument("--workdir", help="the run folder (default runs/demo_SCALE)")
     parser.add_argument("--config", default=None, metavar="FILE[:ARG]",
-                        help="demo config (default configs/demo.py:scale=SCALE); --config.KEY=VALUE overrides")
+                        help="demo config file, e.g. configs/demo.py:scale=medium (default: the package's "
+                             "demo config at --scale); --config.KEY=VALUE overrides")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars in prepare")
 
 
 def run(args: argparse.Namespace) -> None:
     from sf2t_jax import validation
-    from sf2t_jax.configuration import load_config
+    from sf2t_jax.configuration import load_config, make_config
+    from sf2t_jax.defaults.demo import demo_config
 
-    spec = args.config or f"{os.path.normpath(CONFIG)}:scale={args.scale}"
-    config = load_config(spec, args.overrides)
+    if args.config:
+        config = load_config(args.config, args.overrides)
+    else:  # the package's own defaults: no repository folder needed
+        config = make_config(demo_config, f"scale={args.scale}", args.overrides)
     validation.check_prepare(config)
 
     from sf2t_jax.demo import run_demo

@@ -59,11 +59,11 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     import jax
 
-    from configs.sharding import RULES
     from sf2t_jax.eval import BenchmarkError, controls, evaluate, load_items, load_model, load_tokenizer, report
     from sf2t_jax.eval.config import EvalSettings
     from sf2t_jax.eval.visuals import ShortClip
     from sf2t_jax.parallel.mesh import make_mesh, select_devices
+    from sf2t_jax.parallel.rules import named_rules
 
     settings = EvalSettings.of(config)
     try:
@@ -71,7 +71,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     except BenchmarkError as e:
         raise SystemExit(f"error: {e}") from None
     mesh = make_mesh(*config.mesh.ici, devices=select_devices(int(config.mesh.devices)))
-    rules = RULES[config.mesh.rules]
+    rules = named_rules(config.mesh.rules)
     t0 = time.perf_counter()
     model = load_model(args.checkpoint, dtype=config.dtype, mesh=mesh, rules=rules)
     tokenizer = load_tokenizer(config.tokenizer, args.checkpoint)

@@ -66,7 +66,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
     shardings = None
     if mesh is not None:
         if rules is None:
-            raise ValueError("from_hf: a mesh needs a rules table (configs/sharding.py)")
+            raise ValueError("from_hf: a mesh needs a rules table (sf2t_jax.parallel.rules)")
         shardings = dict(nnx.to_flat_state(state_shardings(abstract_state, mesh, rules)))
 
     expected = {}  # Hub key -> (our path, hook)

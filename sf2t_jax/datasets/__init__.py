@@ -1,6 +1,6 @@
 """Our TFDS datasets (array_record, no TensorFlow): how they are planned, built and read.
 
-Datasets (builders in ``data/``; features documented exactly in ``features``):
+Datasets (builders in ``builders/``; features documented exactly in ``features``):
   sf2t_corpus          {id, video, format}: unlabelled training videos for SF²T
   video_sft            per training video: caption and scene QA, for the SFT baseline
   finevidbench/items   the benchmark, one item per record (JSON-lines schema + video_index)

@@ -20,20 +20,15 @@ import tensorflow_datasets as tfds
 from sf2t_jax.datasets import layout
 from sf2t_jax.datasets.plans import Plan
 
-# dataset name -> module in data/ defining its `Builder` (the repository root must be on
-# sys.path: launch.py and pytest put it there)
-BUILDER_MODULES = {layout.CORPUS: "data.sf2t_corpus", layout.SFT: "data.video_sft",
-                   layout.BENCH_ITEMS: "data.finevidbench",
-                   layout.BENCH_VIDEOS: "data.finevidbench"}
+# dataset name -> module defining its `Builder` (imported when first built: TFDS registers it)
+BUILDER_MODULES = {layout.CORPUS: "sf2t_jax.datasets.builders.sf2t_corpus_dataset_builder",
+                   layout.SFT: "sf2t_jax.datasets.builders.video_sft_dataset_builder",
+                   layout.BENCH_ITEMS: "sf2t_jax.datasets.builders.finevidbench_dataset_builder",
+                   layout.BENCH_VIDEOS: "sf2t_jax.datasets.builders.finevidbench_dataset_builder"}
 
 
 def builder_class(name: str):
-    module = BUILDER_MODULES[name]
-    try:
-        return importlib.import_module(module).Builder
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"cannot import the {name} builder {module!r} ({e}): run from "
-                                  "the repository root (data/ holds the builders)") from e
+    return importlib.import_module(BUILDER_MODULES[name]).Builder
 
 
 def stored_fingerprint(paths: layout.DataPaths, name: str) -> str | None:

@@ -1,10 +1,10 @@
-"""The base of the TFDS builders in ``data/``: array_record, no TensorFlow, examples from a Plan.
+"""The base of the TFDS builders in ``builders/``: array_record, no TensorFlow, examples from a Plan.
 
-A builder in ``data/<name>/`` only says which features it stores; what goes in comes from a
-``plans.Plan`` handed to the constructor (``Builder(data_dir=..., plan=...)``). Without a plan
-a builder can still read a prepared dataset (``tfds.data_source``), but not build one: the
-source folder and the benchmark config live in the experiment config, which ``launch.py
-prepare`` turns into plans.
+A builder (``builders/<name>_dataset_builder.py``) only says which features it stores; what goes
+in comes from a ``plans.Plan`` handed to the constructor (``Builder(data_dir=..., plan=...)``).
+Without a plan a builder can still read a prepared dataset (``tfds.data_source``), but not build
+one: the source folder and the benchmark config live in the experiment config, which
+``launch.py prepare`` turns into plans.
 """
 from __future__ import annotations
 

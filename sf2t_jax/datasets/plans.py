@@ -1,6 +1,6 @@
 """What each dataset will contain: its splits' example generators and its fingerprint.
 
-A ``Plan`` is all a builder in ``data/`` needs: the builders stay thin and the content is
+A ``Plan`` is all a builder in ``builders/`` needs: the builders stay thin and the content is
 defined (and tested) here. Split use, by role (see ``inventory``):
 
   sf2t_corpus          train <- train role, validation <- heldout role   (no labels)

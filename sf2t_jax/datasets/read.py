@@ -3,7 +3,7 @@
 Every function takes the experiment's data dir (``config.data.dir``, what ``prepare`` wrote).
 Sources are TFDS ``ArrayRecordDataSource``s: ``len(src)``, ``src[i]`` -> dict of the features
 in ``features`` (Text as UTF-8 bytes), ``src.__getitems__(indices)``; picklable, so grain
-worker processes can hold them. Nothing here needs the builders in ``data/`` or TensorFlow.
+worker processes can hold them. Nothing here needs the builders or TensorFlow.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The embedded demo (issue 7; docs/demo.md): the paper's Base / SFT / SF²T / SFT+SF²T
 comparison on the synthetic world, end to end, from one command on a CPU.
 
-    stages.py     a stage of configs/demo.py -> the trainer's config (configs/sf2t.py + fields)
+    stages.py     a stage of the demo config -> the trainer's config (the SF²T experiment + fields)
     run.py        run_demo(config, workdir): data, four training stages, evaluation, verdict
     claims.py     the paper's claims with paired bootstrap CIs over the same benchmark items
     progress.py   the overall progress line with an ETA for the whole run

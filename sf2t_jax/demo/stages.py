@@ -1,11 +1,13 @@
-"""One demo stage -> the trainer's config: configs/sf2t.py with the stage's fields applied.
+"""One demo stage -> the trainer's config: the SF²T experiment (`sf2t_config`) with the stage's
+fields applied.
 
     cfg = stage_config(demo_config, "sft", data_dir="runs/demo/data", init_from="runs/demo/base/export")
     sf2t_jax.train.loop.train(cfg, "runs/demo/sft")
 
-The stage sections of configs/demo.py name only what differs between the paper's settings
+The stage sections of the demo config (`demo_config`) name only what differs between the paper's settings
 (data mode, init, method, steps, lr); everything else (LoRA shape, optimizer, checkpoints)
-is the SF²T experiment file's, so the demo trains exactly as `launch.py train` does.
+is the SF²T experiment's, so the demo trains exactly as `launch.py train --config configs/sf2t.py`
+does.
 """
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ import os
 
 import ml_collections
 
-from sf2t_jax.configuration import load_config
+from sf2t_jax.defaults.sf2t import sf2t_config
 
-SF2T_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "sf2t.py")
 STAGE_FIELDS = ("init", "mode", "method", "steps", "lr", "batch_size", "warmup_fraction", "log_every", "source",
                 "scene_frames", "frame_budget", "max_length", "max_skip_share", "freeze_tower", "sft_weight",
                 "heldout")
@@ -26,13 +27,13 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
     """The resolved training config of `stage` (a key of `demo.stages`).
 
     Args:
-      demo: configs/demo.py's config.
+      demo: the demo config (`sf2t_jax.defaults.demo.demo_config`, or a file like it).
       data_dir: the prepared data folder (its `tfds/` holds sf2t_corpus and video_sft).
       init_from: the previous stage's export ("" = random init; required when the stage's
         `init` names a stage or "tower").
     """
     if stage not in demo.stages:
-        raise KeyError(f"demo: no stage {stage!r}; configs/demo.py defines {list(demo.stages)}")
+        raise KeyError(f"demo: no stage {stage!r}; the demo config defines {list(demo.stages)}")
     s = demo.stages[stage]
     unknown = sorted(set(s) - set(STAGE_FIELDS))
     if unknown:
@@ -40,9 +41,7 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
     if bool(s.init) != bool(init_from):
         raise ValueError(f"demo: stages.{stage}.init={s.init!r} but init_from={init_from!r}")
     frames = int(s.frame_budget)
-    c = load_config(os.path.normpath(SF2T_CONFIG) + f":model={demo.model.name},method={s.method},data=videos,"
-                    f"frames={frames}")
-    c.unlock()
+    c = sf2t_config(f"model={demo.model.name},method={s.method},data=videos,frames={frames}")
     c.seed = int(demo.seed)
     c.init_from = init_from
     c.mesh.devices = int(demo.devices)
@@ -76,7 +75,7 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
     c.heldout.prior_samples_per_task = int(demo.heldout.prior_samples_per_task)
     if s.method == "full" and not s.freeze_tower:
         c.params.frozen = ()  # every parameter learns, the vision tower too
-    # else configs/sf2t.py's default: the ViT (patch embedding and blocks) frozen, the merger trained
+    # else the SF²T experiment's default: the ViT (patch embedding and blocks) frozen, the merger trained
     c.checkpoint.every = max(int(s.steps), 1)  # one checkpoint, at the end
     c.checkpoint.keep = 1
     c.checkpoint.async_save = False

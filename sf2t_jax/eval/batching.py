@@ -465,7 +465,7 @@ def make_batch(prompts: Sequence[Prompt], *, batch_size: int, pad_id: int, setti
 # Sharding: rows and questions over the mesh's batch axes, everything else replicated
 # ----------------------------------------------------------------------------------------
 def batch_axes(mesh: Mesh, rules) -> tuple[str, ...]:
-    """Mesh axes the 'batch' logical axis maps to (configs/sharding.py), present in `mesh`."""
+    """Mesh axes the 'batch' logical axis maps to (sf2t_jax.parallel.rules), present in `mesh`."""
     target = dict(rules).get("batch")
     axes = () if target is None else (target,) if isinstance(target, str) else tuple(target)
     return tuple(a for a in axes if a in mesh.shape)

@@ -90,7 +90,7 @@ def eval_config() -> ml_collections.ConfigDict:
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.ici = (1, -1, 1)  # (data, fsdp, tensor) sizes, one may be -1 (the rest), as in configs/sf2t.py
-    c.mesh.rules = "default"  # configs/sharding.py RULES key; batch rows split over its 'batch' axes
+    c.mesh.rules = "default"  # a key of sf2t_jax.parallel.rules.RULES; batch rows split over its 'batch' axes
     c.mesh.devices = 0  # devices the mesh spans: 0 = all; N = the first N (single process only)
 
     c.progress_every_s = 10.0  # seconds between progress lines (0: none)

@@ -14,7 +14,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sf2t_jax.input.batching import BATCH_KEYS, BatchSpec
 
-DEFAULT_BATCH_AXES = ("data", "fsdp")  # configs/sharding.py: ("batch", ("data", "fsdp"))
+DEFAULT_BATCH_AXES = ("data", "fsdp")  # parallel/rules.py DEFAULT_RULES: ("batch", ("data", "fsdp"))
 
 
 def batch_axes_from_rules(rules: Sequence[tuple[str, object]]) -> tuple[str, ...]:

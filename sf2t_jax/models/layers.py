@@ -3,7 +3,7 @@ names, norms with Hugging Face numerics, and float32-accumulating matmuls (atten
 `attention.py`).
 
 Every parameter carries `logical_axes` metadata (e.g. `('embed', 'mlp')`); the rules table in
-`configs/sharding.py` maps those names onto mesh axes (`sf2t_jax.parallel.sharding`), so no
+`sf2t_jax/parallel/rules.py` maps those names onto mesh axes (`sf2t_jax.parallel.sharding`), so no
 model code mentions a mesh.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ Model code marks activations at every layer boundary, norm, projection and the l
 
 and whoever traces a sharded step enters the context once:
 
-    with activation_sharding(mesh, rules):        # configs/sharding.py maps the names
+    with activation_sharding(mesh, rules):        # sf2t_jax/parallel/rules.py maps the names
         loss = loss_fn(params, batch)
 
 Without the constraints GSPMD copies weight shardings onto activations: an embedding table

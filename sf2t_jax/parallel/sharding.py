@@ -1,4 +1,4 @@
-"""Logical axis names -> `NamedSharding`s, through a rules table (`configs/sharding.py`).
+"""Logical axis names -> `NamedSharding`s, through a rules table (`sf2t_jax.parallel.rules`).
 
 Mesh style, decided once for the project: meshes use `AxisType.Auto` (GSPMD) and jitted
 functions take explicit `in_shardings` / `out_shardings`; no `jax.set_mesh` explicit mode.
@@ -6,7 +6,6 @@ functions take explicit `in_shardings` / `out_shardings`; no `jax.set_mesh` expl
 from __future__ import annotations
 
 import logging
-import pathlib
 from collections.abc import Sequence
 
 import jax
@@ -14,7 +13,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
+# The tables themselves (no JAX there); `named_rules` is re-exported for the callers that pick
+# a table and build shardings in one place.
+from sf2t_jax.parallel.rules import Rules, named_rules  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +151,3 @@ def batch_sharding(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
                              f"(size {size})")
     return NamedSharding(mesh, spec)
 
-
-def named_rules(name: str) -> Rules:
-    """The rules table `name` from `configs/sharding.py` (RULES), e.g. 'default'."""
-    from sf2t_jax.configuration import load_module
-
-    RULES = load_module(str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "sharding.py")).RULES
-    if name not in RULES:
-        raise ValueError(f"mesh.rules={name!r}: expected one of {sorted(RULES)} (configs/sharding.py)")
-    return RULES[name]
