@@ -33,7 +33,8 @@ import ml_collections
 
 from sf2t_jax.configuration import ConfigValueError
 from sf2t_jax.errors import InputError
-from sf2t_jax.models.config import PRESETS
+from sf2t_jax.models.config import PRESETS as QWEN2_VL_PRESETS
+from sf2t_jax.models.presets import PRESETS
 from sf2t_jax.models.options import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, PRECISION_NAMES, REMAT_POLICY_NAMES
 from sf2t_jax.parallel.rules import RULES
 from sf2t_jax.train.options import DATA_SOURCES, METHODS, SIGNALS
@@ -349,7 +350,7 @@ PREPARE: dict[str, Rule] = {
     "data.check_videos": Bool(),
     "data.benchmark.*": BENCH_DELEGATED,
     "data.sft.*": BENCH_DELEGATED,
-    "model.name": Str(PRESETS),
+    "model.name": Str(QWEN2_VL_PRESETS),  # the demo's stages (tower pretraining) are Qwen2-VL's
     "model.tokenizer": Path(what="tokenizer.json or a checkpoint folder", passthrough=("tiny:",)),
     "model.resolution": Ints(2, 28),
     "model.dtype": _dtype(),

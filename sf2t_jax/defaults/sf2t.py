@@ -26,11 +26,15 @@ SIZES = {
     "qwen2vl_2b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
     "qwen2vl_7b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
     "qwen2vl_72b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
+    "qwen25vl_tiny": dict(batch_size=8, max_length=128, resolution=(56, 56), steps=100, loss_chunk=0),
+    "qwen25vl_3b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
+    "qwen25vl_7b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
+    "qwen25vl_72b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
 }
 # Accelerator-sized models compile one scanned layer, recompute each layer in the backward pass
 # and keep frozen weights in bfloat16: what fits a TPU slice (docs/plan.md).
 POD_NUMERICS = dict(scan_layers=True, remat="full", frozen_dtype="bfloat16")
-POD_MODELS = ("qwen2vl_2b", "qwen2vl_7b", "qwen2vl_72b")
+POD_MODELS = ("qwen2vl_2b", "qwen2vl_7b", "qwen2vl_72b", "qwen25vl_3b", "qwen25vl_7b", "qwen25vl_72b")
 # LLM attention and MLP projections (module paths like model.layers.3.self_attn.q_proj;
 # without the layer index when model.scan_layers).
 LLM_PROJECTIONS = r"^model\.layers\.(\d+\.)?(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$"
@@ -68,7 +72,8 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     `arg` is 'key=value,...' (`configs/sf2t.py:ARG` on the command line):
       model   qwen2vl_tiny (default) | qwen2vl_small (4 x 512, for scaling checks) | qwen2vl_2b |
-              qwen2vl_7b | qwen2vl_72b: the shape, and sizes (and for 2B/7B/72B numerics) that suit it
+              qwen2vl_7b | qwen2vl_72b | qwen25vl_tiny | qwen25vl_3b | qwen25vl_7b | qwen25vl_72b
+              (Qwen2.5-VL): the shape, and sizes (and for the pod models numerics) that suit it
       method  lora (default) | full
       tasks   '+'-separated fragment tasks to train (default all five: count+consistency+localize+
               disorder+rearrange); the others get weight 0

@@ -37,6 +37,7 @@ from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.inquiry import Inquiry, option_targets
 from sf2t_jax.eval.visuals import VisualLoader, shown_key
 from sf2t_jax.finevidbench.schema import LETTERS, Item
+from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.models.vision import VisionPatches
 from sf2t_jax.text import Tokenizer, encode_chat
 
@@ -76,13 +77,15 @@ class Prompt:
 
 
 def build_prompt(item: Item, inquiry: Inquiry, visuals: VisualLoader, tokenizer: Tokenizer,
-                 settings: EvalSettings, merge: int = 2, answers: Mapping[int, str] | None = None) -> Prompt:
-    """answers: {turn: the model's own answer} of the earlier turns (own history); None: gold."""
+                 settings: EvalSettings, merge: int = 2, answers: Mapping[int, str] | None = None,
+                 video_time: VideoTime | None = None) -> Prompt:
+    """answers: {turn: the model's own answer} of the earlier turns (own history); None: gold.
+    video_time: the scored model family's video time axis (`models.family.video_time`)."""
     visual = visuals.visual(item)
     messages = inquiry.messages(item, settings, visual.content, answers)
     grids = dict(video_grid_thw=visual.grid_thw) if visual.kind == "video" else dict(image_grid_thw=visual.grid_thw)
     enc = encode_chat(tokenizer, messages, add_generation_prompt=True, add_vision_id=visual.kind == "image",
-                      loss_on="none", spatial_merge_size=merge, **grids)
+                      loss_on="none", spatial_merge_size=merge, video_time=video_time, **grids)
     # An option's tokens are those of the answer text on its own: Qwen2's pre-tokenizer splits
     # at the "\n" that ends "assistant\n", so no BPE merge crosses into the answer (checked
     # against encode_chat with the answer appended in tests/test_eval_parity.py).

@@ -15,7 +15,7 @@ from sf2t_jax.convert import from_hf
 from sf2t_jax.convert.native import load_native
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.options import DTYPE_NAMES
-from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model
 from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
 
 DTYPES = {name: getattr(jnp, name) for name in DTYPE_NAMES}

@@ -103,6 +103,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
         scorer = model_or_scorer
     else:
         scorer = ModelScorer(model_or_scorer, settings, tokenizer, mesh=mesh, rules=rules)
+    # The plumbing scorers (constant, oracle) run no model: positions do not matter to them.
+    video_time = scorer.video_time if isinstance(scorer, ModelScorer) else None
     own = settings.history == "own"
     # Own history: a turn's prompt holds the model's answers to the earlier turns, so turns are
     # asked in rounds (every first turn, then every second turn, ...), each earlier turn asked
@@ -139,7 +141,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
                     continue
                 history = None if not own or item.turn == 1 else answers[(item.conversation, method)]
                 try:
-                    prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings, answers=history))
+                    prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings, answers=history,
+                                                video_time=video_time))
                 except ShortClip as e:
                     if settings.on_short_clip == "error":
                         raise

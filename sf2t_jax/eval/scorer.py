@@ -26,12 +26,15 @@ from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.loglik import prefill_shared
 from sf2t_jax.finevidbench.schema import LETTERS, Item
 from sf2t_jax.models.generate import decode
-from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.models.family import video_time
+from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model
 from sf2t_jax.text import Tokenizer
 
 
 class ModelScorer:
-    """Scores batches with a `Qwen2VL`.
+    """Scores batches with a model of any family (`models/family.py`; a `Qwen2VL` subclass).
+
+    `video_time` is the model family's video time axis, for the prompts' M-RoPE positions.
 
     Args:
       mesh, rules: when given, batch rows are split over the mesh axes that the rules map
@@ -42,6 +45,7 @@ class ModelScorer:
     def __init__(self, model: Qwen2VL, settings: EvalSettings, tokenizer: Tokenizer, *,
                  mesh: Mesh | None = None, rules=None):
         self.graphdef, self.state = nnx.split(model)  # once: jit caches key on the graphdef
+        self.video_time = video_time(model.config)
         self.settings = settings
         special = tokenizer.special
         # Qwen2-VL-Instruct's generation_config ends on either token.

@@ -29,6 +29,7 @@ import numpy as np
 
 from sf2t_jax.fragments import TASK_NAMES, FragmentSample, FragmentSkip, FragmentsConfig, make_sample
 from sf2t_jax.input.scene import SceneConfig, make_scene_sample
+from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.text import Tokenizer, encode_chat
 from sf2t_jax.video import VideoDecodeError, decode_video, patchify_image, patchify_video, resize_frames, to_slices
 from sf2t_jax.video.sampling import uniform_indices
@@ -103,6 +104,8 @@ class ExampleMaker:
     # Joint SFT+SF²T: records marked `SFT_RECORD` (the mixed-in video_sft stream) become scene
     # QA samples by this config; every other record a fragment sample.
     sft: SceneConfig | None = None
+    # The model family's video time axis (`models.family.video_time`); None: Qwen2-VL's positions.
+    video_time: VideoTime | None = None
 
     def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any] | Skipped:
         out = self.prepare(index, record)
@@ -176,7 +179,7 @@ class ExampleMaker:
             {"role": "user", "content": items + [{"type": "text", "text": sample.question}]},
             {"role": "assistant", "content": sample.answer},
         ]
-        chat = encode_chat(self.tokenizer, messages, loss_on="assistant", **grids)
+        chat = encode_chat(self.tokenizer, messages, loss_on="assistant", video_time=self.video_time, **grids)
         n = len(chat.input_ids)
         if n > self.max_length:
             return None, n

@@ -37,6 +37,7 @@ import numpy as np
 
 from sf2t_jax.input.batching import META_KEYS, BatchSpec, collate
 from sf2t_jax.input.config import InputConfig, InputConfigError
+from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
@@ -67,11 +68,14 @@ class InputPipeline:
       tokenizer: overrides `config.tokenizer` (e.g. the model's, already loaded).
       source: overrides `config.source` (any random-access source of records, see sources.py).
       process_index, process_count: this host's place (default: jax's).
+      video_time: the model family's video time axis for M-RoPE positions
+        (`models.family.video_time`; None: Qwen2-VL's slice-counting positions).
     """
 
     def __init__(self, config: InputConfig, *, tokenizer: Tokenizer | None = None,
                  source: FileSource | RecordSource | None = None,
-                 process_index: int | None = None, process_count: int | None = None):
+                 process_index: int | None = None, process_count: int | None = None,
+                 video_time: VideoTime | None = None):
         if process_index is None or process_count is None:
             import jax
 
@@ -95,7 +99,7 @@ class InputPipeline:
                                   resolution=config.resolution, slices=geometry.slices,
                                   max_length=config.max_length, source_frames=config.source_frames,
                                   scene=config.scene_config(), task_names=config.task_names,
-                                  sft=config.sft_scene_config())
+                                  sft=config.sft_scene_config(), video_time=video_time)
         self.sft_source = None
         if config.mixes_sft:  # joint SFT+SF²T: labelled video_sft records mixed into the fragment stream
             self.sft_source = open_source(config.sft_source, split=config.split, data_dir=config.data_dir,

@@ -18,7 +18,8 @@ from typing import Any
 
 from sf2t_jax.errors import InputError
 
-SUPPORTED_MODEL_TYPES = ("qwen2_vl",)
+MODEL_TYPE = "qwen2_vl"
+SUPPORTED_MODEL_TYPES = (MODEL_TYPE,)
 
 # Vision fields that released Hub configs omit; these values are the same for 2B, 7B and 72B.
 _VISION_DEFAULTS = dict(
@@ -54,6 +55,11 @@ class VisionConfig:
     @property
     def mlp_dim(self) -> int:
         return int(self.embed_dim * self.mlp_ratio)
+
+    @property
+    def mlp_weights(self) -> int:
+        """Matrix weights of one block's MLP (fc1, fc2), for FLOP counts."""
+        return 2 * self.embed_dim * self.mlp_dim
 
     @property
     def patch_dim(self) -> int:

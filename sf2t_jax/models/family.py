@@ -21,6 +21,7 @@ from sf2t_jax.models.qwen2_5_vl import config as qwen2_5_vl_config
 from sf2t_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from sf2t_jax.models.qwen2_5_vl.model import Qwen25VL
 from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.models.rope_index import VideoTime
 
 ModelConfig = Qwen2VLConfig | Qwen25VLConfig
 
@@ -35,11 +36,15 @@ class Family:
     model_class: type  # `model_class(config, numerics, rngs=...)` -> nnx.Module
     conversion_rules: tuple[Rule, ...]  # Hub key <-> parameter path
     presets: Mapping[str, Callable[[], Any]]  # name -> config
+    # config -> the video time axis of its M-RoPE positions (None: positions count slices)
+    video_time: Callable[[Any], VideoTime | None]
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
-    Family("qwen2_vl", "Qwen2-VL", Qwen2VLConfig, Qwen2VL, QWEN2_VL_RULES, qwen2_vl_config.PRESETS),
-    Family("qwen2_5_vl", "Qwen2.5-VL", Qwen25VLConfig, Qwen25VL, QWEN2_5_VL_RULES, qwen2_5_vl_config.PRESETS),
+    Family("qwen2_vl", "Qwen2-VL", Qwen2VLConfig, Qwen2VL, QWEN2_VL_RULES, qwen2_vl_config.PRESETS,
+           video_time=lambda config: None),
+    Family("qwen2_5_vl", "Qwen2.5-VL", Qwen25VLConfig, Qwen25VL, QWEN2_5_VL_RULES, qwen2_5_vl_config.PRESETS,
+           video_time=qwen2_5_vl_config.video_time),
 )}
 
 
@@ -75,10 +80,20 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
     return config_from_hf_dict(read_config_json(path), source=path)
 
 
-def preset(name: str) -> ModelConfig:
-    """A preset of any family by name (`qwen2vl_7b`, `qwen25vl_7b`, ...)."""
+def video_time(config: ModelConfig) -> VideoTime | None:
+    """How `config`'s family places video slices in time (see `rope_index.VideoTime`)."""
+    return family_of(config).video_time(config)
+
+
+def family_of_preset(name: str) -> Family:
+    """The family holding preset `name` (KeyError listing every preset otherwise)."""
     for family in FAMILIES.values():
         if name in family.presets:
-            return family.presets[name]()
+            return family
     known = sorted(n for f in FAMILIES.values() for n in f.presets)
     raise KeyError(f"unknown model preset {name!r}; known: {', '.join(known)}")
+
+
+def preset(name: str) -> ModelConfig:
+    """A preset of any family by name (`qwen2vl_7b`, `qwen25vl_7b`, ...)."""
+    return family_of_preset(name).presets[name]()

@@ -7,7 +7,33 @@ given `tokens_per_second`, 4.49's `Qwen2_5_VLForConditionalGeneration.get_rope_i
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoTime:
+    """Qwen2.5-VL's absolute-time axis for videos (`get_rope_index`'s time arguments).
+
+    tokens_per_second: temporal M-RoPE positions per second (`vision_config.tokens_per_second`).
+    seconds_per_slice: seconds one temporal slice spans, `temporal_patch_size / fps` of the
+      sampled frames (transformers' `second_per_grid_ts`), the same for every video here.
+    A family without an absolute time axis (Qwen2-VL) has no VideoTime (None).
+    """
+
+    tokens_per_second: float
+    seconds_per_slice: float
+
+    def rope_kwargs(self, num_videos: int) -> dict:
+        """`get_rope_index` keyword arguments for a sequence (or batch) holding `num_videos`."""
+        return dict(tokens_per_second=self.tokens_per_second,
+                    second_per_grid_ts=np.full((num_videos,), self.seconds_per_slice, np.float32))
+
+
+def rope_time_kwargs(video_time: VideoTime | None, num_videos: int) -> dict:
+    """`video_time.rope_kwargs(num_videos)`, or {} (Qwen2-VL's slice-counting positions)."""
+    return {} if video_time is None else video_time.rope_kwargs(num_videos)
 
 
 def get_rope_index(

@@ -48,7 +48,7 @@ class StepPlan:
     args: tuple  # (state, extra, batch) of ShapeDtypeStructs with shardings
     mesh: jax.sharding.Mesh
     geometry: data_lib.BatchGeometry
-    model_config: Any  # Qwen2VLConfig
+    model_config: Any  # a `models.family.ModelConfig`
     trainable: int  # parameters
     frozen: int
     trained_paths: tuple[str, ...]  # dotted paths of trained parameters

@@ -1,9 +1,11 @@
-"""Analytic FLOP counts of Qwen2-VL forward passes and train steps (vision tower included).
+"""Analytic FLOP counts of Qwen2-VL and Qwen2.5-VL forward passes and train steps (vision
+tower included).
 
 One multiply-add is 2 FLOPs. Counted: every matmul (projections, MLPs, attention scores and
 weighted sums, the patch embedding, the merger, the LM head). Not counted: norms, softmax,
 rotary embeddings and element-wise ops (well under 1% at these widths). Attention is counted
-over the full L x L score matrix, as the dense kernels we run compute it (no causal halving).
+over the full L x L score matrix, as the dense kernels we run compute it (no causal halving;
+Qwen2.5-VL's window attention is a mask over the whole slice, so it costs a full block's).
 
 A train step costs the forward pass plus, for every matmul, one backward product per gradient
 it must produce: the input gradient (needed wherever anything trainable lies upstream) and the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sf2t_jax.models.config import Qwen2VLConfig
+from sf2t_jax.models.family import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +37,12 @@ class Workload:
         return self.batch * self.seq_len
 
 
-def forward_flops(config: Qwen2VLConfig, w: Workload) -> dict[str, float]:
+def forward_flops(config: ModelConfig, w: Workload) -> dict[str, float]:
     """FLOPs of one forward pass by part: vision (patch embed + blocks), merger, llm, lm_head."""
     v, t = config.vision, config.text
     patches = w.batch * w.slices * w.patches_per_slice
     e = v.embed_dim
-    vit_block = 2 * (e * 3 * e + e * e + 2 * e * v.mlp_dim)  # per patch: qkv, proj, fc1, fc2
+    vit_block = 2 * (e * 3 * e + e * e + v.mlp_weights)  # per patch: qkv, proj, the MLP
     vit_attention = 2 * 2 * w.patches_per_slice * e  # per patch: scores + weighted sum within its slice
     vision = patches * (2 * v.patch_dim * e + v.depth * (vit_block + vit_attention))
     merged = patches // v.spatial_merge_size**2
@@ -54,7 +56,7 @@ def forward_flops(config: Qwen2VLConfig, w: Workload) -> dict[str, float]:
     return {"vision": float(vision), "merger": float(merger), "llm": float(llm), "lm_head": float(lm_head)}
 
 
-def train_step_flops(config: Qwen2VLConfig, w: Workload, *, method: str = "lora", lora_rank: int = 16,
+def train_step_flops(config: ModelConfig, w: Workload, *, method: str = "lora", lora_rank: int = 16,
                      train_vision: bool | None = None, train_merger: bool = True) -> dict[str, float]:
     """FLOPs of one train step (forward + backward) by part, plus 'total'.
 

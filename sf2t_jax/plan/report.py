@@ -178,6 +178,14 @@ def table_row(p: dict[str, Any]) -> str:
     tokens = f"{p['tokens_per_second']:,.0f}" if "tokens_per_second" in p and p["fits"] else "-"
     if p["fits"] is False:
         step = "-"
-    model = p["model"].replace("qwen2vl_", "Qwen2-VL-").upper().replace("QWEN2-VL-", "Qwen2-VL-")
+    model = _model_label(p["model"])
     return (f"| {model} | {p['method']} | {p['topology']} | {mesh_text} | {memory} | {hbm} | {fits} | "
             f"{p['analytic_flops']['total'] / 1e12:,.0f} | {step} | {tokens} | {p['compile_seconds']:.0f} s |")
+
+
+def _model_label(preset: str) -> str:
+    """'qwen2vl_7b' -> 'Qwen2-VL-7B', 'qwen25vl_tiny' -> 'Qwen2.5-VL-TINY'; others unchanged."""
+    for prefix, family in (("qwen25vl_", "Qwen2.5-VL-"), ("qwen2vl_", "Qwen2-VL-")):
+        if preset.startswith(prefix):
+            return family + preset[len(prefix):].upper()
+    return preset

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sf2t_jax.models.rope_index import get_rope_index
+from sf2t_jax.models.rope_index import VideoTime, get_rope_index, rope_time_kwargs
 from sf2t_jax.text.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -117,6 +117,7 @@ def encode_chat(
     add_vision_id: bool = False,
     loss_on: str = "assistant",
     spatial_merge_size: int = 2,
+    video_time: VideoTime | None = None,
 ) -> EncodedChat:
     """Tokenizes a conversation with its vision placeholders expanded.
 
@@ -128,6 +129,8 @@ def encode_chat(
       add_generation_prompt: end with `<|im_start|>assistant\\n` (for generation / scoring).
       add_vision_id: prefix "Picture k: " / "Video k: " (the template's option).
       loss_on: "assistant" (every answer), "last" (the last answer only) or "none".
+      video_time: Qwen2.5-VL's absolute time axis for video positions
+        (`models.family.video_time`); None: Qwen2-VL's positions (one per temporal slice).
     Returns:
       `EncodedChat`.
     """
@@ -179,6 +182,7 @@ def encode_chat(
         video_token_id=special.video_pad,
         vision_start_token_id=special.vision_start,
         spatial_merge_size=spatial_merge_size,
+        **rope_time_kwargs(video_time, len(grids["video"])),
     )
     return EncodedChat(
         input_ids=input_ids, loss_mask=loss_mask, position_ids=position_ids[:, 0], rope_delta=int(deltas[0]),

@@ -161,18 +161,21 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
                                  task_names=synthetic.TASK_NAMES + ("sft",))
         host = iter(dataset)
     elif source == "videos":
-        host, geometry = _video_batches(config)
+        host, geometry = _video_batches(config, model_config)
     else:  # validation.check_train allows only these two
         raise AssertionError(f"data.source={source!r}")
     return GlobalBatches(host, geometry, batch_shardings(geometry, mesh, rules), max_targets=loss_positions(config))
 
 
-def _video_batches(config):
-    """The input pipeline (`sf2t_jax.input`) over `config.input`, as numpy host rows."""
+def _video_batches(config, model_config):
+    """The input pipeline (`sf2t_jax.input`) over `config.input`, as numpy host rows, with the
+    model family's video positions."""
     from sf2t_jax.input import InputConfig, InputPipeline
     from sf2t_jax.input.config import training_section
+    from sf2t_jax.models.family import video_time
 
-    pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())))
+    pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())),
+                             video_time=video_time(model_config))
     pipeline.check_usable()  # a source of broken videos is refused before the workdir is written
     spec = pipeline.spec
     per_epoch = pipeline.records_per_epoch * jax.process_count() // int(config.input.batch_size)

@@ -26,7 +26,7 @@ from flax import nnx, traverse_util
 
 from sf2t_jax import validation
 from sf2t_jax.models import lora
-from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.models import family as families
 from sf2t_jax.parallel.distributed import every_process
 from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.train import checkpoint as checkpoint_lib
@@ -177,7 +177,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         return TrainResult("already_complete", step, total_steps, [], 0, workdir, heldout_lib.read_last(workdir))
     evaluator = None
     with _config_errors():  # drawn only when there is training left (a finished workdir needs none)
-        heldout_set = heldout_lib.open_heldout(config)  # the fixed held-out samples and answer priors
+        # the fixed held-out samples and answer priors
+        heldout_set = heldout_lib.open_heldout(config, families.video_time(model.shape))
     if heldout_set is not None:
         evaluator = heldout_lib.make_evaluator(config, heldout_set, model, built, geometry, workdir=workdir,
                                                first_step=step, total_steps=total_steps)
@@ -355,7 +356,8 @@ def _export(config, workdir: str, parts, state, extra) -> None:
     if model.numerics.scan_layers:
         flat = model_lib.unstack_layers(flat)
     numerics = dataclasses.replace(model.numerics, param_dtype=dtype, scan_layers=False, remat="none")
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Qwen2VL(model.config, numerics, rngs=nnx.Rngs(0))))
+    model_class = families.family_of(model.config).model_class
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: model_class(model.config, numerics, rngs=nnx.Rngs(0))))
     cast = jax.jit(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x)
     nnx.replace_by_pure_dict(abstract, traverse_util.unflatten_dict({k: cast(v) for k, v in flat.items()}))
     from sf2t_jax.convert.native import save_native

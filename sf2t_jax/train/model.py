@@ -25,11 +25,12 @@ import numpy as np
 from etils import epath
 from flax import nnx, traverse_util
 
+from sf2t_jax.models import family as families
 from sf2t_jax.models import lora
-from sf2t_jax.models.config import Qwen2VLConfig, preset
+from sf2t_jax.models.family import ModelConfig
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.options import DTYPE_NAMES, PRECISION_NAMES
-from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model (type hints)
 from sf2t_jax.parallel.sharding import Rules, fully_shard, state_shardings
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,21 @@ def init_kind(path: str) -> str:
     raise FileNotFoundError(f"init_from={path}: has config.json but neither params/ (our format) nor *.safetensors")
 
 
-def model_config(config) -> Qwen2VLConfig:
-    """The preset `model.name`; with `init_from`, the checkpoint's shape, which must match it."""
-    want = preset(config.model.name)
+def model_config(config) -> ModelConfig:
+    """The preset `model.name`; with `init_from`, the checkpoint's shape, which must match it:
+    its config.json's `model_type` picks the family, which must be the preset's."""
+    family = families.family_of_preset(config.model.name)
+    want = family.presets[config.model.name]()
     if not config.init_from:
         return want
     init_kind(config.init_from)
-    have = Qwen2VLConfig.from_json_text((epath.Path(config.init_from) / "config.json").read_text(),
-                                        source=f"{config.init_from}/config.json")
+    source = f"{config.init_from}/config.json"
+    have = families.config_from_json_text((epath.Path(config.init_from) / "config.json").read_text(), source=source)
+    if families.family_of(have) is not family:
+        raise families.ConfigError(
+            f"init_from={config.init_from} is a {families.family_of(have).name} checkpoint (model_type "
+            f"{families.family_of(have).model_type!r}) but model.name={config.model.name!r} is a {family.name} "
+            f"preset (model_type {family.model_type!r})")
     diffs = _diff(dataclasses.asdict(want), dataclasses.asdict(have))
     if diffs:
         raise ValueError(f"model.name={config.model.name!r} does not match init_from={config.init_from}: "
@@ -98,14 +106,15 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def builder(config, shape: Qwen2VLConfig) -> Callable[[], Qwen2VL]:
+def builder(config, shape: ModelConfig) -> Callable[[], Qwen2VL]:
     """A function that constructs the model (with adapters for method=lora). Call it inside
     `nnx.eval_shape` or `jax.jit`; the same seed gives the same values on any mesh."""
     num = numerics(config.model)
+    model_class = families.family_of(shape).model_class
 
     def build() -> Qwen2VL:
         rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
-        model = Qwen2VL(shape, num, rngs=rngs)
+        model = model_class(shape, num, rngs=rngs)
         if config.method == "lora":
             try:
                 lora.apply_lora(model, targets=config.lora.targets, rank=config.lora.rank, alpha=config.lora.alpha,
@@ -179,7 +188,7 @@ class Parts:
 PART_NAMES = ("trainable", "frozen", "extra")
 
 
-def split_model(config, shape: Qwen2VLConfig, mesh, rules: Rules) -> Parts:
+def split_model(config, shape: ModelConfig, mesh, rules: Rules) -> Parts:
     """Builds the abstract model, decides what trains, and computes every sharding. No memory."""
     build = builder(config, shape)
     abstract = nnx.eval_shape(build)

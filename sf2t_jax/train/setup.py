@@ -19,7 +19,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding
 
-from sf2t_jax.models.config import Qwen2VLConfig
+from sf2t_jax.models.family import ModelConfig
 from sf2t_jax.parallel.mesh import make_hybrid_mesh
 from sf2t_jax.parallel.sharding import Rules, logical_to_spec, named_rules
 from sf2t_jax.train import data as data_lib
@@ -36,7 +36,7 @@ class ModelSetup:
 
     mesh: Mesh
     rules: Rules
-    shape: Qwen2VLConfig
+    shape: ModelConfig
     parts: Any  # train/model.py Parts
 
 
@@ -52,7 +52,7 @@ class StepSetup:
     accum: int
 
 
-def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: Qwen2VLConfig | None = None) -> ModelSetup:
+def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: ModelConfig | None = None) -> ModelSetup:
     """The mesh over `devices` (`mesh.devices` > 0 takes the first that many) and the split model
     of `config.model.name`'s shape, or of `shape` when given (benchmarks' own shapes)."""
     count = int(config.mesh.devices)

@@ -23,7 +23,8 @@ import numpy as np
 
 from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.models import rope
-from sf2t_jax.models.config import Qwen2VLConfig
+from sf2t_jax.models.family import ModelConfig, video_time
+from sf2t_jax.models.rope_index import rope_time_kwargs
 
 TASK_NAMES = ("count", "consistency", "localize", "disorder", "rearrange")
 SFT_TASK = len(TASK_NAMES)  # task id of supervised (SFT) question-answer samples
@@ -41,7 +42,7 @@ class Geometry:
     'images': N); grid_hw: (gh, gw); patches: S = gh*gw; tokens_per_slice: S/4.
     """
 
-    def __init__(self, input_config, model: Qwen2VLConfig):
+    def __init__(self, input_config, model: ModelConfig):
         h, w = (int(v) for v in input_config.resolution)
         unit = model.vision.patch_size * model.vision.spatial_merge_size
         if h % unit or w % unit or h <= 0 or w <= 0:
@@ -67,7 +68,7 @@ class Geometry:
 class SyntheticSamples:
     """Random-access source: index g -> one row of the batch contract (numpy)."""
 
-    def __init__(self, geometry: Geometry, model: Qwen2VLConfig, *, seed: int, weights: dict[str, float],
+    def __init__(self, geometry: Geometry, model: ModelConfig, *, seed: int, weights: dict[str, float],
                  sft_weight: float = 0.0, noise: float = 0.5):
         self.g, self.m, self.seed, self.noise = geometry, model, seed, noise
         w = np.array([float(weights.get(t, 0.0)) for t in TASK_NAMES], np.float64)
@@ -86,6 +87,7 @@ class SyntheticSamples:
         self.answers = fixed.integers(8, vocab, (NUM_TASK_IDS, NUM_CLASSES))
         self.end_id = model.eos_token_id
         self.pad_id = model.bos_token_id  # <|endoftext|>, Qwen2-VL's pad token
+        self.video_time = video_time(model)  # the family's video positions (None: Qwen2-VL's)
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         g, m = self.g, self.m
@@ -116,7 +118,8 @@ class SyntheticSamples:
         position_ids, _ = rope.get_rope_index(
             input_ids[None], grid if g.images else None, None if g.images else grid, attention_mask[None],
             image_token_id=m.image_token_id, video_token_id=m.video_token_id,
-            vision_start_token_id=m.vision_start_token_id, spatial_merge_size=m.vision.spatial_merge_size)
+            vision_start_token_id=m.vision_start_token_id, spatial_merge_size=m.vision.spatial_merge_size,
+            **rope_time_kwargs(None if g.images else self.video_time, 1))
         vision_index = np.full((g.slices * g.tokens_per_slice,), g.length, np.int32)
         where = np.nonzero(input_ids == pad_token)[0]
         vision_index[:where.size] = where
@@ -145,7 +148,7 @@ class _HostRows:
         return _collate([self.samples(int(i)) for i in indices[self.start:self.start + self.size]])
 
 
-def synthetic_dataset(input_config, data_config, model: Qwen2VLConfig, *, process_index: int,
+def synthetic_dataset(input_config, data_config, model: ModelConfig, *, process_index: int,
                       process_count: int) -> tuple[grain.IterDataset, Geometry]:
     """This host's batches (numpy, the batch contract) as a grain dataset; one epoch is
     `data.synthetic_examples` samples, reshuffled per epoch, `input.num_epochs` epochs (0 =

@@ -17,8 +17,16 @@ from typing import Any
 
 from sf2t_jax.models.config import (ConfigError, TextConfig, _json_object, need, read_config_json, read_text_config,
                                     read_token_ids, text_to_hf_dict, token_ids_to_hf_dict, typed)
+from sf2t_jax.models.rope_index import VideoTime
 
 MODEL_TYPE = "qwen2_5_vl"
+
+# The frame rate transformers' Qwen2_5_VLProcessor assumes when it is given none (4.49:
+# `videos_kwargs.pop("fps", 2.0)`), so `second_per_grid_ts = temporal_patch_size / 2.0`. Our
+# input pipeline and scorer sample frames without carrying the clip's real rate through the
+# fragment tasks (which reorder, repeat and subsample frames), so they use this default too:
+# the positions Qwen2.5-VL would get from its own processor fed the same frames without an fps.
+PROCESSOR_DEFAULT_FPS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +51,11 @@ class VisionConfig:
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
+
+    @property
+    def mlp_weights(self) -> int:
+        """Matrix weights of one block's gated MLP (gate, up, down), for FLOP counts."""
+        return 3 * self.embed_dim * self.intermediate_size
 
     @property
     def patch_dim(self) -> int:
@@ -173,6 +186,14 @@ class Qwen25VLConfig:
                 "tokens_per_second": int(tps) if float(tps).is_integer() else tps,
             },
         }
+
+
+def video_time(config: Qwen25VLConfig, fps: float = PROCESSOR_DEFAULT_FPS) -> VideoTime:
+    """Video positions on the absolute time axis, for frames sampled at `fps` per second."""
+    if not fps > 0:
+        raise ValueError(f"video fps must be positive, got {fps!r}")
+    return VideoTime(tokens_per_second=config.vision.tokens_per_second,
+                     seconds_per_slice=config.vision.temporal_patch_size / fps)
 
 
 # ----------------------------------------------------------------------------------------
