@@ -149,3 +149,37 @@ def test_tpu_memory_figure_is_close_to_the_cpu_figure():
     assert cpu["argument"] <= tpu["argument"] <= ARGUMENT_TOLERANCE * cpu["argument"], (tpu, cpu)
     tpu_data, cpu_data = tpu["total"] - tpu["generated_code"], cpu["total"] - cpu["generated_code"]
     assert cpu_data / TOTAL_TOLERANCE <= tpu_data <= TOTAL_TOLERANCE * cpu_data, (tpu, cpu)
+
+
+def test_planner_compiles_a_qwen25vl_preset_as_the_trainer_does(tmp_path, capsys):
+    config = "configs/sf2t.py:model=qwen25vl_tiny,frames=4"
+    out = tmp_path / "plan.json"
+    launch.main(["plan", "--config", config, "--topology", "cpu:8", *(f"--config.{o}" for o in OVERRIDES),
+                 "--json", str(out)])
+    assert "model qwen25vl_tiny" in capsys.readouterr().out
+    planned = json.loads(out.read_text())
+    assert report.table_row(planned).startswith("| Qwen2.5-VL-TINY | lora | cpu:8 |")
+    compiled, _, _ = _compile_as_the_trainer_does(load_config(config, OVERRIDES))
+    stats = compiled.memory_analysis()
+    assert {k: planned["memory"][k] for k in aot.MEMORY_FIELDS} == {
+        name: getattr(stats, field) for name, field in aot.MEMORY_FIELDS.items()}
+
+
+@pytest.mark.parametrize("name", ["qwen2vl_tiny", "qwen25vl_tiny"])
+def test_analytic_vit_block_flops_are_twice_the_block_matrix_weights(name):
+    """Per patch, a ViT block multiplies by each of its weight matrices once (attention scores
+    aside): Qwen2-VL's fc1/fc2 and Qwen2.5-VL's gated gate/up/down MLP alike."""
+    from flax import nnx
+
+    from sf2t_jax.models import family
+
+    config = family.preset(name)
+    model = nnx.eval_shape(lambda: family.family_of(config).model_class(config, rngs=nnx.Rngs(0)))
+    block = nnx.state(model.visual.blocks[0], nnx.Param)
+    weights = sum(x.size for x in jax.tree.leaves(block) if len(x.shape) == 2)
+    one = flops.Workload(batch=1, seq_len=1, slices=1, patches_per_slice=4)
+    two_blocks = flops.forward_flops(config, one)["vision"]
+    v = config.vision
+    patch_embed = 2 * v.patch_dim * v.embed_dim
+    attention = 2 * 2 * 4 * v.embed_dim
+    assert two_blocks == 4 * (patch_embed + v.depth * (2 * weights + attention))
