@@ -4,6 +4,7 @@ resumed bit for bit, its export scored by `launch.py eval`; a checkpoint of the 
 refused in one line; and the video positions of every host-side path (synthetic batches, the
 fragment pipeline, the scorer's prompts) are on Qwen2.5-VL's absolute time axis.
 """
+import dataclasses
 import json
 import os
 import signal
@@ -136,6 +137,13 @@ def _slice_times(position_ids, input_ids, video_token_id, tokens_per_slice):
     return (per_slice[:, 0] - per_slice[0, 0]).tolist()
 
 
+def _video_runs(input_ids, position_ids, video_token_id):
+    """The temporal positions of each contiguous run of video tokens in one packed row."""
+    is_video = np.asarray(input_ids) == video_token_id
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_video.astype(int), [0]])))
+    return [np.asarray(position_ids)[0, a:b].tolist() for a, b in zip(edges[::2], edges[1::2])]
+
+
 def _expected_times(slices, config):
     """transformers 4.49's Qwen2.5-VL rope index for frames at the processor's default fps:
     slice t at floor(t * temporal_patch_size / fps * tokens_per_second)."""
@@ -158,7 +166,7 @@ def test_synthetic_batches_place_video_slices_in_time():
 
 
 def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_path):
-    from sf2t_jax.eval import EvalSettings, load_items
+    from sf2t_jax.eval import EvalSettings, evaluate, load_items
     from sf2t_jax.eval.batching import build_prompt
     from sf2t_jax.eval.inquiry import Inquiry
     from sf2t_jax.eval.scorer import ModelScorer
@@ -175,7 +183,8 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     write_benchmark(load_source(tmp_path / "world", ("test",)), tmp_path / "bench", ("test",))
     items = load_items(tmp_path / "bench" / "finevidbench_test.jsonl")
     settings = EvalSettings(scene_frames=4, size=(56, 56), batch_size=8, progress_every_s=0)
-    scorer = ModelScorer(Qwen25VL(cfg, rngs=nnx.Rngs(0)), settings, tok)
+    scorer_model = Qwen25VL(cfg, rngs=nnx.Rngs(0))
+    scorer = ModelScorer(scorer_model, settings, tok)
     assert scorer.video_time == video_time(cfg)
     item = next(it for it in items if it.turn == 1)
     prompt = build_prompt(item, Inquiry(items), VisualLoader(str(tmp_path / "world"), settings), tok, settings,
@@ -183,6 +192,22 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     slices = len(prompt.slices)
     assert slices >= 2
     assert _slice_times(prompt.position_ids, prompt.input_ids, cfg.video_token_id, 4) == _expected_times(slices, cfg)
+
+    # The runner hands the scorer's time axis to every prompt it builds.
+    class Recording(ModelScorer):
+        rows = []
+
+        def dispatch(self, batch):
+            self.rows += [(batch.input_ids[r], batch.position_ids[:, r]) for r in range(len(batch.input_ids))]
+            return super().dispatch(batch)
+
+    recording = Recording(scorer_model, dataclasses.replace(settings, methods=("loglik",), max_videos=1), tok)
+    evaluate(recording, items, recording.settings, tokenizer=tok, video_root=str(tmp_path / "world"))
+    runs = [run for ids, positions in recording.rows for run in _video_runs(ids, positions, cfg.video_token_id)]
+    assert runs and all(len(t) % 4 == 0 for t in runs)
+    for times in runs:
+        slices = len(times) // 4
+        assert times[::4] == [times[0] + t for t in _expected_times(slices, cfg)]
 
     maker = ExampleMaker(tokenizer=tok, fragments=None, seed=0, resolution=(56, 56), slices=2, max_length=64,
                          video_time=video_time(cfg))
