@@ -93,6 +93,25 @@ class TextConfig:
         return self.hidden_size // self.num_attention_heads
 
 
+def check_text_config(t: TextConfig) -> None:
+    """The LLM shape checks every family shares: heads divide the width, KV heads the heads,
+    and the M-RoPE sections cover half a head. Raises ConfigError naming the fields."""
+    if t.hidden_size % t.num_attention_heads:
+        raise ConfigError(f"hidden_size {t.hidden_size} is not divisible by num_attention_heads {t.num_attention_heads}")
+    if t.num_attention_heads % t.num_key_value_heads:
+        raise ConfigError(
+            f"num_attention_heads {t.num_attention_heads} is not divisible by num_key_value_heads {t.num_key_value_heads}"
+        )
+    if sum(t.mrope_section) * 2 != t.head_dim:
+        raise ConfigError(f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2}")
+
+
+def check_vision_heads(width: int, heads: int, name: str) -> None:
+    """The ViT's 2D rotary embedding needs a head dimension that is a multiple of 4."""
+    if width % heads or (width // heads) % 4:
+        raise ConfigError(f"{name} {width} / num_heads {heads} must be a multiple of 4")
+
+
 @dataclasses.dataclass(frozen=True)
 class Qwen2VLConfig:
     """A whole Qwen2-VL model: vision tower, LLM, and the special token ids that join them."""
@@ -109,16 +128,8 @@ class Qwen2VLConfig:
 
     def __post_init__(self):
         t, v = self.text, self.vision
-        if t.hidden_size % t.num_attention_heads:
-            raise ConfigError(f"hidden_size {t.hidden_size} is not divisible by num_attention_heads {t.num_attention_heads}")
-        if t.num_attention_heads % t.num_key_value_heads:
-            raise ConfigError(
-                f"num_attention_heads {t.num_attention_heads} is not divisible by num_key_value_heads {t.num_key_value_heads}"
-            )
-        if sum(t.mrope_section) * 2 != t.head_dim:
-            raise ConfigError(f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2}")
-        if v.embed_dim % v.num_heads or (v.embed_dim // v.num_heads) % 4:
-            raise ConfigError(f"vision embed_dim {v.embed_dim} / num_heads {v.num_heads} must be a multiple of 4")
+        check_text_config(t)
+        check_vision_heads(v.embed_dim, v.num_heads, "vision embed_dim")
         if v.hidden_size != t.hidden_size:
             raise ConfigError(f"vision_config.hidden_size {v.hidden_size} must equal the LLM hidden_size {t.hidden_size}")
         if v.hidden_act != "quick_gelu":

@@ -15,8 +15,9 @@ import dataclasses
 import os
 from typing import Any
 
-from sf2t_jax.models.config import (ConfigError, TextConfig, _json_object, need, read_config_json, read_text_config,
-                                    read_token_ids, text_to_hf_dict, token_ids_to_hf_dict, typed)
+from sf2t_jax.models.config import (ConfigError, TextConfig, _json_object, check_text_config, check_vision_heads, need,
+                                    read_config_json, read_text_config, read_token_ids, text_to_hf_dict,
+                                    token_ids_to_hf_dict, typed)
 from sf2t_jax.models.rope_index import VideoTime
 
 MODEL_TYPE = "qwen2_5_vl"
@@ -88,16 +89,8 @@ class Qwen25VLConfig:
 
     def __post_init__(self):
         t, v = self.text, self.vision
-        if t.hidden_size % t.num_attention_heads:
-            raise ConfigError(f"hidden_size {t.hidden_size} is not divisible by num_attention_heads {t.num_attention_heads}")
-        if t.num_attention_heads % t.num_key_value_heads:
-            raise ConfigError(
-                f"num_attention_heads {t.num_attention_heads} is not divisible by num_key_value_heads {t.num_key_value_heads}"
-            )
-        if sum(t.mrope_section) * 2 != t.head_dim:
-            raise ConfigError(f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2}")
-        if v.embed_dim % v.num_heads or (v.embed_dim // v.num_heads) % 4:
-            raise ConfigError(f"vision hidden_size {v.embed_dim} / num_heads {v.num_heads} must be a multiple of 4")
+        check_text_config(t)
+        check_vision_heads(v.embed_dim, v.num_heads, "vision hidden_size")
         if v.out_hidden_size != t.hidden_size:
             raise ConfigError(f"vision_config.out_hidden_size {v.out_hidden_size} must equal the LLM hidden_size "
                               f"{t.hidden_size}")
