@@ -10,7 +10,9 @@ import os
 import re
 import shutil
 
+import numpy as np
 import pytest
+import tensorstore as ts
 from etils import epath
 
 from gcs_emulator import storage_emulator
@@ -61,11 +63,28 @@ def _zero_fill(path):
 
 
 def _corrupt(path):
-    """Flips 16 bytes in the middle (the file keeps its size)."""
+    """Flips 16 bytes in the middle (the file keeps its size). Where they land depends on the
+    order orbax's threads wrote the chunks: a raw zstd block reads back silently wrong (the
+    digests catch it), a compressed block or a b-tree node fails to decode (the read fails)."""
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
     data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
     path.write_bytes(bytes(data))
+
+
+def _flip_one_value(state_dir):
+    """Flips one mantissa bit of the first value of the first parameter array, rewritten through
+    tensorstore so every format check passes: the silent media error only the digests see."""
+    kvstore = {"driver": "ocdbt", "base": f"file://{state_dir}/"}
+    names = sorted({key.decode().split("/")[0] for key in ts.KvStore.open(kvstore).result().list().result()})
+    name = next(n for n in names if n.startswith("params."))
+    array = ts.open({"driver": "zarr", "kvstore": {**kvstore, "path": name + "/"}}).result()
+    values = array.read().result()
+    assert values.dtype == np.float32, (name, values.dtype)
+    flat = values.reshape(-1).view(np.uint32).copy()
+    flat[0] ^= 1 << 20
+    array.write(flat.view(np.float32).reshape(values.shape)).result()
+    return name
 
 
 def _empty(step_dir):
@@ -76,6 +95,8 @@ def _empty(step_dir):
 def _damage(step_dir, how, pattern):
     if how is _empty:
         return _empty(step_dir)
+    if how is _flip_one_value:
+        return _flip_one_value(step_dir / pattern)
     paths = sorted(step_dir.glob(pattern))
     assert paths, pattern
     for path in paths:
@@ -89,8 +110,10 @@ CASES = {
     "remove-array-metadata": (_remove, "state/_METADATA", "state", "metadata"),
     "truncate-array-data": (_truncate, ARRAY_DATA, "state", ""),
     "zero-fill-iterator-state": (_zero_fill, ITERATOR, "data", "JSONDecodeError"),
-    # OCDBT reads flipped bytes back without error: the digests saved with the arrays catch them.
-    "corrupt-array-data": (_corrupt, ARRAY_DATA, "state", "differ from their saved digests"),
+    # Either the read fails or the digests catch it, depending on where the bytes land.
+    "corrupt-array-data": (_corrupt, ARRAY_DATA, "state", ""),
+    # A value silently wrong in a well-formed file: only the digests saved with the arrays see it.
+    "flip-one-value": (_flip_one_value, "state", "state", "1 arrays differ from their saved digests: params."),
     "truncate-index": (_truncate, "state/manifest.ocdbt", "state", ""),
     "empty-step-folder": (_empty, None, "step folder", "it is empty"),
 }
