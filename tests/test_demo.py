@@ -62,6 +62,15 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
     for name in ("demo.json", "demo.log", "comparison.md", "tasks.png", "speed.png", "claims.md", "claims.json",
                  "configs/eval.json", "heldout.md"):
         assert os.path.isfile(os.path.join(root, name)), name
+    # the fragment stages' held-out rows, each with what the model answered most
+    heldout_rows = [line for line in open(os.path.join(root, "heldout.md")).read().splitlines()[2:]]
+    heldout = {stage: json.load(open(os.path.join(root, "stages", stage, "heldout.json")))
+               for stage in ("sf2t", "sft_sf2t")}
+    assert len(heldout_rows) == sum(len(h["tasks"]) for h in heldout.values())
+    for row, r in zip(heldout_rows, [r for h in heldout.values() for r in h["tasks"].values()]):
+        answer, count = next(iter(r["answers_given"].items()))  # the most frequent first
+        assert sum(r["answers_given"].values()) == r["n"] or len(r["answers_given"]) == 5, r
+        assert row.split(" | ")[-1].startswith(f"{answer[:16]!r} {count}"), row
     # the tower stage: pretrained on per-patch labels, probed, exported; the base starts from it
     # with the ViT frozen (the merger trains)
     tower = json.load(open(os.path.join(root, "stages", "tower", "tower.json")))

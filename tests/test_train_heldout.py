@@ -128,6 +128,16 @@ def _answer_yes(values: dict, parts) -> dict:
     return out
 
 
+def test_answers_given_names_each_prediction_by_the_gold_answer_it_spells():
+    # yes = (5, 1), no = (6, 1), top left = (7, 8, 1), top right = (7, 9, 1)
+    gold = [(5, 1), (6, 1), (7, 8, 1), (7, 9, 1), (7, 8, 1), (5, 1)]
+    answers = ["yes", "no", "top left", "top right", "top left", "yes"]
+    # right; "yes" for "no" (what follows the wrong first token is not greedy's); right; "top"
+    # then "left" for "top right"; a first token no answer starts with; "top", which two start with
+    argmax = [(5, 1), (5, 4), (7, 8, 1), (7, 8, 3), (9, 9, 9), (7, 2)]
+    assert heldout_lib.answers_given(argmax, gold, answers) == {"top left": 2, "yes": 2, "(other)": 2}
+
+
 def test_scorer_counts_a_sample_right_exactly_when_greedy_decoding_writes_its_answer(tfds_dir, tmp_path):
     config = _config(tfds_dir, "input.weights={'consistency': 1.0, 'disorder': 1.0, 'count': 1.0}")
     model = setup_lib.build_model(config, jax.devices(), shape=qwen2vl_tiny(tie_word_embeddings=False))
@@ -145,6 +155,8 @@ def test_scorer_counts_a_sample_right_exactly_when_greedy_decoding_writes_its_an
     for task, r in record["tasks"].items():
         yes = sum(held.samples[i].sample.answer == "yes" for i in held.indices(task))
         assert (r["n"], r["correct"], r["accuracy"]) == (PER_TASK, yes, yes / PER_TASK), task
+        # what the model wrote, named by the gold answer it spells: "yes" every time
+        assert r["answers_given"] == ({"yes": PER_TASK} if yes else {heldout_lib.OTHER_ANSWER: PER_TASK}), task
         if r["prior"]["answer"] == "yes":  # the model is that constant answer
             assert r["accuracy"] == r["prior"]["accuracy"] and r["above_prior"] is False
     assert record["tasks"]["count"]["correct"] == 0  # count answers are numbers

@@ -381,7 +381,8 @@ def _evaluate_stage(scorer: _StageScorer, view: str, *, redo: bool) -> bool:
 def _heldout_table(root: Path, stages: list[str]) -> str:
     """A markdown table of each stage's last held-out evaluation (train/heldout.py): per task,
     accuracy with its video-bootstrap interval, the best constant answer's accuracy on the same
-    samples (the prior), and whether the interval is above it. "" when no stage has one."""
+    samples (the prior), whether the interval is above it, and the answers the model gave most
+    (a model stuck on one answer shows it). "" when no stage has one."""
     from sf2t_jax.train.heldout import read_last
 
     rows = []
@@ -394,12 +395,13 @@ def _heldout_table(root: Path, stages: list[str]) -> str:
             prior_text = (f"{100 * prior['accuracy']:.1f} ({prior['answer'][:24]!r})"
                           if prior.get("accuracy") is not None else "-")
             verdict = {True: "yes", False: "no", None: "-"}[r["above_prior"]]
+            given = ", ".join(f"{answer[:16]!r} {count}" for answer, count in list(r.get("answers_given", {}).items())[:3])
             rows.append(f"| {DISPLAY.get(stage, stage)} | {task} | {r['n']} ({r['videos']} videos) | {shown} | "
-                        f"{prior_text} | {verdict} |")
+                        f"{prior_text} | {verdict} | {given or '-'} |")
     if not rows:
         return ""
-    return ("| stage | task | held-out samples | accuracy [95% CI] | prior: best constant answer | above prior |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    return ("| stage | task | held-out samples | accuracy [95% CI] | prior: best constant answer | above prior "
+            "| answered most |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def _headline(metrics: dict, table: dict | None) -> dict:

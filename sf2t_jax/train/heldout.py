@@ -20,6 +20,7 @@ have evaluated them; resume recomputes them bit for bit), so no step is recorded
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -80,9 +81,10 @@ class HeldoutSettings:
 
 def make_answer_scorer(parts, grid_hw: tuple[int, int], max_targets: int, *, param_shardings, frozen_shardings,
                        extra_shardings, batch_shardings: dict[str, NamedSharding], rules):
-    """The jitted `(params, frozen, extra, batch) -> {"correct", "targets", "nll"}`, each (B,)
-    replicated: whether every answer token of the row is the argmax, its answer tokens, and the
-    sum of their negative log-likelihoods. The LM head runs at each row's first `max_targets`
+    """The jitted `(params, frozen, extra, batch) -> {"correct", "targets", "nll", "argmax"}`
+    replicated: per row (B,), whether every answer token of the row is the argmax, its answer
+    tokens, and the sum of their negative log-likelihoods; "argmax" (B, max_targets) the argmax
+    token at each answer position (teacher-forced; -1 past the answer). The LM head runs at each row's first `max_targets`
     answer positions only (`loss.gather_targets`); no held-out row has more. Dropout is off."""
     mesh = next(iter(batch_shardings.values())).mesh
 
@@ -101,7 +103,8 @@ def make_answer_scorer(parts, grid_hw: tuple[int, int], max_targets: int, *, par
         count = jnp.sum(on, axis=1)
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         return {"correct": jnp.all(hit, axis=1) & (count > 0), "targets": count,
-                "nll": jnp.sum(jnp.where(on, nll, 0.0), axis=1)}
+                "nll": jnp.sum(jnp.where(on, nll, 0.0), axis=1),
+                "argmax": jnp.where(on, jnp.argmax(logits, axis=-1), -1)}
 
     return jax.jit(score, in_shardings=(param_shardings, frozen_shardings, extra_shardings, batch_shardings),
                    out_shardings=NamedSharding(mesh, PartitionSpec()))
@@ -123,6 +126,39 @@ def task_report(correct: np.ndarray, answers: list[str], videos: list[str], prio
                     "train_samples": prior.drawn}
     out["above_prior"] = bool(lo_hi[0] is not None and prior_acc is not None and lo_hi[0] > prior_acc)
     return out
+
+
+OTHER_ANSWER = "(other)"  # `answers_given`: argmax tokens that spell none of the task's gold answers
+TOP_ANSWERS = 5
+
+
+def answers_given(argmax: list[tuple[int, ...]], gold: list[tuple[int, ...]], answers: list[str]) -> dict[str, int]:
+    """What a task's samples were answered with: {answer text: samples}, the `TOP_ANSWERS` most
+    frequent; a constant-answer model shows as one key.
+
+    Teacher-forced argmax tokens say exactly what greedy decoding writes up to and including its
+    first token that differs from the gold answer (the prompt and earlier tokens are the same),
+    nothing after it. A sample is named by the one gold answer of the task that starts with
+    that known prefix; `OTHER_ANSWER` when none or several do. `argmax` and `gold` hold each
+    sample's tokens at its answer positions, `answers` its gold text."""
+    known = dict(zip(gold, answers))
+
+    def name(predicted: tuple[int, ...], truth: tuple[int, ...]) -> str:
+        wrong = next((i for i, (p, t) in enumerate(zip(predicted, truth)) if p != t), None)
+        if wrong is None:
+            return known[truth]
+        prefix = truth[:wrong] + (predicted[wrong],)
+        matches = [text for tokens, text in known.items() if tokens[:wrong + 1] == prefix]
+        return matches[0] if len(matches) == 1 else OTHER_ANSWER
+
+    counts = collections.Counter(name(p, t) for p, t in zip(argmax, gold))
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ANSWERS])
+
+
+def _answer_tokens(example: dict[str, np.ndarray]) -> tuple[int, ...]:
+    """The answer's token ids of a collated example: the targets the loss mask selects."""
+    ids, mask = np.asarray(example["input_ids"]), np.asarray(example["loss_mask"])
+    return tuple(int(t) for t in ids[1:][mask[1:] > 0])
 
 
 def _fmt(x) -> str:
@@ -165,6 +201,7 @@ class HeldoutEvaluator:
         self.records = self._kept_records(first_step)
         self.last: dict[str, Any] | None = self.records[-1] if self.records else None
         self._host_batches = self._batches()
+        self._gold_tokens = [_answer_tokens(s.example) for s in heldout.samples]
 
     # ---- resume: the records of this lineage up to the checkpoint's step ------------------
     def _kept_records(self, first_step: int) -> list[dict[str, Any]]:
@@ -213,7 +250,7 @@ class HeldoutEvaluator:
         """Scores every held-out sample with `state`'s parameters; returns (and, on process 0,
         logs and writes) the record: {"step", "split", "seconds", "tasks": {task: {"n",
         "correct", "accuracy", "ci", "videos", "prior": {"answer", "accuracy", "train_share",
-        "train_samples"}, "above_prior", "skipped"}}, "ci_level", "resamples", "draws", "skips": the
+        "train_samples"}, "above_prior", "answers_given", "skipped"}}, "ci_level", "resamples", "draws", "skips": the
         held-out and prior draws' `SkipCounter.state()`}."""
         t0 = time.time()
         outputs = []
@@ -223,6 +260,7 @@ class HeldoutEvaluator:
         fetched = jax.device_get(outputs)
         n = len(self.heldout.samples)
         correct = np.concatenate([np.asarray(o["correct"]) for o in fetched])[:n]
+        argmax = np.concatenate([np.asarray(o["argmax"]) for o in fetched])[:n]
         record = {"step": int(step), "split": self.heldout.split, "seconds": 0.0,
                   "ci_level": self.settings.ci, "resamples": self.settings.resamples, "draws": self.heldout.draws,
                   "tasks": {}, "skips": self.heldout.skips}
@@ -232,6 +270,9 @@ class HeldoutEvaluator:
             entry = task_report(correct[idx], [self.heldout.samples[j].sample.answer for j in idx],
                                 [self.heldout.samples[j].id for j in idx], self.heldout.priors.get(task),
                                 resamples=self.settings.resamples, ci=self.settings.ci, seed=self.seed + i)
+            gold = [self._gold_tokens[j] for j in idx]
+            entry["answers_given"] = answers_given([tuple(int(t) for t in argmax[j][:len(g)]) for j, g in zip(idx, gold)],
+                                                   gold, [self.heldout.samples[j].sample.answer for j in idx])
             entry["skipped"] = held_skips.get(task, {})
             record["tasks"][task] = entry
         record["seconds"] = round(time.time() - t0, 3)
