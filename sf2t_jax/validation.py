@@ -365,6 +365,7 @@ PREPARE: dict[str, Rule] = {
     "stages.*.freeze_tower": Bool(),
     "stages.*.sft_weight": FRACTION,
     "stages.*.heldout": Bool(),
+    "stages.*.fact_share": FRACTION,
     "heldout.split": Str(),
     "heldout.every": Int(0, note="0 = the last step only"),
     "heldout.samples_per_task": Int(1),

@@ -1,4 +1,6 @@
 """Scene samples (captions, scene QA) from video_sft records, in exactly the scorer's format."""
+import collections
+import json
 import os
 
 import numpy as np
@@ -6,6 +8,7 @@ import pytest
 
 from sf2t_jax.configuration import load_config
 from sf2t_jax.datasets import layout
+from sf2t_jax.datasets.facts import FACT_TASKS
 from sf2t_jax.datasets import prepare as prep
 from sf2t_jax.eval.inquiry import question_text
 from sf2t_jax.finevidbench.schema import Item
@@ -66,6 +69,92 @@ def test_caption_samples_and_batches(data_dir):
     batch = next(pipeline.iterator())
     assert batch["vision_patches"].shape == (2, 3, 16, 1176)
     assert (batch["task_id"] == 0).all() and batch["loss_mask"].sum() > 0
+
+
+# ---- non-temporal fact questions (datasets/facts.py) in the captioning base's stream ---------
+def _tracks_objects(data_dir, video_id):
+    tracks = json.loads((data_dir / "world" / "tracks" / f"{video_id}.json").read_text())
+    return [(o["colour"], o["shape"]) for o in tracks["objects"] if o["role"] != "hand"]
+
+
+def test_fact_questions_are_true_of_the_world_and_leave_the_scene_questions_unchanged(data_dir):
+    records = _pipeline(data_dir, "captions").records
+    asked = collections.Counter()
+    for record in records:
+        objects, qa = _tracks_objects(data_dir, record["id"]), record["qa"]
+        tasks = [t.decode() for t in qa["task"]]
+        assert tasks[:-len([t for t in tasks if t in FACT_TASKS])] == [t for t in tasks if t not in FACT_TASKS]
+        for j, task in enumerate(tasks):
+            if task not in FACT_TASKS:
+                continue
+            asked[task] += 1
+            question, answer = qa["question"][j].decode(), qa["answer_text"][j].decode()
+            options = [o.decode() for o in qa["options"][j]]
+            assert answer == options["ABCD".index(qa["answer"][j].decode())] and len(set(options)) == 4
+            if task == "objects":
+                assert answer == str(len(objects))
+            elif task == "colour":  # "What colour is the circle?": the scene's only circle
+                shape = question.removeprefix("What colour is the ").removesuffix("?")
+                assert [c for c, s in objects if s == shape] == [answer], (question, objects)
+            else:  # "What shape is the red object?": the scene's only red object
+                colour = question.removeprefix("What shape is the ").removesuffix(" object?")
+                assert [s for c, s in objects if c == colour] == [answer], (question, objects)
+    assert asked["objects"] == len(records) and asked["colour"] > 0 and asked["shape"] > 0
+    # the action, effect and speed questions are those of a source without tracks
+    from sf2t_jax.datasets.inventory import Roles, take_inventory
+    from sf2t_jax.datasets.plans import Planner
+    from sf2t_jax.datasets.sft import SftConfig, sft_examples
+
+    inventory = take_inventory(data_dir / "world", Roles(train="train", heldout="validation", benchmark="test"))
+    planner = Planner(inventory)
+    tables = planner.tables
+    with_facts = dict(sft_examples(inventory.records("train"), tables, SftConfig(), "train", planner.scene_facts))
+    without = dict(sft_examples(inventory.records("train"), tables, SftConfig(), "train"))
+    for key, example in without.items():
+        assert [q["question"] for q in with_facts[key]["qa"][:len(example["qa"])]] == [q["question"] for q in example["qa"]]
+        assert [q["answer"] for q in with_facts[key]["qa"][:len(example["qa"])]] == [q["answer"] for q in example["qa"]]
+
+
+def test_fact_questions_are_asked_only_where_the_scene_answers_them(tmp_path):
+    from sf2t_jax.datasets import facts
+    from sf2t_jax.finevidbench.options import LetterBalancer
+
+    colours, shapes = ("blue", "green", "red", "yellow"), ("circle", "square", "star", "triangle")
+    rng, balancer = np.random.default_rng(0), LetterBalancer(np.random.default_rng(1))
+    # two red objects, two circles: no colour of "the circle", no shape of "the red object"
+    twins = facts.fact_questions([("red", "circle"), ("red", "circle")], colours, shapes, rng, balancer)
+    assert [(q["task"], q["answer_text"]) for q in twins] == [("objects", "2")]
+    mixed = facts.fact_questions([("red", "circle"), ("red", "star"), ("blue", "circle")], colours, shapes, rng,
+                                 balancer)
+    assert [(q["task"], q["question"], q["answer_text"]) for q in mixed] == [
+        ("colour", "What colour is the star?", "red"), ("shape", "What shape is the blue object?", "circle"),
+        ("objects", "How many objects does the video show?", "3")]
+    assert facts.fact_questions([], colours, shapes, rng, balancer) == []
+    # a tracks file without what the questions read is refused naming it; too few colours: none
+    (tmp_path / "1.json").write_text(json.dumps({"objects": [{"colour": "red", "role": "actor"}]}))
+    with pytest.raises(facts.FactsError, match=r"1\.json: expected objects with colour, shape and role"):
+        facts.read_scene_facts(tmp_path, ["1"])
+    (tmp_path / "1.json").write_text(json.dumps({"objects": [{"colour": "red", "shape": "star", "role": "actor"}]}))
+    assert facts.read_scene_facts(tmp_path, ["1"]) is None and facts.read_scene_facts(tmp_path / "no", ["1"]) is None
+
+
+def test_captions_ask_fact_questions_at_their_share_and_scene_qa_never(data_dir):
+    def tasks(pipeline, n=40):
+        return [pipeline.prepare(g).sample.task for g in range(n)]
+
+    assert set(tasks(_pipeline(data_dir, "captions"))) == {"caption"}
+    everything = _pipeline(data_dir, "captions", fact_share=1.0)
+    assert set(tasks(everything)) == set(FACT_TASKS)
+    half = tasks(_pipeline(data_dir, "captions", fact_share=0.5), 60)
+    assert 15 <= sum(t == "caption" for t in half) <= 45  # a fair coin per sample, 60 draws
+    # the caption samples of a mixed stream are those of the captions-only stream when they agree
+    prepared = everything.prepare(5)
+    tok, ex = everything.tokenizer, prepared.example
+    qa, j = everything.records[5]["qa"], prepared.sample.metadata["question_index"]
+    assert prepared.sample.answer == qa["answer_text"][j].decode()
+    assert tok.decode(ex["input_ids"][ex["loss_mask"] == 1].tolist()) == prepared.sample.answer + "<|im_end|>"
+    assert SCENE_TASK_NAMES[ex["task_id"]] == prepared.sample.task
+    assert all(t in ("action", "effect", "speed") for t in tasks(_pipeline(data_dir, "scene_qa"), 60))
 
 
 def test_scene_modes_need_a_labelled_source(tmp_path):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sf2t_jax.datasets import features, layout
+from sf2t_jax.datasets.facts import SceneFacts, read_scene_facts
 from sf2t_jax.datasets.inventory import ROLES, Inventory
 from sf2t_jax.datasets.sft import SftConfig, sft_examples
 from sf2t_jax.finevidbench.build import BenchConfig, build_items
@@ -52,6 +53,13 @@ class Planner:
     def tables(self) -> TemplateTables:
         """Tables over every template of the source, so distractors are actions it contains."""
         return template_tables(self.inventory.source.templates)
+
+    @functools.cached_property
+    def scene_facts(self) -> SceneFacts | None:
+        """The synthetic world's object facts (its tracks/) over the training splits' videos,
+        for the SFT set's fact questions; None for a source without tracks."""
+        ids = [r.id for role in self._training_splits().values() for r in self.inventory.records(role)]
+        return read_scene_facts(self.inventory.root / "tracks", ids) if self.sft.facts else None
 
     @functools.cached_property
     def items(self) -> list[Item]:
@@ -93,7 +101,7 @@ class Planner:
             counts = {s: len(inv.records(role)) for s, role in self._training_splits().items()}
         elif name == layout.SFT:
             splits = {s: functools.partial(sft_examples, inv.records(role), self.tables,
-                                           self.sft, s)
+                                           self.sft, s, self.scene_facts)
                       for s, role in self._training_splits().items()}
             counts = {s: len(inv.records(role)) for s, role in self._training_splits().items()}
         elif name == layout.BENCH_VIDEOS:

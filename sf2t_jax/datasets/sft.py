@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sf2t_jax.datasets import features
+from sf2t_jax.datasets import facts, features
 from sf2t_jax.finevidbench import scene
 from sf2t_jax.finevidbench.options import LetterBalancer, Vocabulary
 from sf2t_jax.finevidbench.schema import SPEEDS
@@ -32,6 +32,9 @@ class SftConfig:
     """Speeds at which Action and Effect are asked."""
     speed_speeds: tuple[str, ...] = SPEEDS
     """Speeds at which Speed is asked."""
+    facts: bool = True
+    """Add the non-temporal object questions (`facts`: colour, shape, how many) where the source
+    has the world's tracks/; the captioning base may train on them, scene QA never does."""
 
     def __post_init__(self):
         bad = [s for s in (*self.scene_speeds, *self.speed_speeds) if s not in SPEEDS]
@@ -48,13 +51,18 @@ def _rng(seed: int, *parts: str) -> np.random.Generator:
 
 
 def sft_examples(records: Sequence[Record], tables: TemplateTables, config: SftConfig,
-                 split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+                 split: str, scene_facts: facts.SceneFacts | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(key, example) per video, in the order given; see ``features`` for the fields.
 
     Letters are balanced over the split (each n consecutive questions use each letter once).
+    With `config.facts` and `scene_facts` (the world's tracks/), a video's QA also holds its
+    fact questions (`facts.FACT_TASKS`), drawn from their own random streams so the action,
+    effect and speed questions are the same with or without them.
     """
     vocab = Vocabulary(tables)
     balancer = LetterBalancer(_rng(config.seed, "letters", split))
+    scenes = scene_facts.objects if config.facts and scene_facts is not None else {}
+    fact_balancer = LetterBalancer(_rng(config.seed, "fact letters", split))
     for record in records:
         rng = _rng(config.seed, "video", record.id)
         items = ([scene.action_item(record, vocab, s, rng, balancer) for s in config.scene_speeds]
@@ -62,8 +70,11 @@ def sft_examples(records: Sequence[Record], tables: TemplateTables, config: SftC
                     for s in config.scene_speeds]
                  + [scene.speed_item(record, vocab, s, rng, balancer)
                     for s in config.speed_speeds])
+        qa = [features.qa_example(it) for it in items]
+        if record.id in scenes:
+            qa += facts.fact_questions(scenes[record.id], scene_facts.colours, scene_facts.shapes,
+                                       _rng(config.seed, "facts", record.id), fact_balancer)
         example = features.video_example(record)
         example.update(caption=ssv2.fill(record.template, record.placeholders),
-                       template=record.template, category=vocab.category(record.template),
-                       qa=[features.qa_example(it) for it in items])
+                       template=record.template, category=vocab.category(record.template), qa=qa)
         yield record.id, example

@@ -162,6 +162,9 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.input.scene_frames = 6  # scene modes: frames shown (keep equal to the scorer's video.scene_frames)
     c.input.instruction = ""  # scene_qa: text after the options (keep equal to the scorer's prompt.instruction)
     c.input.answer_style = "text"  # scene_qa: answer as the option's text | letter | letter_text
+    # captions: share of samples asking a video's non-temporal fact question (colour, shape, how
+    # many objects; multiple choice, from the world's tracks/) instead of its caption
+    c.input.fact_share = 0.0
     c.input.seed = 0  # data order and every sample
     c.input.shuffle = True
     c.input.num_epochs = 1  # passes over the source (the recipe: one epoch); 0 = forever

@@ -19,7 +19,7 @@ from sf2t_jax.defaults.sf2t import sf2t_config
 
 STAGE_FIELDS = ("init", "mode", "method", "steps", "lr", "batch_size", "warmup_fraction", "log_every", "source",
                 "scene_frames", "frame_budget", "max_length", "max_skip_share", "freeze_tower", "sft_weight",
-                "heldout")
+                "heldout", "fact_share")
 
 
 def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
@@ -49,6 +49,7 @@ def stage_config(demo: ml_collections.ConfigDict, stage: str, *, data_dir: str,
 
     c.input.mode = s.mode
     c.input.scene_frames = int(s.scene_frames)
+    c.input.fact_share = float(s.fact_share)
     c.input.instruction = demo.eval.instruction  # the scorer's prompt, exactly
     c.input.answer_style = demo.eval.loglik_target
     c.input.source = s.source

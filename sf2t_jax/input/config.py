@@ -101,6 +101,10 @@ class InputConfig:
     answer_style: str = "text"
     """Scene QA: the answer written as the option's 'text' (default; the scorer's default
     log-likelihood target), 'letter' or 'letter_text'."""
+    fact_share: float = 0.0
+    """Captions: the share of samples asking one of the video's non-temporal fact questions
+    (colour, shape, how many objects; `datasets/facts.py`) in the benchmark's multiple-choice
+    format instead of its caption (0.0)."""
     fragments: FragmentsConfig = FragmentsConfig()
     """Task weights and per-task configs (uniform weights, spec defaults)."""
     sft_weight: float = 0.0
@@ -156,6 +160,12 @@ class InputConfig:
             fail("mode", f"one of {INPUT_MODES}", self.mode)
         if self.answer_style not in ANSWER_STYLES:
             fail("answer_style", f"one of {ANSWER_STYLES}", self.answer_style)
+        share = self.fact_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            fail("fact_share", "a number >= 0 and <= 1", share)
+        if share and self.mode != "captions":
+            fail("fact_share", f"0 unless input.mode='captions' (fact questions join captions; mode {self.mode!r})",
+                 share)
         self._check_sft_mix()
         self.geometry  # validates the frame budget, slices and max_length now, not mid-run
 
@@ -199,7 +209,7 @@ class InputConfig:
         if self.mode == "fragments":
             return None
         return SceneConfig(mode=self.mode, scene_frames=self.scene_frames, instruction=self.instruction,
-                           answer_style=self.answer_style)
+                           answer_style=self.answer_style, fact_share=self.fact_share)
 
     @property
     def task_names(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sf2t_jax.datasets.facts import FACT_TASKS
 from sf2t_jax.finevidbench.prompt import ANSWER_STYLES, multiple_choice, written_answers
 from sf2t_jax.finevidbench.schema import LETTERS
 from sf2t_jax.fragments import FragmentSample, FragmentSkip
@@ -23,7 +24,7 @@ from sf2t_jax.video.sampling import NotEnoughFrames, centered_speed_indices
 SCENE_MODES = ("captions", "scene_qa")
 CAPTION_TASK = "caption"
 QA_TASKS = ("action", "effect", "speed")
-SCENE_TASK_NAMES = (CAPTION_TASK,) + QA_TASKS
+SCENE_TASK_NAMES = (CAPTION_TASK,) + QA_TASKS + FACT_TASKS
 CAPTION_QUESTIONS = (
     "Describe the action in this video.",
     "What is happening in this video?",
@@ -39,6 +40,9 @@ class SceneConfig:
 
     mode: 'captions' (question: a caption request; answer: the caption, shown at x1) or
       'scene_qa' (one of the record's action/effect/speed questions at its speed).
+    fact_share: 'captions' only: the share of samples that ask one of the record's non-temporal
+      fact questions (`datasets.facts`: colour, shape, how many; multiple choice in the
+      benchmark's format) instead of the caption; records without any stay captions.
     scene_frames: frames shown (6, the scorer's `video.scene_frames` default).
     instruction: text after the lettered options ('' ; the scorer's `prompt.instruction`).
     answer_style: how the answer is written: 'text' (the option's text, the default and the
@@ -49,8 +53,13 @@ class SceneConfig:
     scene_frames: int = 6
     instruction: str = ""
     answer_style: str = "text"
+    fact_share: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.fact_share <= 1.0:
+            raise ValueError(f"fact_share={self.fact_share}: expected a share in [0, 1]")
+        if self.fact_share and self.mode != "captions":
+            raise ValueError(f"fact_share={self.fact_share}: fact questions join captions only (mode {self.mode!r})")
         if self.mode not in SCENE_MODES:
             raise ValueError(f"scene mode {self.mode!r}: expected one of {SCENE_MODES}")
         if self.answer_style not in ANSWER_STYLES:
@@ -60,7 +69,9 @@ class SceneConfig:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return (CAPTION_TASK,) if self.mode == "captions" else QA_TASKS
+        if self.mode == "captions":
+            return (CAPTION_TASK,) + (FACT_TASKS if self.fact_share else ())
+        return QA_TASKS
 
 
 def make_scene_sample(clip: np.ndarray, record: dict[str, Any], seed: int, index: int,
@@ -75,14 +86,21 @@ def make_scene_sample(clip: np.ndarray, record: dict[str, Any], seed: int, index
       FragmentSkip('too_short') when the clip is shorter than the question's speed needs.
     """
     rng = sample_rng(seed, index)
-    if config.mode == "captions":
+    qa = record["qa"]
+    kinds = [_text(t) for t in qa["task"]]
+    asked = FACT_TASKS if config.mode == "captions" else QA_TASKS
+    questions = [j for j, kind in enumerate(kinds) if kind in asked]
+    # captions draw the fact coin only when fact questions are on, so the caption stream is
+    # the same as before they existed
+    if config.mode == "captions" and not (config.fact_share and questions and rng.random() < config.fact_share):
         task, speed = CAPTION_TASK, "x1"
         question = CAPTION_QUESTIONS[int(rng.integers(len(CAPTION_QUESTIONS)))]
         answer = _text(record["caption"])
         meta: dict[str, Any] = {}
     else:
-        qa = record["qa"]
-        j = int(rng.integers(len(qa["question"])))
+        if not questions:
+            raise FragmentSkip("no_question", config.mode, f"the record has no {'/'.join(asked)} question")
+        j = questions[int(rng.integers(len(questions)))]
         task, speed = _text(qa["task"][j]), _text(qa["speed"][j])
         options = [_text(o) for o in qa["options"][j]]
         letter = _text(qa["answer"][j])
