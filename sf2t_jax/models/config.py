@@ -87,6 +87,10 @@ class TextConfig:
     tie_word_embeddings: bool
     max_position_embeddings: int = 32768
     hidden_act: str = "silu"
+    # Biases on the q/k/v projections: Qwen2's decoder has them, Llama's (LLaVA-NeXT-Video) not.
+    qkv_bias: bool = True
+    # Linear RoPE scaling (transformers' rope_type "linear"): positions divided by this factor.
+    rope_scaling_factor: float = 1.0
 
     @property
     def head_dim(self) -> int:
@@ -366,7 +370,8 @@ def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
     not UTF-8, not JSON, not a JSON object); FileNotFoundError when there is none."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face checkpoint directory (Qwen2-VL or Qwen2.5-VL)")
+        raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face checkpoint directory "
+                                "(Qwen2-VL, Qwen2.5-VL or LLaVA-NeXT-Video)")
     try:
         with open(path, "rb") as f:
             data = f.read()
