@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from sf2t_jax.errors import InputError
+from sf2t_jax.models.slices import SliceLayout
 
 MODEL_TYPE = "qwen2_vl"
 SUPPORTED_MODEL_TYPES = (MODEL_TYPE,)
@@ -110,6 +111,12 @@ def check_text_config(t: TextConfig) -> None:
         raise ConfigError(f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2}")
 
 
+def qwen_slice_layout(v) -> SliceLayout:
+    """Qwen-VL slices: `temporal_patch_size` frames, 2x2-merged tokens, M-RoPE."""
+    return SliceLayout(patch_size=v.patch_size, patch_dim=v.patch_dim, frames_per_slice=v.temporal_patch_size,
+                       token_pool=v.spatial_merge_size, fixed_resolution=None, mrope=True)
+
+
 def check_vision_heads(width: int, heads: int, name: str) -> None:
     """The ViT's 2D rotary embedding needs a head dimension that is a multiple of 4."""
     if width % heads or (width // heads) % 4:
@@ -140,6 +147,10 @@ class Qwen2VLConfig:
             raise ConfigError(f"vision_config.hidden_act {v.hidden_act!r} is not supported (Qwen2-VL uses 'quick_gelu')")
         if t.hidden_act != "silu":
             raise ConfigError(f"hidden_act {t.hidden_act!r} is not supported (Qwen2-VL uses 'silu')")
+
+    @property
+    def slice_layout(self) -> SliceLayout:
+        return qwen_slice_layout(self.vision)
 
     # ------------------------------------------------------------------------------------
     # Hugging Face config.json

@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any
 
 from sf2t_jax.models.config import ConfigError, TextConfig, check_text_config, check_vision_heads, typed
+from sf2t_jax.models.slices import SliceLayout
 
 MODEL_TYPE = "llava_next_video"
 
@@ -138,6 +139,14 @@ class LlavaNextVideoConfig:
     @property
     def tokens_per_frame(self) -> int:
         return self.pooled_grid**2
+
+    @property
+    def slice_layout(self) -> SliceLayout:
+        """One frame per slice at exactly image_size, pooled tokens, 1D positions."""
+        v = self.vision
+        return SliceLayout(patch_size=v.patch_size, patch_dim=v.patch_dim, frames_per_slice=1,
+                           token_pool=self.spatial_pool_stride, fixed_resolution=(v.image_size, v.image_size),
+                           mrope=False, images_as_slices=False)
 
     # ------------------------------------------------------------------------------------
     # Hugging Face config.json

@@ -29,6 +29,7 @@ from sf2t_jax.models.llava_next_video import anyres
 from sf2t_jax.models.llava_next_video.config import LlavaNextVideoConfig
 from sf2t_jax.models.llava_next_video.vision import ClipVisionTower, Projector, pool_frames
 from sf2t_jax.models.llm import Qwen2Model
+from sf2t_jax.models.rope_index import text_positions
 from sf2t_jax.models.vision import VisionPatches
 
 
@@ -87,17 +88,6 @@ class LlavaNextVideo(qwen2_vl.Qwen2VL):
                                    pixel_values_videos)
         graphdef, state = nnx.split(self)
         return np.asarray(jax.device_get(qwen2_vl._jitted_logits(graphdef, state, **inputs)))
-
-
-def text_positions(attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """1D positions of a left-padded batch as transformers' generate makes them
-    (`cumsum(mask) - 1`, padding 1), on all three rows of the batch contract.
-    Returns (position_ids (3, B, L) int32, rope_deltas (B,) int32 = max + 1 - L)."""
-    mask = np.asarray(attention_mask).astype(np.int64)
-    pos = np.cumsum(mask, axis=-1) - 1
-    pos[mask == 0] = 1
-    deltas = pos.max(axis=-1) + 1 - mask.shape[-1]
-    return np.broadcast_to(pos[None], (3,) + pos.shape).astype(np.int32), deltas.astype(np.int32)
 
 
 def prepare_hf_inputs(config: LlavaNextVideoConfig, input_ids, attention_mask=None, pixel_values=None,
