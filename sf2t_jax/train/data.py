@@ -187,7 +187,9 @@ def _video_batches(config, model_config):
 
     layout = model_config.slice_layout
     if not (layout.mrope and layout.frames_per_slice == 2 and layout.patch_dim == 1176):
-        raise ValueError(f"data.source='videos': the input pipeline makes Qwen-VL slices (2 frames, M-RoPE); "
+        from sf2t_jax.errors import InputError
+
+        raise InputError(f"data.source='videos': the input pipeline makes Qwen-VL slices (2 frames, M-RoPE); "
                          f"{family_of(model_config).name} takes another layout; use data.source='synthetic'")
     pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())),
                              video_time=video_time(model_config))
