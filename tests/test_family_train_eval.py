@@ -216,3 +216,62 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     example, _ = maker._encode(sample)
     times = _slice_times(example["position_ids"], example["input_ids"], cfg.video_token_id, 4)
     assert times == _expected_times(2, cfg)
+
+
+# ----------------------------------------------------------------------------------------
+# LLaVA-NeXT-Video through the same interface: one-frame slices, 1D positions
+# ----------------------------------------------------------------------------------------
+LLAVA_TRAIN = ["--config", "configs/sf2t.py:model=llava_next_video_tiny,frames=4", "--config.input.max_length=64",
+               f"--config.train.steps={STEPS}", "--config.checkpoint.every=2", "--config.log.every=1",
+               "--config.model.dtype=float32", "--config.log.tensorboard=false"]
+
+
+def test_llava_next_video_trains_from_a_converted_checkpoint_and_exports_its_family(env, tmp_path):
+    from sf2t_jax.models.llava_next_video.config import llava_next_video_tiny
+    from sf2t_jax.models.llava_next_video.model import LlavaNextVideo
+
+    base = tmp_path / "base"
+    save_native(LlavaNextVideo(llava_next_video_tiny(), rngs=nnx.Rngs(7)), str(base))
+    workdir = tmp_path / "work"
+    cmd = [sys.executable, os.path.join(ROOT, "launch.py"), "train", *LLAVA_TRAIN, "--workdir", str(workdir),
+           "--init-from", str(base)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model llava_next_video_tiny, method lora" in proc.stderr
+    assert f"completed at step {STEPS} of {STEPS}" in proc.stderr
+    losses = _losses(workdir)
+    assert len(set(losses)) > 1 and all(np.isfinite(losses))
+
+    config = json.loads((workdir / "export" / "config.json").read_text())
+    assert config["model_type"] == "llava_next_video"
+    exported, start = load_model(str(workdir)), load_model(str(base))
+    assert type(exported) is LlavaNextVideo and exported.config == llava_next_video_tiny()
+    q_proj = lambda m: np.asarray(m.model.layers[0].self_attn.q_proj.kernel[...])
+    projector = lambda m: np.asarray(m.multi_modal_projector.linear_1.kernel[...])
+    tower = lambda m: np.asarray(m.vision_tower.layers[0].mlp.fc1.kernel[...])
+    assert not np.array_equal(q_proj(exported), q_proj(start))  # merged adapters
+    assert not np.array_equal(projector(exported), projector(start))  # trained next to them
+    np.testing.assert_array_equal(tower(exported), tower(start))  # CLIP frozen
+
+
+def test_llava_synthetic_rows_are_one_frame_slices_with_1d_positions():
+    import ml_collections
+
+    from sf2t_jax.models.llava_next_video.config import llava_next_video_tiny
+    from sf2t_jax.train.synthetic import Geometry, SyntheticSamples
+
+    cfg = llava_next_video_tiny()
+    input_config = ml_collections.ConfigDict(dict(resolution=(84, 84), present="video", frame_budget=4, slices=0,
+                                                  max_length=64))
+    g = Geometry(input_config, cfg)
+    assert (g.slices, g.grid_hw, g.tokens_per_slice, g.patch_dim) == (4, (6, 6), 9, 588)
+    row = SyntheticSamples(g, cfg, seed=0, weights={"count": 1.0})(0)
+    assert row["vision_patches"].shape == (4, 36, 588)
+    assert (row["input_ids"] == cfg.video_token_id).sum() == 4 * 9
+    n = int(row["attention_mask"].sum())
+    np.testing.assert_array_equal(row["position_ids"], np.broadcast_to(np.r_[np.arange(n), np.ones(64 - n)], (3, 64)))
+    for bad, message in (((56, 56), r"exactly \(84, 84\)"), ):
+        with pytest.raises(ValueError, match=message):
+            Geometry(ml_collections.ConfigDict(dict(input_config, resolution=bad)), cfg)
+    with pytest.raises(ValueError, match=r"present='images'.*tiles images"):
+        Geometry(ml_collections.ConfigDict(dict(input_config, present="images")), cfg)

@@ -376,8 +376,9 @@ def test_config_errors_name_the_field_and_the_supported_families():
     bad["vision_config"]["out_hidden_size"] = 1024
     with pytest.raises(ConfigError, match=r"out_hidden_size 1024 must equal the LLM hidden_size 2048"):
         family.config_from_hf_dict(bad)
-    with pytest.raises(ConfigError, match=r"'llava_next_video' is not supported; supported: qwen2_vl, qwen2_5_vl"):
-        family.config_from_hf_dict({**HUB_3B, "model_type": "llava_next_video"})
+    with pytest.raises(ConfigError, match=r"'llava_onevision' is not supported; supported: qwen2_vl, qwen2_5_vl, "
+                                          r"llava_next_video"):
+        family.config_from_hf_dict({**HUB_3B, "model_type": "llava_onevision"})
 
 
 @pytest.mark.parametrize("make", [qwen25vl_3b, qwen25vl_7b, qwen25vl_72b])

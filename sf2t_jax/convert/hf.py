@@ -1,5 +1,5 @@
 """Hugging Face checkpoints <-> our modules, strictly and tensor by tensor, for every model family
-(`models/family.py`: Qwen2-VL, Qwen2.5-VL)."""
+(`models/family.py`: Qwen2-VL, Qwen2.5-VL, LLaVA-NeXT-Video)."""
 from __future__ import annotations
 
 import json
@@ -34,9 +34,8 @@ def _dotted(path) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _patch_kernel(config: families.ModelConfig) -> tuple[int, int, int, int]:
-    v = config.vision
-    return (v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
+def _patch_kernel(config: families.ModelConfig) -> tuple[int, ...]:
+    return families.family_of(config).patch_kernel(config)
 
 
 def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = None,
@@ -133,7 +132,7 @@ def _warn_if_not_finite(array: np.ndarray, key: str, path: str) -> None:
 
 
 # Layer stacks whose parameters carry a leading 'layers' axis when the model scans its layers.
-_STACKED_PREFIXES = (("model", "layers"), ("visual", "blocks"))
+_STACKED_PREFIXES = (("model", "layers"), ("visual", "blocks"), ("vision_tower", "layers"))
 
 
 def _layer_views(path: tuple, shape: tuple[int, ...], numerics: Numerics) -> list[tuple[tuple, int | None]]:

@@ -1,15 +1,16 @@
 """The declarative tables between Hugging Face Hub tensor names and our parameter paths.
 
-One table per model family (`QWEN2_VL_RULES`, `QWEN2_5_VL_RULES`; `models/family.py` says which
-a checkpoint uses). Each rule pairs a Hub key template with our path template (placeholders
+One table per model family (`QWEN2_VL_RULES`, `QWEN2_5_VL_RULES`,
+`LLAVA_NEXT_VIDEO_RULES`; `models/family.py` says which a checkpoint uses). Each rule pairs a Hub key template with our path template (placeholders
 `{i}` for a layer index and `{name}` for one of the listed alternatives) and names a layout
 hook. Both directions use the same rules, so a round trip is exact by construction.
 
 Hooks (HF tensor <-> ours):
   copy         same layout (norm scales and biases, embeddings).
   linear       torch Linear (out, in) <-> Flax kernel (in, out).
-  patch_embed  Conv3d (E, C, t, p, p) <-> dense kernel (C*t*p*p, E); the conv's kernel equals
-               its stride and its input, so it is a dense layer on the flattened patch row.
+  patch_embed  Conv3d (E, C, t, p, p) (Qwen) or Conv2d (E, C, p, p) (CLIP) <-> dense kernel
+               (C*[t*]p*p, E); the conv's kernel equals its stride, so it is a dense layer on
+               the flattened patch row.
 """
 from __future__ import annotations
 
@@ -93,6 +94,34 @@ QWEN2_5_VL_RULES = _PATCH_EMBED_AND_ATTENTION + (
 ) + _MERGER_MLP + _QWEN2_DECODER
 
 
+# ---- LLaVA-NeXT-Video: CLIP tower, projector, image_newline, Llama decoder (no q/k/v biases) --
+_CLIP = "vision_tower.vision_model."
+LLAVA_NEXT_VIDEO_RULES = (
+    _rule(_CLIP + "embeddings.patch_embedding.weight", "vision_tower.patch_embedding.kernel", "patch_embed"),
+    _rule(_CLIP + "embeddings.class_embedding", "vision_tower.class_embedding", "copy"),
+    _rule(_CLIP + "embeddings.position_embedding.weight", "vision_tower.position_embedding", "copy"),
+    _rule(_CLIP + "{n}.weight", "vision_tower.{n}.scale", "copy", n=("pre_layrnorm", "post_layernorm")),
+    _rule(_CLIP + "{n}.bias", "vision_tower.{n}.bias", "copy", n=("pre_layrnorm", "post_layernorm")),
+    _rule(_CLIP + "encoder.layers.{i}.self_attn.{p}.weight", "vision_tower.layers.{i}.self_attn.{p}.kernel", "linear",
+          p=("q_proj", "k_proj", "v_proj", "out_proj")),
+    _rule(_CLIP + "encoder.layers.{i}.self_attn.{p}.bias", "vision_tower.layers.{i}.self_attn.{p}.bias", "copy",
+          p=("q_proj", "k_proj", "v_proj", "out_proj")),
+    _rule(_CLIP + "encoder.layers.{i}.{n}.weight", "vision_tower.layers.{i}.{n}.scale", "copy",
+          n=("layer_norm1", "layer_norm2")),
+    _rule(_CLIP + "encoder.layers.{i}.{n}.bias", "vision_tower.layers.{i}.{n}.bias", "copy",
+          n=("layer_norm1", "layer_norm2")),
+    _rule(_CLIP + "encoder.layers.{i}.mlp.{p}.weight", "vision_tower.layers.{i}.mlp.{p}.kernel", "linear",
+          p=("fc1", "fc2")),
+    _rule(_CLIP + "encoder.layers.{i}.mlp.{p}.bias", "vision_tower.layers.{i}.mlp.{p}.bias", "copy", p=("fc1", "fc2")),
+    _rule("multi_modal_projector.{p}.weight", "multi_modal_projector.{p}.kernel", "linear", p=("linear_1", "linear_2")),
+    _rule("multi_modal_projector.{p}.bias", "multi_modal_projector.{p}.bias", "copy", p=("linear_1", "linear_2")),
+    _rule("image_newline", "image_newline", "copy"),
+) + tuple(
+    _rule("language_model." + r.hf, r.ours, r.hook, **dict(r.choices)) for r in _QWEN2_DECODER
+    if r.hf != "model.layers.{i}.self_attn.{p}.bias"  # Llama has no q/k/v biases
+)
+
+
 def hf_to_ours(key: str, rules: tuple[Rule, ...] = RULES) -> tuple[str, str] | None:
     """Hub key -> (our dotted path, hook), or None if no rule knows the key."""
     for rule in rules:
@@ -134,7 +163,8 @@ def to_hf(hook: str, array: np.ndarray, hf_shape: tuple[int, ...]) -> np.ndarray
 
 
 def hf_shape(hook: str, our_shape: tuple[int, ...], patch_kernel: tuple[int, int, int, int] | None = None) -> tuple[int, ...]:
-    """The Hub shape of a parameter of our shape; `patch_kernel` = (C, t, p, p) for the patch embed."""
+    """The Hub shape of a parameter of our shape; `patch_kernel` = (C, t, p, p) or (C, p, p) for
+    the patch embed."""
     if hook == "copy":
         return tuple(our_shape)
     if hook == "linear":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ml_collections
 
 from sf2t_jax.configuration import ConfigValueError, parse_arg
+from sf2t_jax.models.presets import PRESETS
 from sf2t_jax.train.options import DATA_SOURCES, METHODS
 
 TASKS = ("count", "consistency", "localize", "disorder", "rearrange")
@@ -30,16 +31,27 @@ SIZES = {
     "qwen25vl_3b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
     "qwen25vl_7b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
     "qwen25vl_72b": dict(batch_size=32, max_length=1024, resolution=(224, 224), steps=1000, loss_chunk=256),
+    # LLaVA-NeXT-Video takes frames at exactly its tower's image_size, 1 frame per slice
+    "llava_next_video_tiny": dict(batch_size=8, max_length=128, resolution=(84, 84), steps=100, loss_chunk=0),
+    "llava_next_video_7b": dict(batch_size=32, max_length=1024, resolution=(336, 336), steps=1000, loss_chunk=256),
 }
 # Accelerator-sized models compile one scanned layer, recompute each layer in the backward pass
 # and keep frozen weights in bfloat16: what fits a TPU slice (docs/plan.md).
 POD_NUMERICS = dict(scan_layers=True, remat="full", frozen_dtype="bfloat16")
-POD_MODELS = ("qwen2vl_2b", "qwen2vl_7b", "qwen2vl_72b", "qwen25vl_3b", "qwen25vl_7b", "qwen25vl_72b")
+POD_MODELS = ("qwen2vl_2b", "qwen2vl_7b", "qwen2vl_72b", "qwen25vl_3b", "qwen25vl_7b", "qwen25vl_72b",
+              "llava_next_video_7b")
 # LLM attention and MLP projections (module paths like model.layers.3.self_attn.q_proj;
 # without the layer index when model.scan_layers).
 LLM_PROJECTIONS = r"^model\.layers\.(\d+\.)?(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$"
 VISION_TOWER = r"^visual\.(patch_embed|blocks)\."  # the ViT without its merger
 MERGER = r"^visual\.merger\."
+# Per model family (config.json model_type): (the vision tower, frozen by default; what joins it
+# to the LLM, trained next to the adapters by default).
+VISION_PARTS = {
+    "qwen2_vl": (VISION_TOWER, MERGER),
+    "qwen2_5_vl": (VISION_TOWER, MERGER),
+    "llava_next_video": (r"^vision_tower\.", r"^(multi_modal_projector\.|image_newline$)"),
+}
 
 # Each task's (fewest, most) frames shown at the default 16-frame budget (specs/sf2t.md §2);
 # consistency always shows a pair. With `frames=N` the tasks that reach 16 reach N instead,
@@ -56,11 +68,12 @@ def _task_frames(frames: int) -> dict:
     return out
 
 
-def _max_length(base: int, resolution, frames: int, present: str) -> int:
-    """`base`, or the next power of two that holds `frames` frames' vision tokens plus text."""
-    per_slice = (resolution[0] // 28) * (resolution[1] // 28)  # merged tokens of one temporal slice
-    slices, items = (frames, frames) if present == "images" else (-(-frames // 2), 1)
-    need = slices * per_slice + 2 * items + TEXT_TOKENS
+def _max_length(base: int, resolution, frames: int, present: str, layout) -> int:
+    """`base`, or the next power of two that holds `frames` frames' vision tokens plus text, in
+    the model's slice layout (`models/slices.py`)."""
+    per_slice = layout.tokens_per_slice((resolution[0] // layout.patch_size, resolution[1] // layout.patch_size))
+    slices, items = (frames, frames) if present == "images" else (layout.slices(frames), 1)
+    need = slices * per_slice + (2 if layout.mrope else 0) * items + TEXT_TOKENS
     length = base
     while length < need:
         length *= 2
@@ -72,7 +85,8 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     `arg` is 'key=value,...' (`configs/sf2t.py:ARG` on the command line):
       model   qwen2vl_tiny (default) | qwen2vl_small (4 x 512, for scaling checks) | qwen2vl_2b |
-              qwen2vl_7b | qwen2vl_72b | qwen25vl_tiny | qwen25vl_3b | qwen25vl_7b | qwen25vl_72b
+              qwen2vl_7b | qwen2vl_72b | qwen25vl_tiny | qwen25vl_3b | qwen25vl_7b | qwen25vl_72b |
+              llava_next_video_tiny | llava_next_video_7b
               (Qwen2.5-VL): the shape, and sizes (and for the pod models numerics) that suit it
       method  lora (default) | full
       tasks   '+'-separated fragment tasks to train (default all five: count+consistency+localize+
@@ -101,6 +115,7 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if unknown or not tasks:
         raise ConfigValueError(f"config arg tasks={arg.tasks!r}: unknown {unknown}; known: {'+'.join(TASKS)}")
     size = SIZES[arg.model]
+    model_type, make_shape = PRESETS[arg.model]
     c = ml_collections.ConfigDict()
     c.seed = 0  # model init, LoRA init and dropout; the data order has its own seed (input.seed)
     c.init_from = ""  # converted checkpoint: our native dir (launch.py convert) or a Hugging Face dir; "" = random
@@ -131,9 +146,10 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ---- which parameters train ---------------------------------------------------------------
     c.params = ml_collections.ConfigDict()
     # Frozen in both methods (regexes over parameter paths, re.search); frozen wins over trained.
-    c.params.frozen = (VISION_TOWER,)
-    # method=lora: base parameters trained fully next to the adapters (the merger, by default).
-    c.params.extra_trainable = (MERGER,)
+    tower, joiner = VISION_PARTS[model_type]
+    c.params.frozen = (tower,)
+    # method=lora: base parameters trained fully next to the adapters (the merger / projector).
+    c.params.extra_trainable = (joiner,)
 
     # ---- data -------------------------------------------------------------------------------
     c.data = ml_collections.ConfigDict()
@@ -150,7 +166,8 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.input.tokenizer = ""  # tokenizer.json, a HF checkpoint dir holding one, or tiny:V
     c.input.batch_size = size["batch_size"]  # GLOBAL batch (all processes); divides over data x fsdp
     # tokens per row L: the model's size, doubled until `frames` frames fit
-    c.input.max_length = _max_length(size["max_length"], size["resolution"], arg.frames, arg.present)
+    c.input.max_length = _max_length(size["max_length"], size["resolution"], arg.frames, arg.present,
+                                     make_shape().slice_layout)
     c.input.resolution = size["resolution"]  # (height, width) bucket, multiples of 28
     c.input.frame_budget = arg.frames  # most frames one sample shows
     c.input.slices = 0  # P, temporal slices per row; 0 = the least that fits the largest sample
@@ -266,3 +283,11 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.debug.input_ends_at_step = -1
     c.debug.input_ends_process = 0
     return c
+
+
+def fixed_model_config(model: str, arg: str | None, path: str) -> ml_collections.ConfigDict:
+    """`sf2t_config` with `model` fixed, for one-model experiment files (configs/*_lora.py);
+    `arg` takes the other arguments, and naming model there is an error."""
+    if any(item.partition("=")[0] == "model" for item in filter(None, (arg or "").split(","))):
+        raise ConfigValueError(f"{path} fixes model={model}; use configs/sf2t.py:model=... for another model")
+    return sf2t_config(",".join(filter(None, [f"model={model}", arg])))

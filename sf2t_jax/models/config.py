@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from sf2t_jax.errors import InputError
+from sf2t_jax.models.slices import SliceLayout
 
 MODEL_TYPE = "qwen2_vl"
 SUPPORTED_MODEL_TYPES = (MODEL_TYPE,)
@@ -87,6 +88,10 @@ class TextConfig:
     tie_word_embeddings: bool
     max_position_embeddings: int = 32768
     hidden_act: str = "silu"
+    # Biases on the q/k/v projections: Qwen2's decoder has them, Llama's (LLaVA-NeXT-Video) not.
+    qkv_bias: bool = True
+    # Linear RoPE scaling (transformers' rope_type "linear"): positions divided by this factor.
+    rope_scaling_factor: float = 1.0
 
     @property
     def head_dim(self) -> int:
@@ -104,6 +109,12 @@ def check_text_config(t: TextConfig) -> None:
         )
     if sum(t.mrope_section) * 2 != t.head_dim:
         raise ConfigError(f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2}")
+
+
+def qwen_slice_layout(v) -> SliceLayout:
+    """Qwen-VL slices: `temporal_patch_size` frames, 2x2-merged tokens, M-RoPE."""
+    return SliceLayout(patch_size=v.patch_size, patch_dim=v.patch_dim, frames_per_slice=v.temporal_patch_size,
+                       token_pool=v.spatial_merge_size, fixed_resolution=None, mrope=True)
 
 
 def check_vision_heads(width: int, heads: int, name: str) -> None:
@@ -136,6 +147,10 @@ class Qwen2VLConfig:
             raise ConfigError(f"vision_config.hidden_act {v.hidden_act!r} is not supported (Qwen2-VL uses 'quick_gelu')")
         if t.hidden_act != "silu":
             raise ConfigError(f"hidden_act {t.hidden_act!r} is not supported (Qwen2-VL uses 'silu')")
+
+    @property
+    def slice_layout(self) -> SliceLayout:
+        return qwen_slice_layout(self.vision)
 
     # ------------------------------------------------------------------------------------
     # Hugging Face config.json
@@ -366,7 +381,8 @@ def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
     not UTF-8, not JSON, not a JSON object); FileNotFoundError when there is none."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face checkpoint directory (Qwen2-VL or Qwen2.5-VL)")
+        raise FileNotFoundError(f"no config.json at {path}: expected a Hugging Face checkpoint directory "
+                                "(Qwen2-VL, Qwen2.5-VL or LLaVA-NeXT-Video)")
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -6,6 +6,7 @@ picks the family; an unknown one is one `ConfigError` listing the supported type
 
     qwen2_vl     Qwen2-VL     models/config.py, models/qwen2_vl.py
     qwen2_5_vl   Qwen2.5-VL   models/qwen2_5_vl/
+    llava_next_video   LLaVA-NeXT-Video   models/llava_next_video/
 """
 from __future__ import annotations
 
@@ -14,16 +15,29 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sf2t_jax.convert.table import QWEN2_5_VL_RULES, QWEN2_VL_RULES, Rule
+from sf2t_jax.convert.table import LLAVA_NEXT_VIDEO_RULES, QWEN2_5_VL_RULES, QWEN2_VL_RULES, Rule
 from sf2t_jax.models import config as qwen2_vl_config
 from sf2t_jax.models.config import ConfigError, Qwen2VLConfig, _json_object, read_config_json
+from sf2t_jax.models.llava_next_video import config as llava_next_video_config
+from sf2t_jax.models.llava_next_video.config import LlavaNextVideoConfig
+from sf2t_jax.models.llava_next_video.model import LlavaNextVideo
 from sf2t_jax.models.qwen2_5_vl import config as qwen2_5_vl_config
 from sf2t_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from sf2t_jax.models.qwen2_5_vl.model import Qwen25VL
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.models.rope_index import VideoTime
 
-ModelConfig = Qwen2VLConfig | Qwen25VLConfig
+ModelConfig = Qwen2VLConfig | Qwen25VLConfig | LlavaNextVideoConfig
+
+
+def _conv3d_kernel(config) -> tuple[int, ...]:
+    v = config.vision
+    return (v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
+
+
+def _conv2d_kernel(config) -> tuple[int, ...]:
+    v = config.vision
+    return (v.in_channels, v.patch_size, v.patch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +52,9 @@ class Family:
     presets: Mapping[str, Callable[[], Any]]  # name -> config
     # config -> the video time axis of its M-RoPE positions (None: positions count slices)
     video_time: Callable[[Any], VideoTime | None]
+    # config -> the Hub patch-embedding kernel's shape after its output dimension: a Conv3d's
+    # (C, t, p, p) for the Qwen families, a Conv2d's (C, p, p) for CLIP
+    patch_kernel: Callable[[Any], tuple[int, ...]] = _conv3d_kernel
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
@@ -45,6 +62,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            video_time=lambda config: None),
     Family("qwen2_5_vl", "Qwen2.5-VL", Qwen25VLConfig, Qwen25VL, QWEN2_5_VL_RULES, qwen2_5_vl_config.PRESETS,
            video_time=qwen2_5_vl_config.video_time),
+    Family("llava_next_video", "LLaVA-NeXT-Video", LlavaNextVideoConfig, LlavaNextVideo, LLAVA_NEXT_VIDEO_RULES,
+           llava_next_video_config.PRESETS, video_time=lambda config: None, patch_kernel=_conv2d_kernel),
 )}
 
 

@@ -3,7 +3,10 @@
     h = x + o_proj(attn(rope(q_proj(rms1(x))), rope(k_proj(rms1(x))), v_proj(rms1(x))))
     y = h + down_proj(silu(gate_proj(rms2(h))) * up_proj(rms2(h)))
 
-q/k/v projections have biases; o_proj and the MLP do not (specs/qwen2_vl.md §1.7).
+q/k/v projections have biases in Qwen2 (specs/qwen2_vl.md §1.7), none in Llama
+(`TextConfig.qkv_bias`); o_proj and the MLP have none. A Llama decoder (LLaVA-NeXT-Video) is
+this one with 1D RoPE: a single `mrope_section` of head_dim/2 frequencies, all rotated by
+position row 0.
 """
 from __future__ import annotations
 
@@ -48,9 +51,12 @@ class Attention(nnx.Module):
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.precision, self.implementation = numerics.precision, numerics.attention
         q_dim, kv_dim = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        self.q_proj = linear(cfg.hidden_size, q_dim, ("embed", "q_heads"), bias=True, numerics=numerics, rngs=rngs)
-        self.k_proj = linear(cfg.hidden_size, kv_dim, ("embed", "kv_heads"), bias=True, numerics=numerics, rngs=rngs)
-        self.v_proj = linear(cfg.hidden_size, kv_dim, ("embed", "kv_heads"), bias=True, numerics=numerics, rngs=rngs)
+        self.q_proj = linear(cfg.hidden_size, q_dim, ("embed", "q_heads"), bias=cfg.qkv_bias, numerics=numerics,
+                             rngs=rngs)
+        self.k_proj = linear(cfg.hidden_size, kv_dim, ("embed", "kv_heads"), bias=cfg.qkv_bias, numerics=numerics,
+                             rngs=rngs)
+        self.v_proj = linear(cfg.hidden_size, kv_dim, ("embed", "kv_heads"), bias=cfg.qkv_bias, numerics=numerics,
+                             rngs=rngs)
         self.o_proj = linear(q_dim, cfg.hidden_size, ("q_heads", "embed"), bias=False, numerics=numerics, rngs=rngs)
 
     def __call__(self, x, cos, sin, mask: AttentionMask, kv=None, write_index=None):
@@ -136,7 +142,8 @@ class Qwen2Model(nnx.Module):
         """
         b, l, _ = embeds.shape
         valid = jnp.ones((b, l), bool) if attention_mask is None else attention_mask.astype(bool)
-        cos, sin = rope.mrope_cos_sin(position_ids, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.mrope_section)
+        cos, sin = rope.mrope_cos_sin(position_ids, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.mrope_section,
+                                      linear_factor=self.cfg.rope_scaling_factor)
         cos, sin = cos.astype(embeds.dtype), sin.astype(embeds.dtype)
         if cache is None:
             # Causal plus padding, structured so a fused kernel can take it; `attend` (dense)

@@ -23,12 +23,14 @@ def _inv_freq(rotary_dim: int, theta: float) -> jnp.ndarray:
 
 
 def mrope_cos_sin(
-    position_ids: jnp.ndarray, head_dim: int, theta: float, mrope_section: Sequence[int]
+    position_ids: jnp.ndarray, head_dim: int, theta: float, mrope_section: Sequence[int], *,
+    linear_factor: float = 1.0,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """cos/sin for M-RoPE.
 
     Args:
       position_ids: (3, B, L) temporal/height/width positions.
+      linear_factor: transformers' "linear" RoPE scaling: every frequency divided by it.
     Returns:
       cos, sin: (B, L, head_dim) float32. Frequency f takes its position from row k where
       `mrope_section` assigns f to section k (e.g. [16, 24, 24]: t for f<16, h for f<40, w after).
@@ -36,6 +38,8 @@ def mrope_cos_sin(
     if sum(mrope_section) != head_dim // 2:
         raise ValueError(f"mrope_section {list(mrope_section)} must sum to head_dim/2 = {head_dim // 2}")
     inv_freq = _inv_freq(head_dim, theta)  # (head_dim/2,)
+    if linear_factor != 1.0:
+        inv_freq = inv_freq / linear_factor
     row_of_freq = np.repeat(np.arange(len(mrope_section)), mrope_section)  # static (head_dim/2,)
     pos = position_ids.astype(jnp.float32)[row_of_freq]  # (head_dim/2, B, L)
     freqs = jnp.moveaxis(pos, 0, -1) * inv_freq  # (B, L, head_dim/2)

@@ -36,6 +36,17 @@ def rope_time_kwargs(video_time: VideoTime | None, num_videos: int) -> dict:
     return {} if video_time is None else video_time.rope_kwargs(num_videos)
 
 
+def text_positions(attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1D positions of a left-padded batch as transformers' generate makes them
+    (`cumsum(mask) - 1`, padding 1), on all three rows of the batch contract.
+    Returns (position_ids (3, B, L) int32, rope_deltas (B,) int32 = max + 1 - L)."""
+    mask = np.asarray(attention_mask).astype(np.int64)
+    pos = np.cumsum(mask, axis=-1) - 1
+    pos[mask == 0] = 1
+    deltas = pos.max(axis=-1) + 1 - mask.shape[-1]
+    return np.broadcast_to(pos[None], (3,) + pos.shape).astype(np.int32), deltas.astype(np.int32)
+
+
 def get_rope_index(
     input_ids: np.ndarray,
     image_grid_thw: np.ndarray | None = None,

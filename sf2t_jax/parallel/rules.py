@@ -48,6 +48,7 @@ DEFAULT_RULES = (
     ("vision_mlp", "tensor"),
     ("vision_merged", "fsdp"),
     ("vision_merged_mlp", "tensor"),
+    ("vision_positions", None),  # CLIP's learned position embeddings: one row per patch
 )
 
 # Everything replicated: single-device runs and parity checks.

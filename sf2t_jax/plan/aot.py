@@ -103,7 +103,8 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
         g = synthetic.Geometry(config.input, shape)
         return data_lib.BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
                                       grid_hw=g.grid_hw, steps_per_epoch=1, num_tasks=synthetic.NUM_TASK_IDS,
-                                      task_names=synthetic.TASK_NAMES + ("sft",))
+                                      task_names=synthetic.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
+                                      tokens_per_slice=g.tokens_per_slice)
     if source == "videos":
         from sf2t_jax.input.config import InputConfig, training_section
 

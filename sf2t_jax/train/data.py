@@ -5,8 +5,9 @@ contract as numpy (or global `jax.Array`s already), and `it.get_state()` / `it.s
 save and restore its position as JSON-serialisable data (a grain `DatasetIterator` is one).
 
     input_ids (B,L) int32; attention_mask (B,L) int32; position_ids (3,B,L) int32;
-    loss_mask (B,L) int32 (1 at target tokens); vision_patches (B,P,S,1176) float32;
-    vision_index (B,P*S/4) int32 (row positions, L = padding); task_id (B,) int32; valid (B,) int32
+    loss_mask (B,L) int32 (1 at target tokens); vision_patches (B,P,S,D) float32 (D = the
+    family's patch row: Qwen 1176, LLaVA 588); vision_index (B,P*T) int32 (T tokens per slice:
+    Qwen S/4; row positions, L = padding); task_id (B,) int32; valid (B,) int32
 
 B is the GLOBAL batch; each host holds B / process_count rows, and the global array is their
 concatenation in process order (`jax.make_array_from_process_local_data`), the batch dimension
@@ -49,7 +50,9 @@ class BatchGeometry:
 
     batch_size: B (global); length: L; slices: P; grid_hw: (gh, gw), S = gh * gw;
     steps_per_epoch: global batches in one pass over the source (an estimate for video
-    sources, whose skipped clips are only known when read); num_tasks: task ids in `task_id`.
+    sources, whose skipped clips are only known when read); num_tasks: task ids in `task_id`;
+    patch_dim: D, one patch row; tokens_per_slice: LLM tokens of one slice (0: Qwen's S/4).
+    The last two come from the model family's `slice_layout`.
     """
 
     batch_size: int
@@ -59,15 +62,22 @@ class BatchGeometry:
     steps_per_epoch: int
     num_tasks: int
     task_names: tuple[str, ...]
+    patch_dim: int = 1176
+    tokens_per_slice: int = 0
 
     @property
     def patches(self) -> int:
         return self.grid_hw[0] * self.grid_hw[1]
 
+    @property
+    def slice_tokens(self) -> int:
+        return self.tokens_per_slice or self.patches // 4
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
         b, l, p, s = self.batch_size, self.length, self.slices, self.patches
         return {"input_ids": (b, l), "attention_mask": (b, l), "position_ids": (3, b, l), "loss_mask": (b, l),
-                "vision_patches": (b, p, s, 1176), "vision_index": (b, p * s // 4), "task_id": (b,), "valid": (b,)}
+                "vision_patches": (b, p, s, self.patch_dim), "vision_index": (b, p * self.slice_tokens),
+                "task_id": (b,), "valid": (b,)}
 
     def abstract(self, shardings: dict[str, NamedSharding] | None = None) -> dict[str, jax.ShapeDtypeStruct]:
         """ShapeDtypeStructs of a global batch (for ahead-of-time lowering and planning)."""
@@ -158,7 +168,8 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
                                  grid_hw=g.grid_hw,
                                  steps_per_epoch=int(config.data.synthetic_examples) // int(config.input.batch_size),
                                  num_tasks=synthetic.NUM_TASK_IDS,
-                                 task_names=synthetic.TASK_NAMES + ("sft",))
+                                 task_names=synthetic.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
+                                 tokens_per_slice=g.tokens_per_slice)
         host = iter(dataset)
     elif source == "videos":
         host, geometry = _video_batches(config, model_config)
@@ -172,8 +183,14 @@ def _video_batches(config, model_config):
     model family's video positions."""
     from sf2t_jax.input import InputConfig, InputPipeline
     from sf2t_jax.input.config import training_section
-    from sf2t_jax.models.family import video_time
+    from sf2t_jax.models.family import family_of, video_time
 
+    layout = model_config.slice_layout
+    if not (layout.mrope and layout.frames_per_slice == 2 and layout.patch_dim == 1176):
+        from sf2t_jax.errors import InputError
+
+        raise InputError(f"data.source='videos': the input pipeline makes Qwen-VL slices (2 frames, M-RoPE); "
+                         f"{family_of(model_config).name} takes another layout; use data.source='synthetic'")
     pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())),
                              video_time=video_time(model_config))
     pipeline.check_usable()  # a source of broken videos is refused before the workdir is written

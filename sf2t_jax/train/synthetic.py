@@ -3,8 +3,10 @@
 For smoke runs, tests and benchmarks without videos: every batch follows the batch contract
 (`sf2t_jax.input.batching`), the geometry comes from the same `input` config fields (batch size,
 max_length, resolution bucket, frame budget, presentation, task weights), and the sequence has
-the real layout (a Qwen2-VL chat with one video, or one image per frame, then a question and a
-short answer), with M-RoPE positions from `rope.get_rope_index`.
+the real layout (a chat with one video, or one image per frame, then a question and a short
+answer) in the model family's slice layout (`models/slices.py`): Qwen's 2-frame slices with
+M-RoPE positions from `rope.get_rope_index`, or LLaVA-NeXT-Video's one-frame slices with 1D
+positions.
 
 The data are learnable, so training can be checked to learn: each sample has a class c (one
 of `NUM_CLASSES`) shown by its patches (a fixed random pattern per class plus noise), and the
@@ -16,7 +18,6 @@ takes a contiguous block of every global batch, and the iterator state saves and
 """
 from __future__ import annotations
 
-import math
 
 import grain
 import numpy as np
@@ -24,13 +25,12 @@ import numpy as np
 from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.models import rope
 from sf2t_jax.models.family import ModelConfig, video_time
-from sf2t_jax.models.rope_index import rope_time_kwargs
+from sf2t_jax.models.rope_index import rope_time_kwargs, text_positions
 
 TASK_NAMES = ("count", "consistency", "localize", "disorder", "rearrange")
 SFT_TASK = len(TASK_NAMES)  # task id of supervised (SFT) question-answer samples
 NUM_TASK_IDS = len(TASK_NAMES) + 1
 NUM_CLASSES = 4
-PATCH_DIM = 1176
 QUESTION_TOKENS = 6
 SYSTEM_TOKENS = 5
 
@@ -38,28 +38,35 @@ SYSTEM_TOKENS = 5
 class Geometry:
     """Static shapes of a synthetic row, from the `input` section.
 
-    frames: N, frames per sample (the frame budget); slices: P per row ('video': ceil(N/2),
-    'images': N); grid_hw: (gh, gw); patches: S = gh*gw; tokens_per_slice: S/4.
+    frames: N, frames per sample (the frame budget); slices: P per row ('video': N frames in
+    the family's slices, e.g. ceil(N/2) for Qwen; 'images': N); grid_hw: (gh, gw); patches:
+    S = gh*gw; tokens_per_slice: S/4 for Qwen, the pooled frame for LLaVA; patch_dim: one
+    patch row's width; wrap: tokens around each vision item (Qwen's start/end, LLaVA none).
     """
 
     def __init__(self, input_config, model: ModelConfig):
-        h, w = (int(v) for v in input_config.resolution)
-        unit = model.vision.patch_size * model.vision.spatial_merge_size
-        if h % unit or w % unit or h <= 0 or w <= 0:
-            raise ValueError(f"input.resolution={input_config.resolution}: expected positive multiples of {unit}")
+        layout = model.slice_layout
+        h, w = layout.check_resolution(input_config.resolution)
         self.images = input_config.present == "images"
+        if self.images and not layout.images_as_slices:
+            raise ValueError("input.present='images': this model tiles images (anyres) instead of taking one slice "
+                             "per image; present the frames as 'video'")
         self.frames = int(input_config.frame_budget)
-        self.grid_hw = (h // model.vision.patch_size, w // model.vision.patch_size)
+        self.grid_hw = (h // layout.patch_size, w // layout.patch_size)
         self.patches = self.grid_hw[0] * self.grid_hw[1]
-        self.tokens_per_slice = self.patches // model.vision.spatial_merge_size**2
-        need = self.frames if self.images else math.ceil(self.frames / 2)
+        self.tokens_per_slice = layout.tokens_per_slice(self.grid_hw)
+        self.patch_dim = layout.patch_dim
+        self.mrope = layout.mrope
+        self.wrap = 2 if layout.mrope else 0
+        self.used_slices = self.frames if self.images else layout.slices(self.frames)
+        need = self.used_slices
         self.slices = int(input_config.slices) or need
         if self.slices < need:
             raise ValueError(f"input.slices={self.slices}: {self.frames} frames need {need} slices")
         self.length = int(input_config.max_length)
         items = need if self.images else 1
         text = SYSTEM_TOKENS + QUESTION_TOKENS + 2 + 2  # + answer, end, and a spare
-        self.vision_tokens = need * self.tokens_per_slice + 2 * items
+        self.vision_tokens = need * self.tokens_per_slice + self.wrap * items
         if self.vision_tokens + text > self.length:
             raise ValueError(f"input.max_length={self.length} cannot hold a sample: {self.vision_tokens} vision tokens "
                              f"({self.frames} frames at {tuple(input_config.resolution)}) + {text} text tokens")
@@ -80,13 +87,13 @@ class SyntheticSamples:
         # Fixed per-class patch patterns and per-task question / answer tokens, from a fixed seed
         # (the same in every process and worker).
         fixed = np.random.default_rng(1234)
-        self.patterns = fixed.normal(0.0, 1.0, (NUM_CLASSES, PATCH_DIM)).astype(np.float32)
+        self.patterns = fixed.normal(0.0, 1.0, (NUM_CLASSES, geometry.patch_dim)).astype(np.float32)
         vocab = min(model.text.vocab_size, 32000) - 16  # ordinary tokens, clear of the special ids
         self.vocab = vocab
         self.questions = fixed.integers(8, vocab, (NUM_TASK_IDS, QUESTION_TOKENS))
         self.answers = fixed.integers(8, vocab, (NUM_TASK_IDS, NUM_CLASSES))
         self.end_id = model.eos_token_id
-        self.pad_id = model.bos_token_id  # <|endoftext|>, Qwen2-VL's pad token
+        self.pad_id = getattr(model, "pad_token_id", model.bos_token_id)  # Qwen2-VL pads with <|endoftext|>
         self.video_time = video_time(model)  # the family's video positions (None: Qwen2-VL's)
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
@@ -94,16 +101,17 @@ class SyntheticSamples:
         rng = np.random.default_rng([self.seed, int(index)])
         task = int(rng.choice(NUM_TASK_IDS, p=self.task_p))
         label = int(rng.integers(NUM_CLASSES))
-        used = g.frames if g.images else math.ceil(g.frames / 2)
-        patches = np.zeros((g.slices, g.patches, PATCH_DIM), np.float32)
-        patches[:used] = self.patterns[label] + self.noise * rng.standard_normal((used, g.patches, PATCH_DIM),
+        used = g.used_slices
+        patches = np.zeros((g.slices, g.patches, g.patch_dim), np.float32)
+        patches[:used] = self.patterns[label] + self.noise * rng.standard_normal((used, g.patches, g.patch_dim),
                                                                                  dtype=np.float32)
         pad_token = m.image_token_id if g.images else m.video_token_id
         items = used if g.images else 1
         per_item = g.tokens_per_slice * (1 if g.images else used)
         ids = list(rng.integers(8, self.vocab, SYSTEM_TOKENS))
         for _ in range(items):
-            ids += [m.vision_start_token_id] + [pad_token] * per_item + [m.vision_end_token_id]
+            item = [pad_token] * per_item
+            ids += [m.vision_start_token_id] + item + [m.vision_end_token_id] if g.mrope else item
         ids += list(self.questions[task])
         answer_start = len(ids)
         ids += [int(self.answers[task, label]), self.end_id]
@@ -115,11 +123,14 @@ class SyntheticSamples:
         loss_mask = np.zeros((g.length,), np.int32)
         loss_mask[answer_start:n] = 1
         grid = np.array([[1, *g.grid_hw]] * items if g.images else [[used, *g.grid_hw]], np.int64)
-        position_ids, _ = rope.get_rope_index(
-            input_ids[None], grid if g.images else None, None if g.images else grid, attention_mask[None],
-            image_token_id=m.image_token_id, video_token_id=m.video_token_id,
-            vision_start_token_id=m.vision_start_token_id, spatial_merge_size=m.vision.spatial_merge_size,
-            **rope_time_kwargs(None if g.images else self.video_time, 1))
+        if g.mrope:
+            position_ids, _ = rope.get_rope_index(
+                input_ids[None], grid if g.images else None, None if g.images else grid, attention_mask[None],
+                image_token_id=m.image_token_id, video_token_id=m.video_token_id,
+                vision_start_token_id=m.vision_start_token_id, spatial_merge_size=m.vision.spatial_merge_size,
+                **rope_time_kwargs(None if g.images else self.video_time, 1))
+        else:
+            position_ids, _ = text_positions(attention_mask[None])
         vision_index = np.full((g.slices * g.tokens_per_slice,), g.length, np.int32)
         where = np.nonzero(input_ids == pad_token)[0]
         vision_index[:where.size] = where

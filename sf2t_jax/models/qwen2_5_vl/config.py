@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from sf2t_jax.models.config import (ConfigError, TextConfig, _json_object, check_text_config, check_vision_heads, need,
-                                    read_config_json, read_text_config, read_token_ids, text_to_hf_dict,
+                                    qwen_slice_layout, read_config_json, read_text_config, read_token_ids, text_to_hf_dict,
                                     token_ids_to_hf_dict, typed)
 from sf2t_jax.models.rope_index import VideoTime
 
@@ -105,6 +105,10 @@ class Qwen25VLConfig:
             raise ConfigError(f"vision_config.hidden_act {v.hidden_act!r} is not supported (Qwen2.5-VL uses 'silu')")
         if t.hidden_act != "silu":
             raise ConfigError(f"hidden_act {t.hidden_act!r} is not supported (Qwen2.5-VL uses 'silu')")
+
+    @property
+    def slice_layout(self):
+        return qwen_slice_layout(self.vision)
 
     # ------------------------------------------------------------------------------------
     # Hugging Face config.json
