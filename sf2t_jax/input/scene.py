@@ -98,8 +98,8 @@ def make_scene_sample(clip: np.ndarray, record: dict[str, Any], seed: int, index
         answer = _text(record["caption"])
         meta: dict[str, Any] = {}
     else:
-        if not questions:
-            raise FragmentSkip("no_question", config.mode, f"the record has no {'/'.join(asked)} question")
+        if not questions:  # video_sft gives every record its action, effect and speed questions
+            raise ValueError(f"video_sft record {_text(record.get('id', '?'))}: no {'/'.join(asked)} question in qa")
         j = questions[int(rng.integers(len(questions)))]
         task, speed = _text(qa["task"][j]), _text(qa["speed"][j])
         options = [_text(o) for o in qa["options"][j]]
