@@ -295,3 +295,20 @@ def test_llava_next_video_trains_on_decoded_videos(env, tmp_path):
     assert "4 slices of (6, 6) patches" in proc.stderr  # one 84x84 frame per slice
     losses = _losses(workdir)
     assert len(set(losses)) > 1 and all(np.isfinite(losses))
+
+
+def test_the_scorer_refuses_llava_next_video_in_one_line():
+    """Its prompts are Qwen-VL's (the scorer is what this family still lacks): a clear refusal,
+    not prompts with another vocabulary's ids."""
+    from sf2t_jax.errors import InputError
+    from sf2t_jax.eval import EvalSettings
+    from sf2t_jax.eval.scorer import ModelScorer
+    from sf2t_jax.models.llava_next_video.config import llava_next_video_tiny
+    from sf2t_jax.models.llava_next_video.model import LlavaNextVideo
+    from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
+
+    tok = Tokenizer(build_tiny_tokenizer(1000), source="tiny:1000")
+    model = LlavaNextVideo(llava_next_video_tiny(), rngs=nnx.Rngs(0))
+    with pytest.raises(InputError, match=r"^the FineVidBench scorer builds Qwen-VL prompts .*LLaVA-NeXT-Video "
+                                         r"models are not scored yet$"):
+        ModelScorer(model, EvalSettings(), tok)
