@@ -15,7 +15,6 @@ tasks, so no sample is ever truncated.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
