@@ -8,8 +8,9 @@ Arguments as configs/sf2t.py's (method, tasks, data, frames, present), except mo
 file fixes. The recipe is the paper's: LoRA rank 16 on the Llama decoder's projections, the CLIP
 tower frozen, the projector and image_newline trained. Frames are shown at the tower's 336 x 336,
 one frame per slice pooled to 144 tokens, so 16 frames take 2,304 tokens (max_length grows to
-4,096, the decoder's limit). The fragment pipeline (data=videos) and the FineVidBench scorer
-make Qwen-layout inputs and refuse this family for now; data=synthetic trains it.
+4,096, the decoder's limit). data=videos makes this family's rows (its USER/ASSISTANT template,
+1D positions; present=video only: images would be anyres tiles); the FineVidBench scorer and
+held-out scoring still make Qwen-layout prompts and do not take it yet.
 """
 from sf2t_jax.defaults.sf2t import fixed_model_config
 

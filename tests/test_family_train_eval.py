@@ -275,3 +275,40 @@ def test_llava_synthetic_rows_are_one_frame_slices_with_1d_positions():
             Geometry(ml_collections.ConfigDict(dict(input_config, resolution=bad)), cfg)
     with pytest.raises(ValueError, match=r"present='images'.*tiles images"):
         Geometry(ml_collections.ConfigDict(dict(input_config, present="images")), cfg)
+
+
+def test_llava_next_video_trains_on_decoded_videos(env, tmp_path):
+    """data=videos through the fragment pipeline: one CLIP frame per slice, the USER/ASSISTANT
+    template, 1D positions (tests/test_llava_chat.py checks the rows themselves)."""
+    from sf2t_jax.input.synthetic import write_clips
+
+    clips = write_clips(tmp_path / "clips", 4)
+    workdir = tmp_path / "work"
+    cmd = [sys.executable, os.path.join(ROOT, "launch.py"), "train", "--config",
+           "configs/sf2t.py:model=llava_next_video_tiny,frames=4,data=videos", "--config.input.max_length=128", "--config.input.tokenizer=tiny:1000",
+           f"--config.input.source={os.path.dirname(clips[0])}", "--config.input.num_epochs=0",
+           f"--config.train.steps={STEPS}", "--config.log.every=1", "--config.model.dtype=float32",
+           "--config.log.tensorboard=false", "--config.export.final=false", "--workdir", str(workdir)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model llava_next_video_tiny, method lora" in proc.stderr
+    assert "4 slices of (6, 6) patches" in proc.stderr  # one 84x84 frame per slice
+    losses = _losses(workdir)
+    assert len(set(losses)) > 1 and all(np.isfinite(losses))
+
+
+def test_the_scorer_refuses_llava_next_video_in_one_line():
+    """Its prompts are Qwen-VL's (the scorer is what this family still lacks): a clear refusal,
+    not prompts with another vocabulary's ids."""
+    from sf2t_jax.errors import InputError
+    from sf2t_jax.eval import EvalSettings
+    from sf2t_jax.eval.scorer import ModelScorer
+    from sf2t_jax.models.llava_next_video.config import llava_next_video_tiny
+    from sf2t_jax.models.llava_next_video.model import LlavaNextVideo
+    from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
+
+    tok = Tokenizer(build_tiny_tokenizer(1000), source="tiny:1000")
+    model = LlavaNextVideo(llava_next_video_tiny(), rngs=nnx.Rngs(0))
+    with pytest.raises(InputError, match=r"^the FineVidBench scorer builds Qwen-VL prompts .*LLaVA-NeXT-Video "
+                                         r"models are not scored yet$"):
+        ModelScorer(model, EvalSettings(), tok)

@@ -21,12 +21,13 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.eval.batching import Batch, batch_axes, put_on_mesh
 from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.loglik import prefill_shared
 from sf2t_jax.finevidbench.schema import LETTERS, Item
 from sf2t_jax.models.generate import decode
-from sf2t_jax.models.family import video_time
+from sf2t_jax.models.family import family_of, video_time
 from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model
 from sf2t_jax.text import Tokenizer
 
@@ -44,6 +45,9 @@ class ModelScorer:
 
     def __init__(self, model: Qwen2VL, settings: EvalSettings, tokenizer: Tokenizer, *,
                  mesh: Mesh | None = None, rules=None):
+        if not model.config.slice_layout.mrope:  # prompts (visuals, template, positions) are Qwen-VL's
+            raise InputError(f"the FineVidBench scorer builds Qwen-VL prompts (2-frame slices, M-RoPE, the Qwen "
+                             f"chat template); {family_of(model.config).name} models are not scored yet")
         self.graphdef, self.state = nnx.split(model)  # once: jit caches key on the graphdef
         self.video_time = video_time(model.config)
         self.settings = settings

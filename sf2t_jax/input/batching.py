@@ -4,17 +4,19 @@ The batch (per host; numpy):
 
     input_ids      (B, L) int32       padded with the pad id (<|endoftext|>)
     attention_mask (B, L) int32       1 real token, 0 padding (right padding)
-    position_ids   (3, B, L) int32    M-RoPE positions (padding 1)
-    loss_mask      (B, L) int32       1 at target tokens (answer + its <|im_end|>)
-    vision_patches (B, P, S, 1176) float32  normalized patch rows; unused slices zero
-    vision_index   (B, P*S/4) int32   row position of each merged vision token; L = padding
+    position_ids   (3, B, L) int32    M-RoPE positions (1D families: three equal rows; padding 1)
+    loss_mask      (B, L) int32       1 at target tokens (answer + its end-of-turn token)
+    vision_patches (B, P, S, D) float32  normalized patch rows (D: the family's patch_dim,
+                                      1176 Qwen-VL, 588 CLIP-14); unused slices zero
+    vision_index   (B, P*T) int32     row position of each vision token (T per slice: S/4 for
+                                      Qwen-VL's 2x2 merge, the pooled frame for LLaVA); L = padding
     task_id        (B,) int32         index into TASK_NAMES
     valid          (B,) int32         1 real sample, 0 a padding row of a final partial batch
 
 and host-only metadata (not sent to devices): `sample_index` and `record_index` (B,) int64,
 -1 on padding rows. The model call is
 `model(input_ids, position_ids, attention_mask, (VisionPatches(vision_patches.reshape(B*P, S,
-1176), grid_hw),), vision_index)`.
+D), grid_hw),), vision_index)`.
 """
 from __future__ import annotations
 
@@ -34,7 +36,6 @@ META_KEYS = ("sample_index", "record_index")
 # (3, 256) float32: the normalized value of every uint8 level per channel, from the same
 # normalization `patchify` uses (bit-identical to transformers').
 _LEVELS = np.ascontiguousarray(normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)).T)
-_PER_CHANNEL = PATCH_DIM // 3  # patch columns are channel-major: (c, t, y, x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +46,9 @@ class BatchSpec:
     max_length: L.
     slices: P, temporal slices per row.
     grid_hw: (gh, gw), the patch grid of the resolution bucket (static for the ViT).
-    pad_id: the tokenizer's <|endoftext|> id.
+    pad_id: the padding id (Qwen-VL: the tokenizer's <|endoftext|>; LLaVA: config.pad_token_id).
+    patch_dim: D, values per patch row (the family's `SliceLayout.patch_dim`).
+    tokens_per_slice: T, LLM tokens one slice makes (None: S/4, Qwen-VL's 2x2 merge).
     """
 
     batch_size: int
@@ -54,6 +57,8 @@ class BatchSpec:
     slices: int
     grid_hw: tuple[int, int]
     pad_id: int
+    patch_dim: int = PATCH_DIM
+    tokens_per_slice: int | None = None
 
     @property
     def global_batch_size(self) -> int:
@@ -65,8 +70,9 @@ class BatchSpec:
 
     @property
     def vision_tokens(self) -> int:
-        """P*S/4: merged vision tokens per row, padding included."""
-        return self.slices * self.patches_per_slice // 4
+        """P*T: vision tokens per row, padding included."""
+        per_slice = self.patches_per_slice // 4 if self.tokens_per_slice is None else self.tokens_per_slice
+        return self.slices * per_slice
 
     def shapes(self, global_shapes: bool = True) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """{key: (shape, dtype)} of `BATCH_KEYS`, for the global batch (or one host's)."""
@@ -78,7 +84,7 @@ class BatchSpec:
             "attention_mask": ((b, l), i32),
             "position_ids": ((3, b, l), i32),
             "loss_mask": ((b, l), i32),
-            "vision_patches": ((b, p, s, PATCH_DIM), np.dtype(np.float32)),
+            "vision_patches": ((b, p, s, self.patch_dim), np.dtype(np.float32)),
             "vision_index": ((b, self.vision_tokens), i32),
             "task_id": ((b,), i32),
             "valid": ((b,), i32),
@@ -121,7 +127,8 @@ def _normalize_into(out: np.ndarray, rows: np.ndarray) -> None:
     One table lookup per channel into the batch buffer: half the time of normalizing into a
     temporary and copying it (the batch is tens of MB, so this is memory-bound).
     """
-    src = rows.reshape(-1, 3, _PER_CHANNEL)
-    dst = out.reshape(-1, 3, _PER_CHANNEL)
+    per_channel = rows.shape[-1] // 3  # patch columns are channel-major: (c, [t,] y, x) in both families
+    src = rows.reshape(-1, 3, per_channel)
+    dst = out.reshape(-1, 3, per_channel)
     for c in range(3):
         np.take(_LEVELS[c], src[:, c, :], out=dst[:, c, :], mode="wrap")  # uint8 indices are always in range

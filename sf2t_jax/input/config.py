@@ -15,13 +15,13 @@ tasks, so no sample is ever truncated.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from sf2t_jax.finevidbench.prompt import ANSWER_STYLES
 from sf2t_jax.fragments import PRESENT_MODES, TASK_NAMES, FragmentsConfig
 from sf2t_jax.input.scene import QA_TASKS, SCENE_FIELDS, SCENE_MODES, SCENE_TASK_NAMES, SceneConfig
+from sf2t_jax.models.rows import QWEN2_VL_ROWS, RowFormat
 from sf2t_jax.video.resize import check_bucket
 
 INPUT_MODES = ("fragments",) + SCENE_MODES
@@ -40,7 +40,7 @@ class Geometry:
     slices: P, temporal slices reserved per sample (vision_patches dim 1).
     grid_hw: (gh, gw), the patch grid of the resolution bucket.
     patches_per_slice: S = gh * gw (vision_patches dim 2).
-    tokens_per_slice: S / 4, merged LLM tokens per slice.
+    tokens_per_slice: LLM tokens per slice (Qwen-VL: S / 4, merged; LLaVA: the pooled frame).
     max_frames: the most frames any enabled task shows.
     max_vision_tokens: LLM tokens the largest sample's vision input takes, including its
       <|vision_start|>/<|vision_end|> markers.
@@ -227,16 +227,28 @@ class InputConfig:
 
     @property
     def geometry(self) -> Geometry:
+        """The geometry of Qwen2-VL's rows (`geometry_of` for another model family's)."""
+        return self.geometry_of(QWEN2_VL_ROWS)
+
+    def geometry_of(self, rows: RowFormat) -> Geometry:
+        """The static shapes of `rows` (a model family's `models.rows.RowFormat`) under this
+        config; InputConfigError when the family cannot take the resolution or a task's frames."""
+        layout = rows.layout
         fragments = self.task_config()
-        gh, gw = self.resolution[0] // PATCH, self.resolution[1] // PATCH
+        try:
+            layout.check_resolution(self.resolution)
+        except ValueError as e:
+            raise InputConfigError(str(e)) from None
+        gh, gw = self.resolution[0] // layout.patch_size, self.resolution[1] // layout.patch_size
         s = gh * gw
-        tokens = s // MERGE**2
+        tokens = layout.tokens_per_slice((gh, gw))
+        around = rows.tokens_around_item
         need, max_frames, vision_tokens = 0, 0, 0
         if self.mode != "fragments" or self.mixes_sft:  # one video of scene_frames frames
             n = self.scene_frames
             if n > self.frame_budget:
                 raise InputConfigError(f"input.scene_frames={n} is more than input.frame_budget={self.frame_budget}")
-            need, max_frames, vision_tokens = math.ceil(n / 2), n, math.ceil(n / 2) * tokens + 2
+            need, max_frames, vision_tokens = layout.slices(n), n, layout.slices(n) * tokens + around
         for name in () if self.mode != "fragments" else self.enabled_tasks():
             if name in QA_TASKS:  # the mixed-in scene QA samples: counted above
                 continue
@@ -246,11 +258,15 @@ class InputConfig:
                 raise InputConfigError(
                     f"input.fragments.{name}: shows up to {n} frames, more than input.frame_budget="
                     f"{self.frame_budget}; lower {name}.n_frames or raise the budget")
-            slices = n if cfg.present == "images" else math.ceil(n / 2)
-            items = n if cfg.present == "images" else 1  # each carries <|vision_start|>...<|vision_end|>
+            if cfg.present == "images" and not layout.images_as_slices:
+                raise InputConfigError(
+                    f"input.fragments.{name}: presents its frames as images, which this model takes as anyres "
+                    "tiles the input pipeline does not make; set input.present='video'")
+            slices = n if cfg.present == "images" else layout.slices(n)
+            items = n if cfg.present == "images" else 1  # each may carry markers (<|vision_start|>...<|vision_end|>)
             need = max(need, slices)
             max_frames = max(max_frames, n)
-            vision_tokens = max(vision_tokens, slices * tokens + 2 * items)
+            vision_tokens = max(vision_tokens, slices * tokens + around * items)
         if self.slices and self.slices < need:
             raise InputConfigError(f"input.slices={self.slices}: the largest sample needs {need} slices")
         if vision_tokens >= self.max_length:

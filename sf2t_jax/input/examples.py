@@ -9,11 +9,12 @@ Steps, for a clip:
   2. resize every frame to the resolution bucket, so the task's pixel guarantees (identical
      pairs, visible edits, sprite spans) hold on exactly the pixels the model sees;
   3. `make_sample`: the task's frames, question and answer;
-  4. patchify ('video': one clip of ceil(N/2) slices; 'images': N images of one slice each),
-     kept as uint8 rows (a quarter of float32's bytes between processes; normalized when
-     batched);
-  5. chat template: user turn = vision item(s) + question, assistant turn = answer; loss on the
-     answer and its <|im_end|>;
+  4. patchify by the model family's `RowFormat` (`models.rows`; Qwen-VL 'video': one clip of
+     ceil(N/2) two-frame slices, 'images': N images of one slice each; LLaVA-NeXT-Video: N
+     one-frame slices), kept as uint8 rows (a quarter of float32's bytes between processes;
+     normalized when batched);
+  5. the family's chat template: user turn = vision item(s) + question, assistant turn =
+     answer; loss on the answer and its end-of-turn token (<|im_end|> / </s>);
   6. pad to the static row: L tokens, P slices.
 
 A clip that cannot serve (unreadable, corrupt, too short, near static, too long for L) becomes
@@ -30,11 +31,12 @@ import numpy as np
 from sf2t_jax.fragments import TASK_NAMES, FragmentSample, FragmentSkip, FragmentsConfig, make_sample
 from sf2t_jax.input.scene import SceneConfig, make_scene_sample
 from sf2t_jax.models.rope_index import VideoTime
-from sf2t_jax.text import Tokenizer, encode_chat
-from sf2t_jax.video import VideoDecodeError, decode_video, patchify_image, patchify_video, resize_frames, to_slices
+from sf2t_jax.models.rows import QWEN2_VL_ROWS, QwenRows, RowFormat
+from sf2t_jax.text import Tokenizer
+from sf2t_jax.video import VideoDecodeError, decode_video, resize_frames
 from sf2t_jax.video.sampling import uniform_indices
 
-PATCH_DIM = 1176  # 3 channels * 2 frames * 14 * 14
+PATCH_DIM = 1176  # Qwen-VL: 3 channels * 2 frames * 14 * 14 (a family's `SliceLayout.patch_dim`)
 TOO_LONG = "too_long"  # the sample's tokens exceed max_length (counted like a skip)
 SFT_RECORD = "sft"  # a record key: True on the video_sft records a joint SFT+SF²T stream mixes in
 
@@ -42,11 +44,11 @@ SFT_RECORD = "sft"  # a record key: True on the video_sft records a joint SFT+SF
 EXAMPLE_FIELDS = {
     "input_ids": "(L,) int32, padded with the pad id",
     "attention_mask": "(L,) int32, 1 real token",
-    "position_ids": "(3, L) int32 M-RoPE positions, padding 1",
-    "loss_mask": "(L,) int32, 1 at answer tokens and the answer's <|im_end|>",
-    "patches": "(P, S, 1176) uint8 patch rows, unused slices zero",
+    "position_ids": "(3, L) int32 M-RoPE positions (1D families: three equal rows), padding 1",
+    "loss_mask": "(L,) int32, 1 at answer tokens and the answer's end-of-turn token",
+    "patches": "(P, S, patch_dim) uint8 patch rows, unused slices zero",
     "num_slices": "int, slices used",
-    "vision_index": "(P*S/4,) int32 row position of each merged vision token, L = padding",
+    "vision_index": "(P*T,) int32 row position of each vision token (T tokens per slice), L = padding",
     "task_id": "int, index into TASK_NAMES",
     "sample_index": "int, g: position in the global stream",
     "record_index": "int, the source record",
@@ -104,8 +106,16 @@ class ExampleMaker:
     # Joint SFT+SF²T: records marked `SFT_RECORD` (the mixed-in video_sft stream) become scene
     # QA samples by this config; every other record a fragment sample.
     sft: SceneConfig | None = None
-    # The model family's video time axis (`models.family.video_time`); None: Qwen2-VL's positions.
+    # Qwen-VL only: the video time axis (`models.family.video_time`); None: Qwen2-VL's positions.
     video_time: VideoTime | None = None
+    # The model family's rows (`models.family.row_format`); None: Qwen-VL's with `video_time`.
+    rows: RowFormat | None = None
+
+    @property
+    def row_format(self) -> RowFormat:
+        if self.rows is not None:
+            return self.rows
+        return QWEN2_VL_ROWS if self.video_time is None else QwenRows(QWEN2_VL_ROWS.layout, self.video_time)
 
     def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any] | Skipped:
         out = self.prepare(index, record)
@@ -163,23 +173,19 @@ class ExampleMaker:
 
     def _encode(self, sample: FragmentSample) -> tuple[dict[str, Any] | None, int]:
         """Patchify + chat template + padding. Returns (None, length) when the text does not fit."""
-        special = self.tokenizer.special
+        rows = self.row_format
         frames = sample.frames
         if sample.present == "video":
-            rows, grid = patchify_video(frames, normalized=False)
-            slices = to_slices(rows, grid)
+            slices, vision = rows.video_slices(frames)
             items = [{"type": "video"}]
-            grids = {"video_grid_thw": grid[None]}
         else:
-            images = [patchify_image(f, normalized=False) for f in frames]
-            slices = np.stack([r for r, _ in images])
-            items = [{"type": "image"}] * len(images)
-            grids = {"image_grid_thw": np.stack([g for _, g in images])}
+            slices, vision = rows.image_slices(frames)
+            items = [{"type": "image"}] * len(frames)
         messages = [
             {"role": "user", "content": items + [{"type": "text", "text": sample.question}]},
             {"role": "assistant", "content": sample.answer},
         ]
-        chat = encode_chat(self.tokenizer, messages, loss_on="assistant", video_time=self.video_time, **grids)
+        chat = rows.encode(self.tokenizer, messages, loss_on="assistant", **vision)
         n = len(chat.input_ids)
         if n > self.max_length:
             return None, n
@@ -188,22 +194,31 @@ class ExampleMaker:
             raise ValueError(f"{sample.task}: {len(frames)} frames need {used} slices, more than the {self.slices} "
                              "reserved per row")
         length = self.max_length
-        vision = np.nonzero((chat.input_ids == special.video_pad) | (chat.input_ids == special.image_pad))[0]
-        if vision.size != used * s // 4:  # the template and the patch grid disagree: a bug, not bad data
-            raise ValueError(f"{sample.task}: {vision.size} vision pad tokens for {used} slices of {s // 4} tokens")
-        patches = np.zeros((self.slices, s, PATCH_DIM), np.uint8)
+        per_slice = rows.layout.tokens_per_slice(_grid_of(s, self.resolution, rows.layout.patch_size))
+        vision_ids = rows.vision_token_ids(self.tokenizer)
+        vision = np.nonzero(np.isin(chat.input_ids, vision_ids))[0]
+        if vision.size != used * per_slice:  # the template and the patch grid disagree: a bug, not bad data
+            raise ValueError(f"{sample.task}: {vision.size} vision tokens for {used} slices of {per_slice} tokens")
+        patches = np.zeros((self.slices, s, rows.layout.patch_dim), np.uint8)
         patches[:used] = slices
         example = {
-            "input_ids": _pad(chat.input_ids, length, special.endoftext),
+            "input_ids": _pad(chat.input_ids, length, rows.pad_id(self.tokenizer)),
             "attention_mask": _pad(np.ones(n, np.int32), length, 0),
             "position_ids": np.pad(chat.position_ids.astype(np.int32), ((0, 0), (0, length - n)), constant_values=1),
             "loss_mask": _pad(chat.loss_mask.astype(np.int32), length, 0),
             "patches": patches,
             "num_slices": int(used),
-            "vision_index": _pad(vision.astype(np.int32), self.slices * s // 4, length),
+            "vision_index": _pad(vision.astype(np.int32), self.slices * per_slice, length),
             "task_id": self.task_names.index(sample.task),
         }
         return example, n
+
+
+def _grid_of(patches: int, resolution: tuple[int, int], patch_size: int) -> tuple[int, int]:
+    """(gh, gw) of a slice of `patches` rows at `resolution`."""
+    grid = (resolution[0] // patch_size, resolution[1] // patch_size)
+    assert grid[0] * grid[1] == patches, (grid, patches)
+    return grid
 
 
 def _pad(x: np.ndarray, length: int, value: int) -> np.ndarray:

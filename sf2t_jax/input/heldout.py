@@ -115,19 +115,20 @@ def majority_answer(answers: Sequence[str]) -> Prior:
 
 
 def draw_heldout(config: InputConfig, *, split: str, per_task: int, prior_per_task: int,
-                 process_index: int = 0, process_count: int = 1, tokenizer=None, video_time=None) -> HeldoutSet:
+                 process_index: int = 0, process_count: int = 1, tokenizer=None, video_time=None,
+                 rows=None) -> HeldoutSet:
     """The held-out set of `config`'s stream on `split`, and the priors from `config.split`.
 
     Both pipelines are `config` itself (mode, task mix, SFT mix, seed, shapes) read forever from
-    their split in the main process; only the split differs between them. `video_time`: see
-    `InputPipeline`.
+    their split in the main process; only the split differs between them. `video_time`, `rows`:
+    see `InputPipeline`.
     Raises HeldoutError when the held-out split gives no usable sample at all.
     """
     forever = dict(num_epochs=0, workers=0, threads=0)
     heldout = InputPipeline(dataclasses.replace(config, split=split, **forever), tokenizer=tokenizer,
-                            process_index=process_index, process_count=process_count, video_time=video_time)
+                            process_index=process_index, process_count=process_count, video_time=video_time, rows=rows)
     train = InputPipeline(dataclasses.replace(config, **forever), tokenizer=heldout.tokenizer,
-                          process_index=process_index, process_count=process_count, video_time=video_time)
+                          process_index=process_index, process_count=process_count, video_time=video_time, rows=rows)
     tasks = tuple(t for t in config.task_names if t in config.enabled_tasks())
     held = draw_by_task(heldout, tasks, per_task)
     samples = [s for t in tasks for s in held.samples[t]]

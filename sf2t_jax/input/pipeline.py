@@ -37,12 +37,13 @@ import numpy as np
 
 from sf2t_jax.input.batching import META_KEYS, BatchSpec, collate
 from sf2t_jax.input.config import InputConfig, InputConfigError
-from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
 from sf2t_jax.input.sources import FileSource, RecordSource, open_source
 from sf2t_jax.input.workers import die_with_parent_init
+from sf2t_jax.models.rope_index import VideoTime
+from sf2t_jax.models.rows import QWEN2_VL_ROWS, QwenRows, RowFormat
 from sf2t_jax.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,14 @@ class InputPipeline:
       process_index, process_count: this host's place (default: jax's).
       video_time: the model family's video time axis for M-RoPE positions
         (`models.family.video_time`; None: Qwen2-VL's slice-counting positions).
+      rows: the model family's rows (`models.family.row_format`: slices, chat template,
+        positions); None: Qwen-VL's with `video_time`.
     """
 
     def __init__(self, config: InputConfig, *, tokenizer: Tokenizer | None = None,
                  source: FileSource | RecordSource | None = None,
                  process_index: int | None = None, process_count: int | None = None,
-                 video_time: VideoTime | None = None):
+                 video_time: VideoTime | None = None, rows: RowFormat | None = None):
         if process_index is None or process_count is None:
             import jax
 
@@ -91,15 +94,19 @@ class InputPipeline:
                                                                     data_dir=config.data_dir, extra_fields=extra)
         if not len(self.source):
             raise ValueError(f"{self.source!r} has no records")
-        geometry = config.geometry
+        if rows is None:
+            rows = QWEN2_VL_ROWS if video_time is None else QwenRows(QWEN2_VL_ROWS.layout, video_time)
+        self.rows = rows
+        geometry = config.geometry_of(rows)
         self.spec = BatchSpec(batch_size=config.batch_size // process_count, num_processes=process_count,
                               max_length=config.max_length, slices=geometry.slices, grid_hw=geometry.grid_hw,
-                              pad_id=self.tokenizer.special.endoftext)
+                              pad_id=rows.pad_id(self.tokenizer), patch_dim=rows.layout.patch_dim,
+                              tokens_per_slice=geometry.tokens_per_slice)
         self.maker = ExampleMaker(tokenizer=self.tokenizer, fragments=config.task_config(), seed=config.seed,
                                   resolution=config.resolution, slices=geometry.slices,
                                   max_length=config.max_length, source_frames=config.source_frames,
                                   scene=config.scene_config(), task_names=config.task_names,
-                                  sft=config.sft_scene_config(), video_time=video_time)
+                                  sft=config.sft_scene_config(), rows=rows)
         self.sft_source = None
         if config.mixes_sft:  # joint SFT+SF²T: labelled video_sft records mixed into the fragment stream
             self.sft_source = open_source(config.sft_source, split=config.split, data_dir=config.data_dir,

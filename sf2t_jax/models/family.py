@@ -26,6 +26,7 @@ from sf2t_jax.models.qwen2_5_vl.config import Qwen25VLConfig
 from sf2t_jax.models.qwen2_5_vl.model import Qwen25VL
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.models.rope_index import VideoTime
+from sf2t_jax.models.rows import LlavaRows, QwenRows, RowFormat
 
 ModelConfig = Qwen2VLConfig | Qwen25VLConfig | LlavaNextVideoConfig
 
@@ -55,15 +56,19 @@ class Family:
     # config -> the Hub patch-embedding kernel's shape after its output dimension: a Conv3d's
     # (C, t, p, p) for the Qwen families, a Conv2d's (C, p, p) for CLIP
     patch_kernel: Callable[[Any], tuple[int, ...]] = _conv3d_kernel
+    # config -> how decoded frames and a conversation become one batch row (`models.rows`)
+    row_format: Callable[[Any], RowFormat] = lambda config: QwenRows(config.slice_layout, None)
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("qwen2_vl", "Qwen2-VL", Qwen2VLConfig, Qwen2VL, QWEN2_VL_RULES, qwen2_vl_config.PRESETS,
            video_time=lambda config: None),
     Family("qwen2_5_vl", "Qwen2.5-VL", Qwen25VLConfig, Qwen25VL, QWEN2_5_VL_RULES, qwen2_5_vl_config.PRESETS,
-           video_time=qwen2_5_vl_config.video_time),
+           video_time=qwen2_5_vl_config.video_time,
+           row_format=lambda config: QwenRows(config.slice_layout, qwen2_5_vl_config.video_time(config))),
     Family("llava_next_video", "LLaVA-NeXT-Video", LlavaNextVideoConfig, LlavaNextVideo, LLAVA_NEXT_VIDEO_RULES,
-           llava_next_video_config.PRESETS, video_time=lambda config: None, patch_kernel=_conv2d_kernel),
+           llava_next_video_config.PRESETS, video_time=lambda config: None, patch_kernel=_conv2d_kernel,
+           row_format=LlavaRows.from_config),
 )}
 
 
@@ -102,6 +107,11 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
 def video_time(config: ModelConfig) -> VideoTime | None:
     """How `config`'s family places video slices in time (see `rope_index.VideoTime`)."""
     return family_of(config).video_time(config)
+
+
+def row_format(config: ModelConfig) -> RowFormat:
+    """How `config`'s family makes batch rows from frames and conversations (`models.rows`)."""
+    return family_of(config).row_format(config)
 
 
 def family_of_preset(name: str) -> Family:

@@ -107,12 +107,15 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
                                       tokens_per_slice=g.tokens_per_slice)
     if source == "videos":
         from sf2t_jax.input.config import InputConfig, training_section
+        from sf2t_jax.models.family import row_format
 
         input_config = InputConfig.from_dict(training_section(config.to_dict()))
-        g = input_config.geometry
+        rows = row_format(shape)
+        g = input_config.geometry_of(rows)
         return data_lib.BatchGeometry(batch_size=input_config.batch_size, length=input_config.max_length,
                                       slices=g.slices, grid_hw=tuple(g.grid_hw), steps_per_epoch=1,
-                                      num_tasks=len(input_config.task_names), task_names=input_config.task_names)
+                                      num_tasks=len(input_config.task_names), task_names=input_config.task_names,
+                                      patch_dim=rows.layout.patch_dim, tokens_per_slice=g.tokens_per_slice)
     raise ValueError(f"data.source={source!r}: expected 'synthetic' or 'videos'")
 
 

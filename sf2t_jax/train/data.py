@@ -183,22 +183,16 @@ def _video_batches(config, model_config):
     model family's video positions."""
     from sf2t_jax.input import InputConfig, InputPipeline
     from sf2t_jax.input.config import training_section
-    from sf2t_jax.models.family import family_of, video_time
+    from sf2t_jax.models.family import row_format
 
-    layout = model_config.slice_layout
-    if not (layout.mrope and layout.frames_per_slice == 2 and layout.patch_dim == 1176):
-        from sf2t_jax.errors import InputError
-
-        raise InputError(f"data.source='videos': the input pipeline makes Qwen-VL slices (2 frames, M-RoPE); "
-                         f"{family_of(model_config).name} takes another layout; use data.source='synthetic'")
-    pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())),
-                             video_time=video_time(model_config))
+    pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())), rows=row_format(model_config))
     pipeline.check_usable()  # a source of broken videos is refused before the workdir is written
     spec = pipeline.spec
     per_epoch = pipeline.records_per_epoch * jax.process_count() // int(config.input.batch_size)
     geometry = BatchGeometry(batch_size=spec.global_batch_size, length=spec.max_length, slices=spec.slices,
                              grid_hw=tuple(spec.grid_hw), steps_per_epoch=max(per_epoch, 1),
-                             num_tasks=len(pipeline.config.task_names), task_names=pipeline.config.task_names)
+                             num_tasks=len(pipeline.config.task_names), task_names=pipeline.config.task_names,
+                             patch_dim=spec.patch_dim, tokens_per_slice=spec.vision_tokens // spec.slices)
     return pipeline.iterator(None), geometry
 
 

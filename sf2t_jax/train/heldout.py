@@ -285,10 +285,10 @@ class HeldoutEvaluator:
         return record
 
 
-def open_heldout(config, video_time=None) -> HeldoutSet | None:
+def open_heldout(config, rows=None) -> HeldoutSet | None:
     """The held-out set `config.heldout` asks for (None when `heldout.split` is ''), drawn by
-    the trainer's pipeline config (SFT mix included) on every process alike, with the model
-    family's `video_time` (`models.family.video_time`)."""
+    the trainer's pipeline config (SFT mix included) on every process alike, as the model
+    family's rows (`models.family.row_format`; None: Qwen2-VL's)."""
     settings = HeldoutSettings.of(config)
     if not settings.enabled:
         return None
@@ -297,7 +297,7 @@ def open_heldout(config, video_time=None) -> HeldoutSet | None:
 
     return draw_heldout(InputConfig.from_dict(training_section(config.to_dict())), split=settings.split, per_task=settings.samples_per_task,
                         prior_per_task=settings.prior_samples_per_task, process_index=jax.process_index(),
-                        process_count=jax.process_count(), video_time=video_time)
+                        process_count=jax.process_count(), rows=rows)
 
 
 def make_evaluator(config, heldout: HeldoutSet, model, built, geometry: data_lib.BatchGeometry, *, workdir: str,

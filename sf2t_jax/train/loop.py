@@ -178,7 +178,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     evaluator = None
     with _config_errors():  # drawn only when there is training left (a finished workdir needs none)
         # the fixed held-out samples and answer priors
-        heldout_set = heldout_lib.open_heldout(config, families.video_time(model.shape))
+        heldout_set = heldout_lib.open_heldout(config, families.row_format(model.shape))
     if heldout_set is not None:
         evaluator = heldout_lib.make_evaluator(config, heldout_set, model, built, geometry, workdir=workdir,
                                                first_step=step, total_steps=total_steps)

@@ -1,0 +1,111 @@
+"""How a model family turns decoded frames and a conversation into one batch row (host side).
+
+The input pipeline (`sf2t_jax.input.examples`) is family-free: it asks the family's
+`RowFormat` (`models.family.row_format(config)`) for
+
+  * `video_slices(frames)` / `image_slices(frames)`: uint8 patch rows (n, S, patch_dim) and the
+    keyword arguments that describe them to the chat encoder;
+  * `encode(tokenizer, messages, loss_on=..., **vision)`: the `EncodedChat` (ids, loss mask,
+    (3, L) positions) of the family's chat template with its placeholders expanded;
+  * `vision_token_ids(tokenizer)`, `pad_id(tokenizer)`, `tokens_around_item`.
+
+    family             slice            template                          positions
+    Qwen2-VL, 2.5-VL   2 frames, 1176   <|im_start|>... <|vision_start|>  M-RoPE (2.5: absolute time)
+    LLaVA-NeXT-Video   1 frame, 588     USER: <video>\\n... ASSISTANT:     1D, three equal rows
+
+Patch rows stay uint8 until batching normalizes them (both families' processors use CLIP's
+mean and std, and both flatten a patch channel-major, so one normalization serves both).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from sf2t_jax.models.rope_index import VideoTime
+from sf2t_jax.models.slices import SliceLayout
+from sf2t_jax.text.chat import EncodedChat, encode_chat
+from sf2t_jax.text.llava_chat import LlavaTokens, encode_llava_chat
+from sf2t_jax.text.tokenizer import Tokenizer
+
+
+class UnsupportedPresentation(ValueError):
+    """The family cannot show frames this way through the input pipeline."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QwenRows:
+    """Qwen2-VL / Qwen2.5-VL rows: `encode_chat`, 2-frame slices, 2x2 merge, M-RoPE."""
+
+    layout: SliceLayout
+    video_time: VideoTime | None = None  # Qwen2.5-VL's absolute time axis; None: Qwen2-VL's
+    tokens_around_item: int = 2  # <|vision_start|> ... <|vision_end|>
+
+    def video_slices(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        from sf2t_jax.video import patchify_video, to_slices
+
+        rows, grid = patchify_video(frames, normalized=False)
+        return to_slices(rows, grid), {"video_grid_thw": grid[None]}
+
+    def image_slices(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        from sf2t_jax.video import patchify_image
+
+        images = [patchify_image(f, normalized=False) for f in frames]
+        return np.stack([r for r, _ in images]), {"image_grid_thw": np.stack([g for _, g in images])}
+
+    def encode(self, tokenizer: Tokenizer, messages, **kwargs) -> EncodedChat:
+        return encode_chat(tokenizer, messages, video_time=self.video_time,
+                           spatial_merge_size=self.layout.token_pool, **kwargs)
+
+    def vision_token_ids(self, tokenizer: Tokenizer) -> tuple[int, int]:
+        return tokenizer.special.image_pad, tokenizer.special.video_pad
+
+    def pad_id(self, tokenizer: Tokenizer) -> int:
+        return tokenizer.special.endoftext
+
+
+@dataclasses.dataclass(frozen=True)
+class LlavaRows:
+    """LLaVA-NeXT-Video rows: `encode_llava_chat`, one frame per slice at the tower's fixed
+    resolution, pooled frame tokens, 1D positions; ids from the model config."""
+
+    layout: SliceLayout
+    tokens: LlavaTokens
+    pad: int  # config.pad_token_id
+    tokens_around_item: int = 0  # `<video>\n`: the newline is text, no marker tokens
+
+    @classmethod
+    def from_config(cls, config) -> "LlavaRows":
+        return cls(layout=config.slice_layout, tokens=LlavaTokens.from_config(config), pad=config.pad_token_id)
+
+    def video_slices(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """uint8 (N, s, s, 3) frames -> uint8 (N, (s/p)**2, 3*p*p) rows (the Conv2d's (c, y, x) order)."""
+        from sf2t_jax.models.llava_next_video.anyres import pixels_to_patches
+
+        frames = np.asarray(frames)
+        want = tuple(self.layout.fixed_resolution)
+        if frames.ndim != 4 or frames.shape[1:3] != want or frames.shape[3] != 3:
+            raise ValueError(f"frames of shape {frames.shape}: this model takes (N, {want[0]}, {want[1]}, 3) frames")
+        return pixels_to_patches(frames.transpose(0, 3, 1, 2), self.layout.patch_size), {"video_frames": [len(frames)]}
+
+    def image_slices(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        raise UnsupportedPresentation(
+            "LLaVA-NeXT-Video shows images as anyres tiles, which the input pipeline does not make; "
+            "present the frames as a video (input.present='video')")
+
+    def encode(self, tokenizer: Tokenizer, messages, **kwargs) -> EncodedChat:
+        return encode_llava_chat(tokenizer, messages, self.tokens, **kwargs)
+
+    def vision_token_ids(self, tokenizer: Tokenizer) -> tuple[int, int]:
+        return self.tokens.image, self.tokens.video
+
+    def pad_id(self, tokenizer: Tokenizer) -> int:
+        return self.pad
+
+
+RowFormat = QwenRows | LlavaRows
+
+# Qwen2-VL's rows: what the pipeline makes when no model family is named (its tests, the demo).
+QWEN2_VL_ROWS = QwenRows(SliceLayout(patch_size=14, patch_dim=1176, frames_per_slice=2, token_pool=2,
+                                     fixed_resolution=None, mrope=True))
