@@ -11,13 +11,13 @@ import pytest
 import tensorflow_datasets as tfds
 
 import launch
+from sf2t_jax import ssv2
 from sf2t_jax.configuration import load_config
 from sf2t_jax.datasets import features, layout, read
 from sf2t_jax.datasets.inventory import Roles
-from sf2t_jax.datasets.prepare import prepare
 from sf2t_jax.finevidbench.schema import LETTERS, SPEED_FACTORS
 from sf2t_jax.finevidbench.source import SourceError
-from sf2t_jax.world import ssv2
+from sf2t_jax.prepare import prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo.py")

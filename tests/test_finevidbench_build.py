@@ -9,11 +9,11 @@ from sf2t_jax.finevidbench import build as fvb
 from sf2t_jax.finevidbench.scene import action_text
 from sf2t_jax.finevidbench.schema import LETTERS, SPEEDS, Item, read_jsonl, write_jsonl
 from sf2t_jax.finevidbench.source import SourceError, load_source
-from sf2t_jax.world import build as world, ssv2
+from sf2t_jax import ssv2
+from sf2t_jax.ssv2 import CATEGORIES, template_tables
+from sf2t_jax.world import build as world
 from sf2t_jax.world.config import WorldConfig
 from sf2t_jax.world.io import encode_video
-from sf2t_jax.world.tables import template_tables
-from sf2t_jax.world.templates import CATEGORIES
 
 WORLD = WorldConfig(train_clips=0, validation_clips=4, test_clips=24, height=64, width=64,
                     num_frames=16, seed=1)

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
+from sf2t_jax import prepare as prep
 from sf2t_jax.configuration import load_config
 from sf2t_jax.datasets import layout
-from sf2t_jax.datasets import prepare as prep
 from sf2t_jax.eval.inquiry import question_text
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.input import InputConfig, InputPipeline

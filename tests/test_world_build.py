@@ -5,7 +5,8 @@ import json
 import av
 import pytest
 
-from sf2t_jax.world import build, io, ssv2
+from sf2t_jax import ssv2
+from sf2t_jax.world import build, io
 from sf2t_jax.world.config import SPLITS, WorldConfig
 from sf2t_jax.world.templates import world_templates
 
@@ -117,19 +118,6 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path, monkeypatch):
     summary = build.write_world(tmp_path, config, progress=False)
     assert (summary.rendered, summary.skipped) == (2, 2)
     assert len(_read(tmp_path / "labels" / "train.json")) == 4
-
-
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    path = tmp_path / "labels.json"
-    io.atomic_write_json(path, {"a": 1})
-
-    def failing_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(io.os, "replace", failing_replace)
-    with pytest.raises(OSError):
-        io.atomic_write_json(path, {"a": 2})
-    assert _read(path) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["labels.json"]
 
 
 def test_folder_rendered_with_other_settings_is_refused(tmp_path):

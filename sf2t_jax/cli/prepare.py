@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.overrides)
     validation.check_prepare(config, args.source)  # before anything is rendered or written
 
-    from sf2t_jax.datasets.prepare import prepare
+    from sf2t_jax.prepare import prepare
     from sf2t_jax.finevidbench.source import SourceError
-    from sf2t_jax.world.tables import UnknownTemplateError
+    from sf2t_jax.ssv2 import UnknownTemplateError
 
     try:
         result = prepare(config, source=args.source, progress=args.progress)

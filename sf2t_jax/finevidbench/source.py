@@ -18,8 +18,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from sf2t_jax.world import ssv2
-from sf2t_jax.world.templates import WORLD_TEMPLATES
+from sf2t_jax import ssv2
 
 VIDEO_EXTENSIONS = ("webm", "mp4")
 _FIELDS = ("id", "label", "template", "placeholders")
@@ -94,7 +93,7 @@ def load_source(root: str | Path, splits: Sequence[str] = ("test",)) -> Source:
       SourceError: a label file is missing, is not JSON, or is not a list of records.
     """
     root = Path(root)
-    known = set(ssv2.ssv2_templates()) | set(WORLD_TEMPLATES)
+    known = ssv2.known_templates()
     problems = Problems()
     records: dict[str, list[Record]] = {}
     seen: dict[str, str] = {}  # id -> split of its first occurrence

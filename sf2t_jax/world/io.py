@@ -1,23 +1,13 @@
-"""Encoding clips with PyAV, and atomic file writes.
-
-Every file is written under a hidden temporary name in its final folder and renamed into
-place (``os.replace`` is atomic on POSIX), so a run killed at any point leaves either the
-whole file or no file under the final name; stale temporaries are removed on the next run.
-"""
+"""Encoding the world's clips with PyAV (files are written by ``sf2t_jax.fileio``)."""
 from __future__ import annotations
 
 import io
-import json
 import os
-from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
 
 from sf2t_jax.world.config import CODECS
-
-_TMP_SUFFIX = ".partial"
 
 
 def encode_video(frames: np.ndarray, fps: int, codec: str) -> bytes:
@@ -56,34 +46,3 @@ def decode_video(data: bytes | str | os.PathLike) -> np.ndarray:
     src = io.BytesIO(data) if isinstance(data, bytes) else str(data)
     with av.open(src) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=indent, ensure_ascii=False).encode("utf-8"))
-
-
-def remove_partials(folder: str | os.PathLike) -> int:
-    """Deletes temporaries left by an interrupted run in ``folder``; returns how many."""
-    n = 0
-    for p in Path(folder).glob(f".*{_TMP_SUFFIX}"):
-        p.unlink(missing_ok=True)
-        n += 1
-    return n

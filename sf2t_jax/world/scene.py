@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sf2t_jax.world import motion, ssv2
+from sf2t_jax import ssv2
+from sf2t_jax.world import motion
 from sf2t_jax.world.shapes import COLOURS, SHAPES
 from sf2t_jax.world.templates import TemplateSpec
 from sf2t_jax.world.tracks import Scene, Track

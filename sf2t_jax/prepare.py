@@ -1,6 +1,9 @@
 """`prepare`: render the world (or take an SSv2 folder), build the three datasets, export the
 benchmark, and report what was built and skipped.
 
+It joins the synthetic world to the datasets it feeds, so it lives above both: ``datasets``
+and ``finevidbench`` read any SSv2-format folder and never the world's code.
+
 Every step can be re-run, and an interrupted run can be re-run to finish cleanly:
   1. the world writes each clip atomically and skips finished ones (``sf2t_jax.world``);
   2. the label files are read and fingerprinted (no video opened);
@@ -25,11 +28,11 @@ from sf2t_jax.datasets import build, layout, report
 from sf2t_jax.datasets.inventory import Roles, check_videos, resolve_roles, take_inventory
 from sf2t_jax.datasets.plans import Planner
 from sf2t_jax.datasets.sft import SftConfig
+from sf2t_jax.fileio import atomic_write_json
 from sf2t_jax.finevidbench.build import BenchConfig, benchmark_stats
 from sf2t_jax.finevidbench.schema import write_jsonl
 from sf2t_jax.finevidbench.source import SourceError
 from sf2t_jax.world import WorldConfig, WorldSummary, write_world
-from sf2t_jax.world.io import atomic_write_json
 
 SUMMARY_FORMAT = "sf2t-prepare/1"
 
