@@ -101,7 +101,7 @@ def test_order_tasks_skip_near_static_clip():
     noise = np.random.default_rng(0).random((16, 32, 32, 1)) < 0.02  # 2% of pixels, 1 level
     clip = np.repeat((np.uint8(100) + noise).astype(np.uint8), 3, axis=-1)
     for fn in (F.make_disorder, F.make_rearrange):
-        with pytest.raises(F.FragmentSkip) as e:
+        with pytest.raises(F.SampleSkip) as e:
             fn(clip, F.sample_rng(0, 0))
         assert e.value.reason == "near_static"
     for fn in (F.make_count, F.make_consistency, F.make_localize):  # order-free: still served
@@ -110,7 +110,7 @@ def test_order_tasks_skip_near_static_clip():
 
 def test_order_tasks_skip_clip_with_too_few_distinct_frames():
     clip = np.repeat(moving_clip(t=2), 8, axis=0)  # two distinct frames, 16 frames
-    with pytest.raises(F.FragmentSkip) as e:
+    with pytest.raises(F.SampleSkip) as e:
         F.make_rearrange(clip, F.sample_rng(0, 0))
     assert e.value.reason == "too_few_distinct"
 
@@ -119,13 +119,13 @@ def test_order_tasks_skip_clip_with_too_few_distinct_frames():
                                    (F.make_localize, 5), (F.make_count, 1),
                                    (F.make_consistency, 0)])
 def test_too_short_clip_is_skipped(fn, t):
-    with pytest.raises(F.FragmentSkip) as e:
+    with pytest.raises(F.SampleSkip) as e:
         fn(moving_clip()[:t], F.sample_rng(0, 0))
     assert e.value.reason == "too_short"
 
 
 def test_skip_survives_pickling():
-    skip = pickle.loads(pickle.dumps(F.FragmentSkip("near_static", "disorder", "0.1 < 1.0")))
+    skip = pickle.loads(pickle.dumps(F.SampleSkip("near_static", "disorder", "0.1 < 1.0")))
     assert (skip.reason, skip.task, skip.detail) == ("near_static", "disorder", "0.1 < 1.0")
 
 

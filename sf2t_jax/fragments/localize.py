@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from sf2t_jax.fragments import base, sprites
+from sf2t_jax.sample import Sample, SampleSkip
 
 TASK = "localize"
 VARIANTS = ("span", "appear", "disappear")
@@ -73,15 +74,15 @@ def span_answer(start: int, end: int) -> str:
 
 
 def make_localize(frames: np.ndarray, rng: np.random.Generator,
-                  config: LocalizeConfig = LocalizeConfig()) -> base.FragmentSample:
+                  config: LocalizeConfig = LocalizeConfig()) -> Sample:
     """frames: uint8 (T, H, W, 3) -> a sample with uint8 (N, H, W, 3) frames.
 
-    Raises FragmentSkip('too_short') when T < n_frames[0].
+    Raises SampleSkip('too_short') when T < n_frames[0].
     """
     t, h, w = base.check_clip(frames)
     lo, hi = config.n_frames
     if t < lo:
-        raise base.FragmentSkip("too_short", TASK, f"{t} frames, needs at least {lo}")
+        raise SampleSkip("too_short", TASK, f"{t} frames, needs at least {lo}")
     base.require_size(TASK, h, w, MIN_SIDE)
     n = base.draw_count(rng, lo, min(hi, t))
     indices = base.random_sorted_indices(rng, t, n)
@@ -115,7 +116,7 @@ def make_localize(frames: np.ndarray, rng: np.random.Generator,
         q, template = base.pick(rng, config.disappear_questions)
         answer = f"frame {end + 1}"
     name = f"{color} {shape}"
-    return base.FragmentSample(
+    return Sample(
         task=TASK, frames=shown, question=template.format(sprite=name), answer=answer,
         present=config.present,
         metadata={"source_indices": indices.tolist(), "variant": variant, "span": [start, end],

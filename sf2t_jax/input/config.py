@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from sf2t_jax.finevidbench.prompt import ANSWER_STYLES
-from sf2t_jax.fragments import PRESENT_MODES, TASK_NAMES, FragmentsConfig
+from sf2t_jax.fragments import TASK_NAMES, FragmentsConfig
 from sf2t_jax.input.scene import QA_TASKS, SCENE_FIELDS, SCENE_MODES, SCENE_TASK_NAMES, SceneConfig
+from sf2t_jax.sample import PRESENT_MODES
 from sf2t_jax.video.resize import check_bucket
 
 INPUT_MODES = ("fragments",) + SCENE_MODES
