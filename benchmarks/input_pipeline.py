@@ -126,7 +126,7 @@ def main():
     flags.FLAGS(sys.argv[:1], known_only=True)  # grain workers read absl flags
     from sf2t_jax.fragments import TASK_NAMES, FragmentsConfig
     from sf2t_jax.input import InputConfig
-    from sf2t_jax.input.synthetic import write_clips
+    from sf2t_jax.input.fixture_clips import write_clips
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="input_bench_")
     corpus = os.path.join(workdir, "clips")

@@ -154,7 +154,7 @@ def _expected_times(slices, config):
 def test_synthetic_batches_place_video_slices_in_time():
     import ml_collections
 
-    from sf2t_jax.train.synthetic import Geometry, SyntheticSamples
+    from sf2t_jax.train.synthetic_batches import Geometry, SyntheticSamples
 
     cfg = qwen25vl_tiny()
     input_config = ml_collections.ConfigDict(dict(resolution=(56, 56), present="video", frame_budget=6, slices=0,

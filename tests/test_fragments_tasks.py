@@ -192,7 +192,7 @@ def test_next_pairs_fall_back_to_edits_on_static_clip():
 # ----------------------------------------------------------------------------------------
 # localize
 # ----------------------------------------------------------------------------------------
-SPRITE_NAME = re.compile(rf"the (({'|'.join(sprites.COLORS)}) ({'|'.join(sprites.SHAPES)}))\b")
+SPRITE_NAME = re.compile(rf"the (({'|'.join(sprites.SPRITE_COLORS)}) ({'|'.join(sprites.SPRITE_SHAPES)}))\b")
 
 
 def expected_localize_answer(question, visible, config):
@@ -212,7 +212,7 @@ def test_localize_answer_matches_frames_with_sprite_pixels():
     variants = set()
     for s in samples(F.make_localize, clip, config, 150):
         color = SPRITE_NAME.search(s.question).group(2)
-        hits = np.all(s.frames == np.array(sprites.COLORS[color], np.uint8), axis=-1)  # (N,H,W)
+        hits = np.all(s.frames == np.array(sprites.SPRITE_COLORS[color], np.uint8), axis=-1)  # (N,H,W)
         visible = [k + 1 for k in range(len(s.frames)) if hits[k].any()]
         assert visible == list(range(visible[0], visible[-1] + 1))  # one contiguous span
         assert all(np.array_equal(hits[k - 1], hits[visible[0] - 1]) for k in visible)
@@ -227,9 +227,9 @@ def test_localize_answer_matches_frames_with_sprite_pixels():
 
 
 def test_every_shape_renders_at_the_smallest_size():
-    for shape in F.SHAPES:
+    for shape in F.SPRITE_SHAPES:
         rgb, alpha = sprites.render_sprite(shape, "red", 6)
-        assert (np.all(rgb == sprites.COLORS["red"], axis=-1) & alpha).sum() >= 6, shape
+        assert (np.all(rgb == sprites.SPRITE_COLORS["red"], axis=-1) & alpha).sum() >= 6, shape
 
 
 # ----------------------------------------------------------------------------------------

@@ -69,9 +69,9 @@ def test_caption_samples_and_batches(data_dir):
 
 
 def test_scene_modes_need_a_labelled_source(tmp_path):
-    from sf2t_jax.input.sources import SourceError
+    from sf2t_jax.input.sources import InputSourceError
 
-    with pytest.raises(SourceError, match="need a labelled tfds source"):
+    with pytest.raises(InputSourceError, match="need a labelled tfds source"):
         InputPipeline(InputConfig(source=str(tmp_path), tokenizer="tiny:1000", mode="scene_qa", max_length=512),
                       process_index=0, process_count=1)
 

@@ -27,11 +27,11 @@ from sf2t_jax.fragments.mixing import (
     make_task,
 )
 from sf2t_jax.fragments.rearrange import RearrangeConfig, make_rearrange
-from sf2t_jax.fragments.sprites import COLORS, SHAPES
+from sf2t_jax.fragments.sprites import SPRITE_COLORS, SPRITE_SHAPES
 from sf2t_jax.sample import PRESENT_MODES, SKIP_REASONS, Sample, SampleSkip, sample_rng
 
 __all__ = [
-    "CELL_NAMES", "COLORS", "EDIT_KINDS", "NO", "PRESENT_MODES", "SHAPES", "SKIP_REASONS",
+    "CELL_NAMES", "EDIT_KINDS", "NO", "PRESENT_MODES", "SKIP_REASONS", "SPRITE_COLORS", "SPRITE_SHAPES",
     "TASK_NAMES", "TASKS", "YES",
     "ConsistencyConfig", "CountConfig", "DisorderConfig", "EditConfig", "FragmentsConfig",
     "LocalizeConfig", "RearrangeConfig", "Sample", "SampleSkip",

@@ -35,7 +35,7 @@ class LocalizeConfig:
     n_frames: tuple[int, int] = (6, 16)
     variants: tuple[str, ...] = VARIANTS  # question variants, drawn uniformly
     shapes: tuple[str, ...] = ("cross", "ring", "heart", "hexagon", "arrow", "crescent")
-    colors: tuple[str, ...] = tuple(sprites.COLORS)  # names of `sprites.COLORS`
+    colors: tuple[str, ...] = tuple(sprites.SPRITE_COLORS)  # names of `sprites.SPRITE_COLORS`
     size_frac: tuple[float, float] = (0.15, 0.3)  # sprite side / min(H, W), drawn uniformly
     outline: bool = True  # 1-pixel dark outline around the sprite
     # Placeholder {sprite}: "<colour> <shape>", e.g. "green heart".
@@ -60,8 +60,8 @@ class LocalizeConfig:
         owner = "LocalizeConfig"
         base.check_range(owner, "n_frames", self.n_frames, 2)  # disappear needs e < N
         base.check_subset(owner, "variants", self.variants, VARIANTS)
-        base.check_subset(owner, "shapes", self.shapes, sprites.SHAPES)
-        base.check_subset(owner, "colors", self.colors, sprites.COLORS)
+        base.check_subset(owner, "shapes", self.shapes, sprites.SPRITE_SHAPES)
+        base.check_subset(owner, "colors", self.colors, sprites.SPRITE_COLORS)
         base.check_float_range(owner, "size_frac", self.size_frac, 0.01, 1.0)
         for field in ("span_questions", "appear_questions", "disappear_questions"):
             base.check_questions(owner, field, getattr(self, field), ("sprite",))

@@ -98,12 +98,13 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
     """The static batch shapes `data.open_batches` would give, computed from the config alone."""
     source = config.data.source
     if source == "synthetic":
-        from sf2t_jax.train import synthetic
+        from sf2t_jax.train import synthetic_batches
 
-        g = synthetic.Geometry(config.input, shape)
+        g = synthetic_batches.Geometry(config.input, shape)
         return data_lib.BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
-                                      grid_hw=g.grid_hw, steps_per_epoch=1, num_tasks=synthetic.NUM_TASK_IDS,
-                                      task_names=synthetic.TASK_NAMES + ("sft",))
+                                      grid_hw=g.grid_hw, steps_per_epoch=1,
+                                      num_tasks=synthetic_batches.NUM_TASK_IDS,
+                                      task_names=synthetic_batches.TASK_NAMES + ("sft",))
     if source == "videos":
         from sf2t_jax.input.config import InputConfig, training_section
 

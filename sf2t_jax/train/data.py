@@ -13,7 +13,7 @@ concatenation in process order (`jax.make_array_from_process_local_data`), the b
 sharded over the mesh axes of the logical 'batch' axis (('data', 'fsdp') by default).
 
 Sources (`config.data.source`):
-  synthetic  `train/synthetic.py`: generated rows with the real shapes and a learnable answer.
+  synthetic  `train/synthetic_batches.py`: generated rows with the real shapes and a learnable answer.
   videos     the fragment pipeline (`sf2t_jax.input.InputPipeline` over `config.input`), with
              `data.sft_weight` of its samples scene QA from `data.sft_source` (joint SFT+SF²T).
 """
@@ -149,16 +149,16 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
     """The batch iterator `config.data.source` names, for this process, on `mesh`."""
     source = config.data.source
     if source == "synthetic":
-        from sf2t_jax.train import synthetic
+        from sf2t_jax.train import synthetic_batches
 
-        dataset, g = synthetic.synthetic_dataset(config.input, config.data, model_config,
+        dataset, g = synthetic_batches.synthetic_dataset(config.input, config.data, model_config,
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count())
         geometry = BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
                                  grid_hw=g.grid_hw,
                                  steps_per_epoch=int(config.data.synthetic_examples) // int(config.input.batch_size),
-                                 num_tasks=synthetic.NUM_TASK_IDS,
-                                 task_names=synthetic.TASK_NAMES + ("sft",))
+                                 num_tasks=synthetic_batches.NUM_TASK_IDS,
+                                 task_names=synthetic_batches.TASK_NAMES + ("sft",))
         host = iter(dataset)
     elif source == "videos":
         host, geometry = _video_batches(config, model_config)

@@ -87,7 +87,7 @@ def build_step(config: ml_collections.ConfigDict, model: ModelSetup, geometry: d
     train_cfg = ml_collections.ConfigDict(config.train.to_dict())
     train_cfg.steps = max(int(total_steps), 1)
     tx, schedule = optimizer_lib.make_optimizer(train_cfg)
-    shardings = state_lib.state_shardings(parts, tx, mesh)
+    shardings = state_lib.train_state_shardings(parts, tx, mesh)
     batch_shardings = data_lib.batch_shardings(geometry, mesh, rules)
     step = make_train_step(
         parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=geometry.num_tasks, accum=accum,

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sf2t_jax.errors import InputError
 from sf2t_jax import fileio, ssv2
-from sf2t_jax.world import io
-from sf2t_jax.world.config import ID_BASE, SPLITS, WorldConfig
+from sf2t_jax.errors import InputError
+from sf2t_jax.video import encode_video
+from sf2t_jax.world.config import CODECS, ID_BASE, SPLITS, WorldConfig
 from sf2t_jax.world.render import render
 from sf2t_jax.world.scene import sample_scene
 from sf2t_jax.world.templates import spec, world_templates
@@ -88,9 +88,16 @@ def write_clip(config: WorldConfig, root: Path, cid: str, scene: Scene) -> None:
     """Renders, encodes and writes one clip and its tracks (video first, tracks last)."""
     frames = render(scene, config.height, config.width)
     fileio.atomic_write_bytes(root / "videos" / f"{cid}.{config.extension}",
-                          io.encode_video(frames, config.fps, config.codec))
+                              encode_clip(frames, config.fps, config.codec))
     fileio.atomic_write_json(root / "tracks" / f"{cid}.json",
-                         scene.to_json(cid, config.fps, config.height, config.width))
+                             scene.to_json(cid, config.fps, config.height, config.width))
+
+
+def encode_clip(frames: np.ndarray, fps: int, codec: str) -> bytes:
+    """A clip's video file in memory: uint8 (T, H, W, 3) frames, H and W even, in the container
+    and with the encoder settings of ``CODECS[codec]``. The same frames give the same bytes."""
+    preset, _, options = CODECS[codec]
+    return encode_video(frames, container=preset, fps=fps, options=options)
 
 
 def _check_manifest(root: Path, config: WorldConfig) -> None:

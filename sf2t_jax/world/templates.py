@@ -14,7 +14,7 @@ from sf2t_jax.ssv2.curated import (APART, APPROACH, AWAY, CLOSER, COVER, DOWN, F
                                    ONTO, PICK_UP, POKE, PULL_LR, PULL_RL, PUSH_LR, PUSH_RL, PUT_DOWN,
                                    SHOW, SPIN, TOUCH, UNCOVER, UP, UPSIDE_DOWN)
 from sf2t_jax.world import motion
-from sf2t_jax.world.shapes import COVER_SHAPES, ROTATION_SHAPES, SHAPES
+from sf2t_jax.world.shapes import COVER_SHAPES, ROTATION_SHAPES, WORLD_SHAPES
 
 DEFAULT_SIZE = (0.09, 0.13)
 
@@ -23,7 +23,7 @@ DEFAULT_SIZE = (0.09, 0.13)
 class BodySpec:
     """What an actor may look like."""
 
-    shapes: tuple[str, ...] = SHAPES
+    shapes: tuple[str, ...] = WORLD_SHAPES
     size: tuple[float, float] = DEFAULT_SIZE  # circumradius range, size units
     named: bool = True  # fills a "[something]" slot (the cover of "Uncovering" does not)
 
