@@ -31,11 +31,7 @@ def run(args: argparse.Namespace) -> None:
     validation.check_prepare(config, args.source)  # before anything is rendered or written
 
     from sf2t_jax.prepare import prepare
-    from sf2t_jax.finevidbench.source import SSv2FolderError
-    from sf2t_jax.ssv2 import UnknownTemplateError
 
-    try:
-        result = prepare(config, source=args.source, progress=args.progress)
-    except (SSv2FolderError, UnknownTemplateError) as e:
-        raise SystemExit(f"error: {e}") from None  # bad input: the message names the file
+    # bad input (SSv2FolderError, UnknownTemplateError, ...) is printed in one line by cli.main
+    result = prepare(config, source=args.source, progress=args.progress)
     print(result.report())

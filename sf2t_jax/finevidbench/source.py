@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sf2t_jax import ssv2
+from sf2t_jax.errors import InputError
 
 VIDEO_EXTENSIONS = ("webm", "mp4")
 _FIELDS = ("id", "label", "template", "placeholders")
 
 
-class SSv2FolderError(ValueError):
+class SSv2FolderError(InputError):
     """An SSv2-format folder that cannot be read at all."""
 
 

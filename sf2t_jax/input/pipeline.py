@@ -41,7 +41,7 @@ from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
-from sf2t_jax.input.sources import FileSource, RecordSource, open_source
+from sf2t_jax.input.sources import FileSource, InputSourceError, RecordSource, open_source
 from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.text import Tokenizer
 
@@ -90,7 +90,7 @@ class InputPipeline:
         self.source = source if source is not None else open_source(config.source, split=config.split,
                                                                     data_dir=config.data_dir, extra_fields=extra)
         if not len(self.source):
-            raise ValueError(f"{self.source!r} has no records")
+            raise InputSourceError(f"{self.source!r} has no records")
         geometry = config.geometry
         self.spec = BatchSpec(batch_size=config.batch_size // process_count, num_processes=process_count,
                               max_length=config.max_length, slices=geometry.slices, grid_hw=geometry.grid_hw,
@@ -105,7 +105,7 @@ class InputPipeline:
             self.sft_source = open_source(config.sft_source, split=config.split, data_dir=config.data_dir,
                                           extra_fields=SCENE_FIELDS)
             if not len(self.sft_source):
-                raise ValueError(f"data.sft_source: {self.sft_source!r} has no records")
+                raise InputSourceError(f"data.sft_source: {self.sft_source!r} has no records")
         self.records = self._stream_records(config.num_epochs)
         self._epoch_length = len(self._stream_records(1))
         log.info("input: %r, %d records; host %d/%d; batch %d x %d tokens, %d slices of %s patches; %s",

@@ -18,6 +18,8 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
+from sf2t_jax.errors import InputError
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -29,7 +31,7 @@ def is_remote(path: str) -> bool:
     return "://" in os.fspath(path)
 
 
-class InputSourceError(ValueError):
+class InputSourceError(InputError):
     """A source that cannot be opened, or a record without the expected fields."""
 
 

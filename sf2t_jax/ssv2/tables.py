@@ -18,6 +18,7 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.ssv2 import rules
 from sf2t_jax.ssv2.curated import CURATED
 from sf2t_jax.ssv2.rules import CATEGORIES
@@ -26,8 +27,11 @@ from sf2t_jax.ssv2.vocabulary import ssv2_templates
 TABLES_FILE = "data/ssv2_tables.json"
 
 
-class UnknownTemplateError(KeyError):
+class UnknownTemplateError(InputError, KeyError):
     """A template that is not one of the 174 SSv2 templates (nor a curated one)."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0])
 
 
 @dataclasses.dataclass(frozen=True)

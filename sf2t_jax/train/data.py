@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from sf2t_jax.parallel.sharding import Rules, batch_sharding
+from sf2t_jax.train.errors import TrainConfigError
 
 # Logical axes of every batch array (the sharding rules map 'batch' onto mesh axes).
 BATCH_AXES = {
@@ -82,7 +83,7 @@ def check_targets(batch: dict[str, np.ndarray], max_targets: int) -> None:
     counts = (np.asarray(batch["loss_mask"])[:, 1:] != 0).sum(axis=1) * (np.asarray(batch["valid"]) != 0)
     if counts.size and counts.max() > max_targets:
         row = int(counts.argmax())
-        raise ValueError(f"train.loss_positions={max_targets}: row {row} of this host's batch has {int(counts[row])} "
+        raise TrainConfigError(f"train.loss_positions={max_targets}: row {row} of this host's batch has {int(counts[row])} "
                          "target tokens; raise train.loss_positions (or set 0: the LM head at every position)")
 
 
@@ -92,7 +93,7 @@ def batch_shardings(geometry: BatchGeometry, mesh: Mesh, rules: Rules) -> dict[s
     try:
         return {k: batch_sharding(axes, shapes[k], mesh, rules, what=k) for k, axes in BATCH_AXES.items()}
     except ValueError as e:
-        raise ValueError(f"input.batch_size={geometry.batch_size} does not divide over the mesh's batch axes: {e}") \
+        raise TrainConfigError(f"input.batch_size={geometry.batch_size} does not divide over the mesh's batch axes: {e}") \
             from None
 
 
@@ -191,6 +192,6 @@ def total_steps(config, geometry: BatchGeometry) -> int:
         return int(config.train.steps)
     epochs = int(config.input.num_epochs)
     if epochs <= 0:
-        raise ValueError("train.steps=0 means 'input.num_epochs passes', but input.num_epochs=0 (forever); "
+        raise TrainConfigError("train.steps=0 means 'input.num_epochs passes', but input.num_epochs=0 (forever); "
                          "set train.steps")
     return max(1, math.floor(epochs * geometry.steps_per_epoch))

@@ -25,6 +25,7 @@ from etils import epath
 from flax import nnx, traverse_util
 
 from sf2t_jax import validation
+from sf2t_jax.errors import InputError
 from sf2t_jax.models import lora
 from sf2t_jax.models import family as families
 from sf2t_jax.parallel.distributed import every_process
@@ -248,13 +249,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
 # ----------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _config_errors():
-    """Set-up errors are config errors: re-raised as TrainConfigError (the message names the
-    field), so the command line shows the message instead of a traceback."""
+    """The set-up's refusals of bad input (`InputError`: a config field, path or data folder
+    that cannot work, named in the message) come out as TrainConfigError, the error `train`
+    raises for bad input; the command line prints it in one line. Any other exception is a bug
+    and keeps its type and traceback (a ValueError from a typo is not a config error)."""
     try:
         yield
     except TrainConfigError:
         raise
-    except (ValueError, KeyError) as e:
+    except InputError as e:
         raise TrainConfigError(e.args[0] if e.args else str(e)) from e
 
 

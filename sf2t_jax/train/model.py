@@ -32,6 +32,7 @@ from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.options import DTYPE_NAMES, PRECISION_NAMES
 from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model (type hints)
 from sf2t_jax.parallel.sharding import Rules, fully_shard, variable_shardings
+from sf2t_jax.train.errors import TrainConfigError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def model_config(config) -> ModelConfig:
     stored = traverse_util.flatten_dict(dataclasses.asdict(have), sep=".")
     diffs = [f"{k} {v} (preset) != {stored[k]} (checkpoint)" for k, v in preset.items() if v != stored[k]]
     if diffs:
-        raise ValueError(f"model.name={config.model.name!r} does not match init_from={config.init_from}: "
+        raise TrainConfigError(f"model.name={config.model.name!r} does not match init_from={config.init_from}: "
                          + "; ".join(diffs[:6]))
     return have
 
@@ -134,7 +135,7 @@ def trainable_filter(config, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
     for field, patterns in (("params.frozen", frozen), ("params.extra_trainable", extra)):
         for i, pattern in enumerate(patterns):
             if not any(pattern.search(n) for n in names):
-                raise ValueError(f"{field}[{i}]={pattern.pattern} matches no parameter; parameters look like: "
+                raise TrainConfigError(f"{field}[{i}]={pattern.pattern} matches no parameter; parameters look like: "
                                  f"{', '.join(names[:3])}, ...")
     is_lora = config.method == "lora"
 
@@ -149,7 +150,7 @@ def trainable_filter(config, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
         return isinstance(variable, nnx.LoRAParam) or any(p.search(name) for p in extra)
 
     if not any(trainable(p, v) for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param))):
-        raise ValueError("nothing to train: params.frozen freezes every parameter"
+        raise TrainConfigError("nothing to train: params.frozen freezes every parameter"
                          + (" (and the LoRA adapters)" if is_lora else ""))
     return trainable
 
@@ -278,7 +279,7 @@ def _load_base(config, mesh, rules: Rules) -> dict[tuple, jax.Array]:
         model = load_native(config.init_from, flat_num, mesh=mesh, rules=rules)
     else:
         if config.init_from.startswith("gs://"):
-            raise ValueError(f"init_from={config.init_from}: a Hugging Face checkpoint must be on local disk; "
+            raise TrainConfigError(f"init_from={config.init_from}: a Hugging Face checkpoint must be on local disk; "
                              "convert it first (launch.py convert --from-hf DIR --out gs://...)")
         model = from_hf(config.init_from, numerics=flat_num, mesh=mesh, rules=rules)
     flat = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
