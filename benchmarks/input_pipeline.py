@@ -73,7 +73,7 @@ def pipeline_rate(config, batches: int) -> tuple[float, float, float, int]:
 
 def stage_costs(config, samples: int) -> dict[str, float]:
     """Mean milliseconds per sample of each step of `ExampleMaker`, in this process."""
-    from sf2t_jax.fragments import FragmentSkip, make_sample
+    from sf2t_jax.fragments import SampleSkip, make_sample
     from sf2t_jax.input import InputPipeline, collate
     from sf2t_jax.video import resize_frames
 
@@ -90,7 +90,7 @@ def stage_costs(config, samples: int) -> dict[str, float]:
         t2 = time.perf_counter()
         try:
             sample = make_sample(clip, maker.seed, g, maker.fragments)
-        except FragmentSkip:
+        except SampleSkip:
             g += 1
             continue
         t3 = time.perf_counter()
@@ -126,7 +126,7 @@ def main():
     flags.FLAGS(sys.argv[:1], known_only=True)  # grain workers read absl flags
     from sf2t_jax.fragments import TASK_NAMES, FragmentsConfig
     from sf2t_jax.input import InputConfig
-    from sf2t_jax.input.synthetic import write_clips
+    from sf2t_jax.input.fixture_clips import write_clips
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="input_bench_")
     corpus = os.path.join(workdir, "clips")

@@ -28,7 +28,7 @@ def _setup(config, mesh, parts=None):
     shape = model_lib.model_config(config)
     parts = model_lib.split_model(config, shape, mesh, RULES) if parts is None else parts.on_mesh(mesh, RULES)
     tx, _ = optimizer_lib.make_optimizer(ml_collections.ConfigDict(config.train.to_dict() | {"steps": 10}))
-    return shape, parts, tx, state_lib.state_shardings(parts, tx, mesh)
+    return shape, parts, tx, state_lib.train_state_shardings(parts, tx, mesh)
 
 
 def _leaves(tree):

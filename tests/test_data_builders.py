@@ -11,13 +11,13 @@ import pytest
 import tensorflow_datasets as tfds
 
 import launch
+from sf2t_jax import ssv2
 from sf2t_jax.configuration import load_config
 from sf2t_jax.datasets import features, layout, read
 from sf2t_jax.datasets.inventory import Roles
-from sf2t_jax.datasets.prepare import prepare
 from sf2t_jax.finevidbench.schema import LETTERS, SPEED_FACTORS
-from sf2t_jax.finevidbench.source import SourceError
-from sf2t_jax.world import ssv2
+from sf2t_jax.finevidbench.source import SSv2FolderError
+from sf2t_jax.prepare import prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo.py")
@@ -213,14 +213,14 @@ def test_a_split_without_usable_videos_is_a_clear_error(fake, tmp_path):
     for cid in VALIDATION:
         (root / "videos" / f"{cid}.webm").unlink()
     config = load_config(DEMO, [f"data.dir={tmp_path / 'data'}"])
-    with pytest.raises(SourceError, match=r"validation\.json: no usable record for the "
+    with pytest.raises(SSv2FolderError, match=r"validation\.json: no usable record for the "
                                           r"benchmark role; its skipped records: missing_video 12"):
         prepare(config, source=str(root), progress=False)
 
 
 def test_unlabelled_test_file_cannot_be_the_benchmark(fake, tmp_path):
     config = load_config(DEMO, [f"data.dir={tmp_path}", "data.benchmark_split=test"])
-    with pytest.raises(SourceError, match=r"test\.json: no usable record for the benchmark "
+    with pytest.raises(SSv2FolderError, match=r"test\.json: no usable record for the benchmark "
                                           r"role; its skipped records: malformed 2 \(e\.g\. "
                                           r"300: missing \['label', 'template'"):
         prepare(config, source=str(fake[0]), progress=False)

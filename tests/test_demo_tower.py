@@ -13,7 +13,7 @@ from sf2t_jax.video.patchify import patchify_video
 from sf2t_jax.world import WorldConfig, write_world
 from sf2t_jax.world.build import scene_for
 from sf2t_jax.world.render import owner_map, render
-from sf2t_jax.world.shapes import ARM, COLOURS, SKIN
+from sf2t_jax.world.shapes import ARM, WORLD_COLOURS, SKIN
 
 SIZE = (56, 56)
 WORLD = WorldConfig(train_clips=6, validation_clips=2, test_clips=1, height=56, width=56, num_frames=8)
@@ -40,7 +40,7 @@ def test_owner_map_is_what_render_draws():
                 if track.role == "hand":  # palm or forearm
                     assert np.all(np.all(pixels == SKIN, -1) | np.all(pixels == ARM, -1))
                 else:
-                    assert np.all(pixels == COLOURS[track.colour])
+                    assert np.all(pixels == WORLD_COLOURS[track.colour])
                 checked += len(pixels)
     assert checked > 1000
 
@@ -75,8 +75,8 @@ def test_frame_labels_name_the_object_covering_each_patch(world):
     assert (labels["patch_colour"] > 0).any()
     for p in range(len(rows)):
         colour = COLOUR_CLASSES[labels["patch_colour"][p]]
-        if colour in COLOURS:
-            painted = np.all(pixels[p] == COLOURS[colour], -1).sum()
+        if colour in WORLD_COLOURS:
+            painted = np.all(pixels[p] == WORLD_COLOURS[colour], -1).sum()
             assert painted >= 0.15 * 196, (p, colour, painted)
             track = next(t for t in scene.tracks if t.colour == colour)
             assert SHAPE_CLASSES[labels["patch_shape"][p]] == track.shape

@@ -154,7 +154,7 @@ def _expected_times(slices, config):
 def test_synthetic_batches_place_video_slices_in_time():
     import ml_collections
 
-    from sf2t_jax.train.synthetic import Geometry, SyntheticSamples
+    from sf2t_jax.train.synthetic_batches import Geometry, SyntheticSamples
 
     cfg = qwen25vl_tiny()
     input_config = ml_collections.ConfigDict(dict(resolution=(56, 56), present="video", frame_budget=6, slices=0,
@@ -171,7 +171,7 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     from sf2t_jax.eval.inquiry import Inquiry
     from sf2t_jax.eval.scorer import ModelScorer
     from sf2t_jax.eval.visuals import VisualLoader
-    from sf2t_jax.fragments import FragmentSample
+    from sf2t_jax.sample import Sample
     from sf2t_jax.input.examples import ExampleMaker
     from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
 
@@ -212,7 +212,7 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     maker = ExampleMaker(tokenizer=tok, fragments=None, seed=0, resolution=(56, 56), slices=2, max_length=64,
                          video_time=video_time(cfg))
     frames = np.zeros((4, 56, 56, 3), np.uint8)
-    sample = FragmentSample(task="count", frames=frames, question="how many?", answer="4", present="video")
+    sample = Sample(task="count", frames=frames, question="how many?", answer="4", present="video")
     example, _ = maker._encode(sample)
     times = _slice_times(example["position_ids"], example["input_ids"], cfg.video_token_id, 4)
     assert times == _expected_times(2, cfg)

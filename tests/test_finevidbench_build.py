@@ -8,12 +8,12 @@ import pytest
 from sf2t_jax.finevidbench import build as fvb
 from sf2t_jax.finevidbench.scene import action_text
 from sf2t_jax.finevidbench.schema import LETTERS, SPEEDS, Item, read_jsonl, write_jsonl
-from sf2t_jax.finevidbench.source import SourceError, load_source
-from sf2t_jax.world import build as world, ssv2
+from sf2t_jax.finevidbench.source import SSv2FolderError, load_source
+from sf2t_jax import ssv2
+from sf2t_jax.ssv2 import CATEGORIES, template_tables
+from sf2t_jax.world import build as world
+from sf2t_jax.world.build import encode_clip
 from sf2t_jax.world.config import WorldConfig
-from sf2t_jax.world.io import encode_video
-from sf2t_jax.world.tables import template_tables
-from sf2t_jax.world.templates import CATEGORIES
 
 WORLD = WorldConfig(train_clips=0, validation_clips=4, test_clips=24, height=64, width=64,
                     num_frames=16, seed=1)
@@ -33,7 +33,7 @@ def world_items(tmp_path_factory):
 def _write_fake_ssv2(root, records_by_split, make_videos=True):
     (root / "labels").mkdir(parents=True)
     (root / "videos").mkdir()
-    clip = encode_video(np.full((8, 32, 32, 3), 128, np.uint8), 12, "vp9")
+    clip = encode_clip(np.full((8, 32, 32, 3), 128, np.uint8), 12, "vp9")
     for split, records in records_by_split.items():
         (root / "labels" / f"{split}.json").write_text(json.dumps(records))
         for r in records:
@@ -159,10 +159,10 @@ def test_bad_records_are_counted_and_listed(tmp_path):
 
 def test_missing_or_broken_label_file_is_an_error(tmp_path):
     _write_fake_ssv2(tmp_path, {"test": [_record(1, REAL[0])]})
-    with pytest.raises(SourceError, match="validation.json"):
+    with pytest.raises(SSv2FolderError, match="validation.json"):
         load_source(tmp_path, ("test", "validation"))
     (tmp_path / "labels" / "test.json").write_text("{not json")
-    with pytest.raises(SourceError, match="not valid JSON"):
+    with pytest.raises(SSv2FolderError, match="not valid JSON"):
         load_source(tmp_path, ("test",))
 
 

@@ -32,9 +32,9 @@ def test_digest_covers_pixels_text_and_metadata():
     s = F.make_sample(CLIP, 0, 0, task="count")
     frames = s.frames.copy()
     frames[0, 0, 0, 0] ^= 1
-    for changed in (F.FragmentSample(s.task, frames, s.question, s.answer, s.present, s.metadata),
-                    F.FragmentSample(s.task, s.frames, s.question, "99", s.present, s.metadata),
-                    F.FragmentSample(s.task, s.frames, s.question, s.answer, "images",
+    for changed in (F.Sample(s.task, frames, s.question, s.answer, s.present, s.metadata),
+                    F.Sample(s.task, s.frames, s.question, "99", s.present, s.metadata),
+                    F.Sample(s.task, s.frames, s.question, s.answer, "images",
                                      s.metadata)):
         assert changed.digest() != s.digest()
 

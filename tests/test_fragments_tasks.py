@@ -101,7 +101,7 @@ def test_order_tasks_skip_near_static_clip():
     noise = np.random.default_rng(0).random((16, 32, 32, 1)) < 0.02  # 2% of pixels, 1 level
     clip = np.repeat((np.uint8(100) + noise).astype(np.uint8), 3, axis=-1)
     for fn in (F.make_disorder, F.make_rearrange):
-        with pytest.raises(F.FragmentSkip) as e:
+        with pytest.raises(F.SampleSkip) as e:
             fn(clip, F.sample_rng(0, 0))
         assert e.value.reason == "near_static"
     for fn in (F.make_count, F.make_consistency, F.make_localize):  # order-free: still served
@@ -110,7 +110,7 @@ def test_order_tasks_skip_near_static_clip():
 
 def test_order_tasks_skip_clip_with_too_few_distinct_frames():
     clip = np.repeat(moving_clip(t=2), 8, axis=0)  # two distinct frames, 16 frames
-    with pytest.raises(F.FragmentSkip) as e:
+    with pytest.raises(F.SampleSkip) as e:
         F.make_rearrange(clip, F.sample_rng(0, 0))
     assert e.value.reason == "too_few_distinct"
 
@@ -119,13 +119,13 @@ def test_order_tasks_skip_clip_with_too_few_distinct_frames():
                                    (F.make_localize, 5), (F.make_count, 1),
                                    (F.make_consistency, 0)])
 def test_too_short_clip_is_skipped(fn, t):
-    with pytest.raises(F.FragmentSkip) as e:
+    with pytest.raises(F.SampleSkip) as e:
         fn(moving_clip()[:t], F.sample_rng(0, 0))
     assert e.value.reason == "too_short"
 
 
 def test_skip_survives_pickling():
-    skip = pickle.loads(pickle.dumps(F.FragmentSkip("near_static", "disorder", "0.1 < 1.0")))
+    skip = pickle.loads(pickle.dumps(F.SampleSkip("near_static", "disorder", "0.1 < 1.0")))
     assert (skip.reason, skip.task, skip.detail) == ("near_static", "disorder", "0.1 < 1.0")
 
 
@@ -192,7 +192,7 @@ def test_next_pairs_fall_back_to_edits_on_static_clip():
 # ----------------------------------------------------------------------------------------
 # localize
 # ----------------------------------------------------------------------------------------
-SPRITE_NAME = re.compile(rf"the (({'|'.join(sprites.COLORS)}) ({'|'.join(sprites.SHAPES)}))\b")
+SPRITE_NAME = re.compile(rf"the (({'|'.join(sprites.SPRITE_COLORS)}) ({'|'.join(sprites.SPRITE_SHAPES)}))\b")
 
 
 def expected_localize_answer(question, visible, config):
@@ -212,7 +212,7 @@ def test_localize_answer_matches_frames_with_sprite_pixels():
     variants = set()
     for s in samples(F.make_localize, clip, config, 150):
         color = SPRITE_NAME.search(s.question).group(2)
-        hits = np.all(s.frames == np.array(sprites.COLORS[color], np.uint8), axis=-1)  # (N,H,W)
+        hits = np.all(s.frames == np.array(sprites.SPRITE_COLORS[color], np.uint8), axis=-1)  # (N,H,W)
         visible = [k + 1 for k in range(len(s.frames)) if hits[k].any()]
         assert visible == list(range(visible[0], visible[-1] + 1))  # one contiguous span
         assert all(np.array_equal(hits[k - 1], hits[visible[0] - 1]) for k in visible)
@@ -227,9 +227,9 @@ def test_localize_answer_matches_frames_with_sprite_pixels():
 
 
 def test_every_shape_renders_at_the_smallest_size():
-    for shape in F.SHAPES:
+    for shape in F.SPRITE_SHAPES:
         rgb, alpha = sprites.render_sprite(shape, "red", 6)
-        assert (np.all(rgb == sprites.COLORS["red"], axis=-1) & alpha).sum() >= 6, shape
+        assert (np.all(rgb == sprites.SPRITE_COLORS["red"], axis=-1) & alpha).sum() >= 6, shape
 
 
 # ----------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from sf2t_jax.input.synthetic import damage_late, moving_clip, write_broken_files, write_clips
+from sf2t_jax import ssv2
+from sf2t_jax.input.fixture_clips import damage_late, moving_clip, write_broken_files, write_clips
 from sf2t_jax.video import VideoDecodeError, encode_video, probe_video, verify_video
-from sf2t_jax.world import ssv2
 from test_train_launch import env  # noqa: F401  (the launch tests' fixture: CPU, a module-wide compilation cache)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

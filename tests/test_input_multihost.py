@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from sf2t_jax.input.synthetic import write_clips
+from sf2t_jax.input.fixture_clips import write_clips
 
 CLIPS = 8
 

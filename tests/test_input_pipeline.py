@@ -10,7 +10,7 @@ from flax import nnx
 
 from sf2t_jax.fragments import TASK_NAMES, CountConfig, FragmentsConfig
 from sf2t_jax.input import BATCH_KEYS, InputConfig, InputPipeline, Prepared
-from sf2t_jax.input.synthetic import write_clips
+from sf2t_jax.input.fixture_clips import write_clips
 from sf2t_jax.models.config import qwen2vl_tiny
 from sf2t_jax.models.qwen2_vl import Qwen2VL
 from sf2t_jax.models.vision import VisionPatches

@@ -9,7 +9,7 @@ from PIL import Image
 import launch
 from sf2t_jax.input import contact_sheet as cs
 from sf2t_jax.input import InputConfig, InputPipeline
-from sf2t_jax.input.synthetic import write_broken_files, write_clips
+from sf2t_jax.input.fixture_clips import write_broken_files, write_clips
 
 CONFIG = textwrap.dedent("""
     import ml_collections

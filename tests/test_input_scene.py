@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
+from sf2t_jax import prepare as prep
 from sf2t_jax.configuration import load_config
 from sf2t_jax.datasets import layout
 from sf2t_jax.datasets.facts import FACT_TASKS
-from sf2t_jax.datasets import prepare as prep
 from sf2t_jax.eval.inquiry import question_text
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.input import InputConfig, InputPipeline
@@ -158,9 +158,9 @@ def test_captions_ask_fact_questions_at_their_share_and_scene_qa_never(data_dir)
 
 
 def test_scene_modes_need_a_labelled_source(tmp_path):
-    from sf2t_jax.input.sources import SourceError
+    from sf2t_jax.input.sources import InputSourceError
 
-    with pytest.raises(SourceError, match="need a labelled tfds source"):
+    with pytest.raises(InputSourceError, match="need a labelled tfds source"):
         InputPipeline(InputConfig(source=str(tmp_path), tokenizer="tiny:1000", mode="scene_qa", max_length=512),
                       process_index=0, process_count=1)
 

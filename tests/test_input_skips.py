@@ -13,10 +13,10 @@ from sf2t_jax.input import (
     InputConfig,
     InputConfigError,
     InputPipeline,
+    InputSourceError,
     NoUsableVideoError,
-    SourceError,
 )
-from sf2t_jax.input.synthetic import write_broken_files, write_clips
+from sf2t_jax.input.fixture_clips import write_broken_files, write_clips
 from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
 
 GOOD = 3
@@ -105,9 +105,9 @@ def test_bad_sources_and_configs_are_refused(tmp_path, tokenizer):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.md").write_text("x")
-    with pytest.raises(SourceError, match="no video files found"):
+    with pytest.raises(InputSourceError, match="no video files found"):
         InputPipeline(_config(str(empty)), tokenizer=tokenizer, process_index=0, process_count=1)
-    with pytest.raises(SourceError, match="no such file or folder"):
+    with pytest.raises(InputSourceError, match="no such file or folder"):
         InputPipeline(_config(str(tmp_path / "nope")), tokenizer=tokenizer, process_index=0, process_count=1)
     with pytest.raises(InputConfigError, match=r"input.fragments.disorder: shows up to 16 frames.*frame_budget=8"):
         _config(str(tmp_path), frame_budget=8)

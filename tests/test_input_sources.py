@@ -10,12 +10,12 @@ from sf2t_jax.input import (
     InputConfig,
     InputConfigError,
     InputPipeline,
+    InputSourceError,
     RecordSource,
-    SourceError,
     default_section,
     open_source,
 )
-from sf2t_jax.input.synthetic import moving_clip, write_clips
+from sf2t_jax.input.fixture_clips import moving_clip, write_clips
 from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
 from sf2t_jax.video import encode_video
 
@@ -62,7 +62,7 @@ def test_tfds_source_with_workers(tmp_path, tokenizer):
     it.close()
     assert it.samples == CLIPS and it.summary()["by_reason"] == {"not_a_video": 1}
     assert sum(int(b["valid"].sum()) for b in batches) == CLIPS
-    with pytest.raises(SourceError, match="tfds:no_such_corpus"):
+    with pytest.raises(InputSourceError, match="tfds:no_such_corpus"):
         open_source("tfds:no_such_corpus", data_dir=str(tmp_path))
 
 
@@ -76,7 +76,7 @@ def test_record_source_over_any_indexable(tokenizer):
                              source=source, process_index=0, process_count=1)
     batch = next(pipeline.iterator())
     assert batch["valid"].tolist() == [1, 1]
-    with pytest.raises(SourceError, match=r"memory record 0: expected fields 'id' and 'video', got \['name'\]"):
+    with pytest.raises(InputSourceError, match=r"memory record 0: expected fields 'id' and 'video', got \['name'\]"):
         RecordSource([{"name": "x"}], name="memory")[0]
 
 
@@ -91,9 +91,9 @@ def test_folder_manifest_and_single_file(tmp_path):
     assert open_source(str(manifest)).paths == (str(tmp_path / "v" / "top_000.mp4"), paths[0])
     assert open_source(paths[1]).paths == (paths[1],)
     (tmp_path / "empty.txt").write_text("# nothing\n")
-    with pytest.raises(SourceError, match="lists no files"):
+    with pytest.raises(InputSourceError, match="lists no files"):
         open_source(str(tmp_path / "empty.txt"))
-    with pytest.raises(SourceError, match="input.source is not set"):
+    with pytest.raises(InputSourceError, match="input.source is not set"):
         open_source("")
 
 
@@ -152,5 +152,5 @@ def test_gs_folder_and_manifest_give_the_batches_of_the_local_copy(tmp_path, tok
         it = InputPipeline(_config(f"{root}/list.txt", **{**config, "batch_size": 1}), tokenizer=tokenizer,
                            process_index=0, process_count=1).iterator()
         assert sum(int(b["valid"].sum()) for b in it) == 1 and it.summary()["by_reason"] == {"missing": 1}
-        with pytest.raises(SourceError, match="no such file or folder"):
+        with pytest.raises(InputSourceError, match="no such file or folder"):
             open_source(f"gs://{bucket}/nothing_here")

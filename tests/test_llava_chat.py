@@ -12,7 +12,7 @@ import tokenizers
 from transformers import (LlavaNextImageProcessor, LlavaNextVideoImageProcessor, LlavaNextVideoProcessor,
                           LlamaTokenizerFast)
 
-from sf2t_jax.fragments import FragmentSample
+from sf2t_jax.sample import Sample
 from sf2t_jax.input.config import InputConfig, InputConfigError
 from sf2t_jax.input.examples import ExampleMaker
 from sf2t_jax.input.batching import BatchSpec, collate
@@ -114,7 +114,7 @@ def test_pipeline_rows_are_clip_normalized_frames_with_1d_positions(tiny):
     maker = ExampleMaker(tokenizer=tiny, fragments=None, seed=0, resolution=(S, S), slices=4, max_length=96,
                          rows=rows)
     frames = _frames(3, 7)
-    sample = FragmentSample(task="count", frames=frames, question="How many frames?", answer="3", present="video")
+    sample = Sample(task="count", frames=frames, question="How many frames?", answer="3", present="video")
     example, n = maker._encode(sample)
     ids = example["input_ids"]
     video = np.nonzero(ids == config.video_token_id)[0]

@@ -36,7 +36,7 @@ from sf2t_jax.defaults.demo import demo_config
 from sf2t_jax.defaults.sf2t import sf2t_config
 from sf2t_jax.demo.stages import stage_config
 from sf2t_jax.parallel.sharding import named_rules
-from sf2t_jax.world import ssv2_templates
+from sf2t_jax.ssv2 import ssv2_templates
 
 train = make_config(sf2t_config, "model=qwen2vl_7b")
 validation.check_train(train)
@@ -92,7 +92,7 @@ def test_an_installed_package_finds_its_defaults_from_another_folder(site, tmp_p
 
     from sf2t_jax.datasets.build import BUILDER_MODULES
     from sf2t_jax.demo.stages import stage_config
-    from sf2t_jax.world import ssv2_templates
+    from sf2t_jax.ssv2 import ssv2_templates
 
     demo = make_config(demo_config)
     expected = {

@@ -134,7 +134,7 @@ def test_adam_moments_follow_their_parameters_and_frozen_ones_have_none(setup):
     import ml_collections
 
     tx, _ = optimizer_lib.make_optimizer(ml_collections.ConfigDict(train_cfg))
-    shardings = state_lib.state_shardings(parts, tx, mesh)
+    shardings = state_lib.train_state_shardings(parts, tx, mesh)
     abstract = state_lib.abstract_state(parts, tx)
     params = traverse_util.flatten_dict(parts.shardings["trainable"])
     moments = 0

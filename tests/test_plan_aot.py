@@ -97,6 +97,18 @@ def test_a_batch_the_topology_cannot_split_is_an_input_error():
         aot.build_step(config, topology.parse("cpu:8").devices)
 
 
+def test_a_bug_in_the_build_is_not_reported_as_an_input_error(monkeypatch):
+    bug = KeyError("planted: a typo in the model code")
+
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(setup_lib, "build_model", broken)
+    with pytest.raises(KeyError) as e:
+        aot.build_step(load_config(CONFIG, OVERRIDES), jax.devices()[:4])
+    assert e.value is bug  # not renamed: a bug keeps its type and traceback
+
+
 def test_report_counts_a_refused_compile_as_not_fitting():
     plan = aot.build_step(load_config(CONFIG, OVERRIDES), jax.devices()[:4])
     message = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO temporaries "

@@ -5,13 +5,12 @@ import os
 import pytest
 
 import launch
+from sf2t_jax import prepare as prep
 from sf2t_jax.configuration import load_config
-from sf2t_jax.datasets import layout, plans
-from sf2t_jax.datasets import prepare as prep
-from sf2t_jax.datasets import read
+from sf2t_jax.datasets import layout, plans, read
 from sf2t_jax.finevidbench.schema import SPEEDS
+from sf2t_jax.ssv2 import CATEGORIES
 from sf2t_jax.world import build as world_build
-from sf2t_jax.world.templates import CATEGORIES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo.py")

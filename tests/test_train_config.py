@@ -3,8 +3,10 @@ import json
 
 import pytest
 
+import launch
 from sf2t_jax.configuration import ConfigKeyError, load_config
 from sf2t_jax.models.config import qwen2vl_tiny
+from sf2t_jax.train import setup as setup_lib
 from sf2t_jax.train.errors import TrainConfigError
 from sf2t_jax.train.loop import train
 
@@ -57,3 +59,29 @@ def test_init_from_must_be_a_converted_checkpoint_of_the_configured_shape(tmp_pa
     with pytest.raises(TrainConfigError, match=r"model.name='qwen2vl_tiny' does not match init_from=.*vocab_size 1000 "
                                                r"\(preset\) != 512 \(checkpoint\)"):
         _train(tmp_path / "run", f"init_from={tmp_path / 'ckpt'}")
+
+
+def test_the_command_line_prints_a_config_that_cannot_work_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        launch.main(["train", "--config", "configs/sf2t.py:frames=4", "--workdir", str(tmp_path),
+                     "--config.input.max_length=64", "--config.input.batch_size=6"])
+    assert str(e.value.code).startswith("error: input.batch_size=6 does not divide over the mesh's batch axes")
+    assert "\n" not in str(e.value.code) and not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("bug", [ValueError("planted: a typo in the step"), KeyError("planted: a missing key")],
+                         ids=["ValueError", "KeyError"])
+def test_a_bug_in_the_set_up_is_not_reported_as_a_config_error(tmp_path, monkeypatch, bug):
+    """Only InputErrors are refusals of bad input; a ValueError or KeyError from a bug in the
+    build keeps its type and traceback, in `train` and on the command line."""
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(setup_lib, "build_step", broken)
+    with pytest.raises(type(bug)) as e:
+        _train(tmp_path)
+    assert e.value is bug
+    with pytest.raises(type(bug)) as e:
+        launch.main(["train", "--config", "configs/sf2t.py:frames=4", "--workdir", str(tmp_path / "cli"),
+                     *(f"--config.{o}" for o in SMALL)])
+    assert e.value is bug

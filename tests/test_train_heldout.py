@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from sf2t_jax import prepare as prep
 from sf2t_jax.configuration import load_config
 from sf2t_jax.datasets import layout
-from sf2t_jax.datasets import prepare as prep
 from sf2t_jax.input import InputConfig, InputPipeline, Prepared
 from sf2t_jax.input.config import training_section
 from sf2t_jax.input.heldout import Prior, draw_heldout, majority_answer

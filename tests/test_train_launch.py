@@ -198,7 +198,7 @@ def _expected_data_states(step, process_count):
     """Each process's input-iterator state after `step` batches, from the pipeline itself."""
     from sf2t_jax.configuration import load_config
     from sf2t_jax.train import model as model_lib
-    from sf2t_jax.train.synthetic import synthetic_dataset
+    from sf2t_jax.train.synthetic_batches import synthetic_dataset
 
     config = load_config(TRAIN[1], [a[len("--config."):] for a in TRAIN[2:]])
     states = {}

@@ -96,7 +96,7 @@ def test_full_finetuning_learns_compiles_once_and_never_touches_frozen_params():
     frozen_before = jax.device_get(values["frozen"])
     batches = data_lib.open_batches(config, shape, mesh, RULES)
     tx, schedule = optimizer_lib.make_optimizer(config.train)
-    shardings = state_lib.state_shardings(parts, tx, mesh)
+    shardings = state_lib.train_state_shardings(parts, tx, mesh)
     state = state_lib.create(values["trainable"], values["frozen"], tx, 0, shardings)
     # The ViT is frozen (params.frozen) and only the trainable parameters have optimizer state.
     frozen_paths = traverse_util.flatten_dict(frozen_before)

@@ -5,7 +5,8 @@ import json
 import av
 import pytest
 
-from sf2t_jax.world import build, io, ssv2
+from sf2t_jax import ssv2
+from sf2t_jax.world import build
 from sf2t_jax.world.config import SPLITS, WorldConfig
 from sf2t_jax.world.templates import world_templates
 
@@ -100,7 +101,7 @@ def test_rerun_skips_finished_clips_and_renders_missing_ones(tmp_path):
 def test_interrupted_run_leaves_no_half_written_file(tmp_path, monkeypatch):
     config = WorldConfig(train_clips=4, validation_clips=0, test_clips=0, height=64, width=64,
                          num_frames=16)
-    real_encode, calls = io.encode_video, []
+    real_encode, calls = build.encode_clip, []
 
     def failing_encode(*args, **kwargs):
         calls.append(1)
@@ -108,28 +109,15 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
         return real_encode(*args, **kwargs)
 
-    monkeypatch.setattr(io, "encode_video", failing_encode)
+    monkeypatch.setattr(build, "encode_clip", failing_encode)
     with pytest.raises(KeyboardInterrupt):
         build.write_world(tmp_path, config, progress=False)
     assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["1.webm", "2.webm"]
     assert not (tmp_path / "labels" / "train.json").exists()  # labels come last
-    monkeypatch.setattr(io, "encode_video", real_encode)
+    monkeypatch.setattr(build, "encode_clip", real_encode)
     summary = build.write_world(tmp_path, config, progress=False)
     assert (summary.rendered, summary.skipped) == (2, 2)
     assert len(_read(tmp_path / "labels" / "train.json")) == 4
-
-
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    path = tmp_path / "labels.json"
-    io.atomic_write_json(path, {"a": 1})
-
-    def failing_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(io.os, "replace", failing_replace)
-    with pytest.raises(OSError):
-        io.atomic_write_json(path, {"a": 2})
-    assert _read(path) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["labels.json"]
 
 
 def test_folder_rendered_with_other_settings_is_refused(tmp_path):

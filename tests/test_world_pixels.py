@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from sf2t_jax.world import templates as T
-from sf2t_jax.world.io import encode_video
+from sf2t_jax.world.build import encode_clip
 from sf2t_jax.world.render import render
 from sf2t_jax.world.scene import sample_scene
-from sf2t_jax.world.shapes import COLOURS
+from sf2t_jax.world.shapes import WORLD_COLOURS
 
 H = W = 64
 FRAMES = 16
@@ -19,7 +19,7 @@ def _clip(template: str, seed: int, codec: str = "vp9"):
     """Renders, encodes and decodes one clip: (scene, decoded uint8 (T, H, W, 3))."""
     scene = sample_scene(T.spec(template), np.random.default_rng(seed), num_frames=FRAMES,
                          height=H, width=W, max_objects=3)
-    data = encode_video(render(scene, H, W), fps=12, codec=codec)
+    data = encode_clip(render(scene, H, W), fps=12, codec=codec)
     with av.open(io.BytesIO(data)) as container:  # decode with PyAV directly
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     return scene, frames
@@ -28,7 +28,7 @@ def _clip(template: str, seed: int, codec: str = "vp9"):
 def _mask(frame: np.ndarray, colour: str, tol: int = 60) -> np.ndarray:
     """Pixels of one object colour, eroded by a cross so that codec-blended edges between two
     other colours (e.g. yellow next to skin, which can look orange) do not count."""
-    m = np.abs(frame.astype(np.int32) - np.asarray(COLOURS[colour])).max(-1) < tol
+    m = np.abs(frame.astype(np.int32) - np.asarray(WORLD_COLOURS[colour])).max(-1) < tol
     return m & np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1)
 
 

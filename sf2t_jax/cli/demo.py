@@ -38,12 +38,8 @@ def run(args: argparse.Namespace) -> None:
     validation.check_prepare(config)
 
     from sf2t_jax.demo import run_demo
-    from sf2t_jax.train.errors import TrainConfigError
 
     workdir = args.workdir or f"runs/demo_{config.scale}"
-    try:
-        result = run_demo(config, workdir, progress=args.progress)
-    except TrainConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+    result = run_demo(config, workdir, progress=args.progress)
     logging.info("demo: run folder %s (comparison.md, claims.md, demo.log); %.0f s", result.workdir,
                  result.seconds["total"])

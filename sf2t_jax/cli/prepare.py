@@ -30,12 +30,8 @@ def run(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.overrides)
     validation.check_prepare(config, args.source)  # before anything is rendered or written
 
-    from sf2t_jax.datasets.prepare import prepare
-    from sf2t_jax.finevidbench.source import SourceError
-    from sf2t_jax.world.tables import UnknownTemplateError
+    from sf2t_jax.prepare import prepare
 
-    try:
-        result = prepare(config, source=args.source, progress=args.progress)
-    except (SourceError, UnknownTemplateError) as e:
-        raise SystemExit(f"error: {e}") from None  # bad input: the message names the file
+    # bad input (SSv2FolderError, UnknownTemplateError, ...) is printed in one line by cli.main
+    result = prepare(config, source=args.source, progress=args.progress)
     print(result.report())

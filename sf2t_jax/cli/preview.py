@@ -68,13 +68,10 @@ def run(args: argparse.Namespace) -> None:
     validation.check_value("--n", args.n, validation.Int(1))
     config = input_config(args)  # bad settings stop here, before the pipeline opens anything
 
-    from sf2t_jax.input import InputConfigError, InputPipeline, NoUsableVideoError, Prepared, SkipCounter, SourceError
+    from sf2t_jax.input import InputPipeline, NoUsableVideoError, Prepared, SkipCounter
     from sf2t_jax.input.contact_sheet import contact_sheet
 
-    try:
-        pipeline = InputPipeline(config, process_index=0, process_count=1)
-    except (InputConfigError, SourceError) as e:  # bad settings: the message says it all
-        raise SystemExit(f"error: {e}") from None
+    pipeline = InputPipeline(config, process_index=0, process_count=1)  # bad settings: InputError, one line
     os.makedirs(args.out, exist_ok=True)
     skips = SkipCounter()
     skipped_files, files = [], []

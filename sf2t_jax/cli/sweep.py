@@ -131,15 +131,15 @@ def run(args: argparse.Namespace) -> None:
     if args.dry_run:
         return
     start_cluster(args)
-    from sf2t_jax.train.errors import TrainConfigError
+    from sf2t_jax.errors import InputError
     from sf2t_jax.train.loop import train
 
     for i, (r, config) in enumerate(zip(runs, configs)):
         logging.info("sweep: run %d/%d: %s", i + 1, len(runs), r["name"])
         try:
             result = train(config, r["workdir"])
-        except TrainConfigError as e:
-            raise SystemExit(f"error: sweep run {r['name']}: {e}") from None
+        except InputError as e:  # the message names the field; this names the run
+            raise InputError(f"sweep run {r['name']}: {e}") from None
         if result.status == "preempted":
             logging.warning("sweep: preempted in %s; run the same command to resume", r["name"])
             return

@@ -18,7 +18,7 @@ from sf2t_jax.convert.safetensors_io import FLOAT_DTYPES, CheckpointError, Safet
 from sf2t_jax.models import family as families  # a module import: families imports convert.table
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
-from sf2t_jax.parallel.sharding import Rules, state_shardings
+from sf2t_jax.parallel.sharding import Rules, variable_shardings
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def from_hf(path: str | os.PathLike, dtype=None, *, numerics: Numerics | None = 
     if mesh is not None:
         if rules is None:
             raise ValueError("from_hf: a mesh needs a rules table (sf2t_jax.parallel.rules)")
-        shardings = dict(nnx.to_flat_state(state_shardings(abstract_state, mesh, rules)))
+        shardings = dict(nnx.to_flat_state(variable_shardings(abstract_state, mesh, rules)))
 
     expected = {}  # Hub key -> (our path, hook)
     for our_path, var in flat:

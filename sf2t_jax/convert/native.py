@@ -22,7 +22,7 @@ from sf2t_jax.convert.safetensors_io import CheckpointError
 from sf2t_jax.models import family as families
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL
-from sf2t_jax.parallel.sharding import Rules, state_shardings
+from sf2t_jax.parallel.sharding import Rules, variable_shardings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def load_native(directory: str, numerics: Numerics = Numerics(), *, mesh: Mesh |
     graphdef, abstract_state = nnx.split(abstract_model(config, numerics))
     if mesh is None:
         mesh, rules = Mesh(jax.devices()[:1], ("data",)), ()
-    shardings = state_shardings(abstract_state, mesh, rules) if rules else jax.tree.map(
+    shardings = variable_shardings(abstract_state, mesh, rules) if rules else jax.tree.map(
         lambda _: NamedSharding(mesh, PartitionSpec()), abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
     target = jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s), abstract_state, shardings,
                           is_leaf=lambda x: isinstance(x, nnx.Variable))

@@ -13,8 +13,9 @@ Reading (what the input pipeline and the evaluator use; ``data_dir`` is config.d
   ``benchmark_items(data_dir)``        the benchmark as ``Item``s (from the JSON lines)
   ``item_from_example(record)``        a finevidbench/items record -> ``Item``
 
-Building: ``prepare(config)`` (what ``launch.py prepare`` runs); modules ``inventory`` (roles,
-checks, fingerprints), ``plans`` (content), ``build`` (resumable TFDS builds).
+Building: modules ``inventory`` (roles, checks, fingerprints), ``plans`` (content), ``build``
+(resumable TFDS builds); ``sf2t_jax.prepare.prepare(config)`` (what ``launch.py prepare`` runs)
+renders the world or takes an SSv2 folder and runs them.
 """
 from sf2t_jax.datasets.features import item_from_example, text
 from sf2t_jax.datasets.layout import BENCH_SPLIT, DATASETS, DataPaths

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sf2t_jax.finevidbench.source import Record, Source, SourceError, load_source
+from sf2t_jax.finevidbench.source import Record, Source, SSv2FolderError, load_source
 from sf2t_jax.video import VideoDecodeError, verify_video
 
 ROLES = ("train", "heldout", "benchmark")
@@ -42,7 +42,7 @@ class Roles:
     def __post_init__(self):
         used = [s for s in (self.train, self.heldout, self.benchmark) if s]
         if len(set(used)) != len(used):
-            raise SourceError(f"split roles must use different label splits (videos would be "
+            raise SSv2FolderError(f"split roles must use different label splits (videos would be "
                               f"shared), got {self}")
 
     @property
@@ -84,7 +84,7 @@ def resolve_roles(root: str | Path, train: str = "train", heldout: str = "auto",
         if not heldout:
             logging.info("no held-out split: the SF2T corpus and SFT set have train only")
     if not train:
-        raise SourceError("the train split name is empty: the corpus needs training videos")
+        raise SSv2FolderError("the train split name is empty: the corpus needs training videos")
     return Roles(train=train, heldout=heldout or None, benchmark=benchmark)
 
 
@@ -161,7 +161,7 @@ def take_inventory(root: str | Path, roles: Roles) -> Inventory:
     """Reads the label files of every role and checks each record (not yet the videos).
 
     Raises:
-      SourceError: a label file is missing or unreadable, or a role has no usable record.
+      SSv2FolderError: a label file is missing or unreadable, or a role has no usable record.
     """
     source = load_source(root, roles.label_splits)
     fingerprints = {}
@@ -170,7 +170,7 @@ def take_inventory(root: str | Path, roles: Roles) -> Inventory:
         if split is None:
             continue
         if not source.records[split]:
-            raise SourceError(
+            raise SSv2FolderError(
                 f"{Path(root) / 'labels' / f'{split}.json'}: no usable record for the {role} "
                 f"role; its skipped records: {_split_problems(source, split)}")
         fingerprints[role] = _records_fingerprint(source.records[split])
@@ -202,7 +202,7 @@ def check_videos(inventory: Inventory, *, progress: bool = True) -> Inventory:
     for role in ROLES:
         split = inventory.roles.split_of(role)
         if split is not None and not kept[split]:
-            raise SourceError(f"no video of the {role} split {split!r} under "
+            raise SSv2FolderError(f"no video of the {role} split {split!r} under "
                               f"{inventory.root / 'videos'} decodes, e.g. {bad[:3]}")
     return dataclasses.replace(
         inventory, source=Source(inventory.source.root, kept, inventory.source.problems),

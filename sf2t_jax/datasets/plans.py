@@ -25,7 +25,7 @@ from sf2t_jax.datasets.inventory import ROLES, Inventory
 from sf2t_jax.datasets.sft import SftConfig, sft_examples
 from sf2t_jax.finevidbench.build import BenchConfig, build_items
 from sf2t_jax.finevidbench.schema import Item
-from sf2t_jax.world.tables import TemplateTables, template_tables
+from sf2t_jax.ssv2 import TemplateTables, template_tables
 
 Examples = Iterator[tuple[str, dict[str, Any]]]
 

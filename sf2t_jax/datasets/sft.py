@@ -18,8 +18,8 @@ from sf2t_jax.finevidbench import scene
 from sf2t_jax.finevidbench.options import LetterBalancer, Vocabulary
 from sf2t_jax.finevidbench.schema import SPEEDS
 from sf2t_jax.finevidbench.source import Record
-from sf2t_jax.world import ssv2
-from sf2t_jax.world.tables import TemplateTables
+from sf2t_jax import ssv2
+from sf2t_jax.ssv2 import TemplateTables
 
 
 @dataclasses.dataclass(frozen=True)

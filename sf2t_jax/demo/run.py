@@ -86,7 +86,7 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, *, progress: bool 
 
 
 def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoResult:
-    from sf2t_jax.datasets.prepare import prepare
+    from sf2t_jax.prepare import prepare
 
     order = _stage_order(config)
     data_dir = config.data.dir
@@ -242,7 +242,7 @@ def _tower_stage(config, root: Path, world_root: Path | None) -> bool:
     from sf2t_jax.models.layers import Numerics
     from sf2t_jax.models.qwen2_vl import Qwen2VL
     from sf2t_jax.train.model import DTYPES
-    from sf2t_jax.world.io import atomic_write_json
+    from sf2t_jax.fileio import atomic_write_json
 
     out = root / "stages" / "tower"
     if (out / "export" / "config.json").is_file():

@@ -30,11 +30,11 @@ from sf2t_jax.video.patchify import MERGE_SIZE, PATCH_SIZE, patchify, patchify_v
 from sf2t_jax.video.resize import resize_frames
 from sf2t_jax.world import load_tracks
 from sf2t_jax.world.render import owner_map
-from sf2t_jax.world.shapes import COLOURS, SHAPES
+from sf2t_jax.world.shapes import WORLD_COLOURS, WORLD_SHAPES
 from sf2t_jax.world.tracks import Track
 
-COLOUR_CLASSES = ("none",) + tuple(COLOURS) + ("skin",)
-SHAPE_CLASSES = ("none",) + tuple(SHAPES) + ("palm",)
+COLOUR_CLASSES = ("none",) + tuple(WORLD_COLOURS) + ("skin",)
+SHAPE_CLASSES = ("none",) + tuple(WORLD_SHAPES) + ("palm",)
 
 log = logging.getLogger(__name__)
 

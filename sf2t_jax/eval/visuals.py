@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.eval.config import VIEWS, EvalSettings
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.finevidbench.source import VIDEO_EXTENSIONS
@@ -27,8 +28,9 @@ from sf2t_jax.video import (VideoDecodeError, centered_speed_indices, decode_vid
                             resize_frames, speed_span, to_slices, uniform_indices)
 
 
-class ShortClip(ValueError):
-    """A clip too short for the item's speed at the configured frame budget."""
+class ShortClip(InputError):
+    """A clip too short for the item's speed at the configured frame budget (an error when
+    `video.on_short_clip` is 'error'; otherwise the runner skips the item)."""
 
 
 @dataclasses.dataclass(frozen=True)

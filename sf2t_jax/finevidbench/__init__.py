@@ -10,8 +10,8 @@ The item schema is documented in ``schema``.
 from sf2t_jax.finevidbench.build import (BenchConfig, benchmark_stats, build_items,
                                          write_benchmark)
 from sf2t_jax.finevidbench.schema import Item, read_jsonl, write_jsonl
-from sf2t_jax.finevidbench.source import Problems, Record, Source, SourceError, load_source
+from sf2t_jax.finevidbench.source import Problems, Record, Source, SSv2FolderError, load_source
 
 __all__ = ["BenchConfig", "benchmark_stats", "build_items", "write_benchmark", "Item",
-           "read_jsonl", "write_jsonl", "Problems", "Record", "Source", "SourceError",
+           "read_jsonl", "write_jsonl", "Problems", "Record", "Source", "SSv2FolderError",
            "load_source"]

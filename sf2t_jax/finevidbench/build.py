@@ -14,8 +14,8 @@ from sf2t_jax.finevidbench import fragment, scene
 from sf2t_jax.finevidbench.options import LetterBalancer, Vocabulary
 from sf2t_jax.finevidbench.schema import SPEED_ANSWERS, SPEEDS, Item, write_jsonl
 from sf2t_jax.finevidbench.source import Source
-from sf2t_jax.world.io import atomic_write_json
-from sf2t_jax.world.tables import TemplateTables, template_tables
+from sf2t_jax.fileio import atomic_write_json
+from sf2t_jax.ssv2 import TemplateTables, template_tables
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from sf2t_jax.world import ssv2
-from sf2t_jax.world.tables import TemplateTables, ssv2_tables
+from sf2t_jax import ssv2
+from sf2t_jax.ssv2 import TemplateTables, ssv2_tables
 
 
 class LetterBalancer:

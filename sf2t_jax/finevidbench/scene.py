@@ -5,12 +5,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sf2t_jax import ssv2
 from sf2t_jax.finevidbench.options import (LetterBalancer, Vocabulary, adapt_placeholders,
                                            arrange, pick_distractors)
 from sf2t_jax.finevidbench.schema import SPEED_ANSWERS, Item
 from sf2t_jax.finevidbench.source import Record
-from sf2t_jax.world import ssv2
-from sf2t_jax.world.tables import fill_effect
+from sf2t_jax.ssv2 import fill_effect
 
 ACTION_QUESTIONS = (
     "Which action does the video show?",

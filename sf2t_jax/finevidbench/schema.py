@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sf2t_jax.errors import InputError
-from sf2t_jax.world.io import atomic_write_bytes
+from sf2t_jax.fileio import atomic_write_jsonl
 
 LETTERS = "ABCD"
 SPEEDS = ("x0.5", "x1", "x2", "x4", "static")
@@ -107,9 +107,7 @@ class Item:
 
 def write_jsonl(path: str | Path, items: Iterable[Item]) -> int:
     """Writes items atomically, one JSON object per line; returns how many."""
-    lines = [json.dumps(it.to_json(), ensure_ascii=False) for it in items]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-    return len(lines)
+    return atomic_write_jsonl(path, (it.to_json() for it in items))
 
 
 def read_jsonl(path: str | Path) -> list[Item]:

@@ -18,14 +18,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from sf2t_jax.world import ssv2
-from sf2t_jax.world.templates import WORLD_TEMPLATES
+from sf2t_jax import ssv2
+from sf2t_jax.errors import InputError
 
 VIDEO_EXTENSIONS = ("webm", "mp4")
 _FIELDS = ("id", "label", "template", "placeholders")
 
 
-class SourceError(ValueError):
+class SSv2FolderError(InputError):
     """An SSv2-format folder that cannot be read at all."""
 
 
@@ -91,24 +91,24 @@ def load_source(root: str | Path, splits: Sequence[str] = ("test",)) -> Source:
     """Reads ``labels/{split}.json`` for each split and checks every record.
 
     Raises:
-      SourceError: a label file is missing, is not JSON, or is not a list of records.
+      SSv2FolderError: a label file is missing, is not JSON, or is not a list of records.
     """
     root = Path(root)
-    known = set(ssv2.ssv2_templates()) | set(WORLD_TEMPLATES)
+    known = ssv2.known_templates()
     problems = Problems()
     records: dict[str, list[Record]] = {}
     seen: dict[str, str] = {}  # id -> split of its first occurrence
     for split in splits:
         path = root / "labels" / f"{split}.json"
         if not path.is_file():
-            raise SourceError(f"{path}: label file missing (expected SSv2 layout "
+            raise SSv2FolderError(f"{path}: label file missing (expected SSv2 layout "
                               f"labels/{{split}}.json under {root})")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SourceError(f"{path}: not valid JSON ({e})") from e
+            raise SSv2FolderError(f"{path}: not valid JSON ({e})") from e
         if not isinstance(raw, list):
-            raise SourceError(f"{path}: expected a JSON list of records, got "
+            raise SSv2FolderError(f"{path}: expected a JSON list of records, got "
                               f"{type(raw).__name__}")
         records[split] = []
         for k, r in enumerate(raw):

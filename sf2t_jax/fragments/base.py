@@ -1,95 +1,20 @@
-"""What every fragment task shares: the sample, the typed skip, the per-sample RNG, checks.
+"""What every fragment task shares: small helpers and config checks.
 
-A task is a pure function `(frames, rng, config) -> FragmentSample` that may raise
-`FragmentSkip`. All randomness comes from the `rng` argument, so a sample is a function of
-`(clip, seed, index, config)` alone (see `sample_rng`).
+A task is a pure function `(frames, rng, config) -> sample.Sample` that may raise
+`sample.SampleSkip`. All randomness comes from the `rng` argument, so a sample is a function of
+`(clip, seed, index, config)` alone (see `sample.sample_rng`).
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import string
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-PRESENT_MODES = ("video", "images")  # one N-frame video, or one image per frame
-SKIP_REASONS = (
-    "too_short",  # the clip has fewer frames than the task's smallest fragment
-    "near_static",  # consecutive frames barely differ: temporal order cannot be judged
-    "too_few_distinct",  # not enough mutually distinct frames for an unambiguous order
-)
+from sf2t_jax.sample import PRESENT_MODES
+
 YES, NO = "yes", "no"
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class FragmentSample:
-    """One self-supervised question-answer sample.
-
-    Attributes:
-      task: the task name (`count`, `consistency`, `localize`, `disorder`, `rearrange`).
-      frames: uint8 (N, H, W, 3), the frames to show, in the order shown. A fresh array,
-        never a view of the input clip.
-      question: the user turn. Frame positions in it are 1-based, in the order shown.
-      answer: the short canonical answer, the only tokens the loss is on.
-      present: 'video' (one video of N frames) or 'images' (one image per frame).
-      metadata: JSON-serialisable facts about how the sample was made (source frame indices,
-        permutation, span, edit, paraphrase id), for tests, previews and summaries. Never
-        shown to the model.
-    """
-
-    task: str
-    frames: np.ndarray
-    question: str
-    answer: str
-    present: str = "video"
-    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def digest(self) -> str:
-        """sha256 over every field, pixels included: equal digests mean byte-identical samples."""
-        h = hashlib.sha256()
-        head = [self.task, self.present, self.question, self.answer,
-                str(self.frames.dtype), list(self.frames.shape)]
-        h.update(json.dumps(head).encode())
-        h.update(np.ascontiguousarray(self.frames).tobytes())
-        h.update(json.dumps(self.metadata, sort_keys=True).encode())
-        return h.hexdigest()
-
-
-class FragmentSkip(Exception):
-    """A clip that cannot give this task a valid sample. Count it by `reason` and move on.
-
-    Raised rather than retried so that the task mix is never silently changed; the caller
-    decides (the input pipeline counts skips per task and reason).
-    """
-
-    def __init__(self, reason: str, task: str, detail: str = ""):
-        if reason not in SKIP_REASONS:
-            raise ValueError(f"FragmentSkip.reason: expected one of {SKIP_REASONS}, got {reason!r}")
-        super().__init__(f"{task}: skipped ({reason})" + (f": {detail}" if detail else ""))
-        self.reason, self.task, self.detail = reason, task, detail
-
-    def __reduce__(self):  # picklable across grain worker processes
-        return (FragmentSkip, (self.reason, self.task, self.detail))
-
-
-def sample_rng(seed: int, index: int) -> np.random.Generator:
-    """The generator of sample `index` under `seed`, independent of every other index.
-
-    Each of seed and index enters the SeedSequence as exactly two 32-bit words, so distinct
-    (seed, index) pairs never share an entropy pool (a plain `[seed, index]` list does for
-    values of 2**32 and above).
-    """
-    words = []
-    for name, value in (("seed", seed), ("index", index)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                or not 0 <= value < 2**64:
-            raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value!r}")
-        value = int(value)
-        words += [value & 0xFFFFFFFF, value >> 32]
-    return np.random.default_rng(np.random.SeedSequence(words))
 
 
 # ----------------------------------------------------------------------------------------

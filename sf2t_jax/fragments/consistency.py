@@ -16,6 +16,7 @@ import numpy as np
 
 from sf2t_jax.fragments import base
 from sf2t_jax.fragments.edits import CELL_NAMES, EditConfig, cell_changes, edit_cell
+from sf2t_jax.sample import Sample, SampleSkip
 
 TASK = "consistency"
 DIFFERENT_KINDS = ("next", "edit")
@@ -71,22 +72,22 @@ class ConsistencyConfig:
 
 
 def make_consistency(frames: np.ndarray, rng: np.random.Generator,
-                     config: ConsistencyConfig = ConsistencyConfig()) -> base.FragmentSample:
+                     config: ConsistencyConfig = ConsistencyConfig()) -> Sample:
     """frames: uint8 (T, H, W, 3) -> a sample with uint8 (2, H, W, 3) frames.
 
     Answers: 'yes' / 'no' (same mode) or a cell name (where mode). Raises
-    FragmentSkip('too_short') for an empty clip.
+    SampleSkip('too_short') for an empty clip.
     """
     t, h, w = base.check_clip(frames)
     if t < 1:
-        raise base.FragmentSkip("too_short", TASK, "0 frames, needs at least 1")
+        raise SampleSkip("too_short", TASK, "0 frames, needs at least 1")
     base.require_size(TASK, h, w, MIN_SIDE)
     i = int(rng.integers(t))
     if rng.random() < config.p_where:
         cell = int(rng.integers(9))
         edited, kind = edit_cell(frames[i], cell, rng, config.edit)
         q, template = base.pick(rng, config.where_questions)
-        return base.FragmentSample(
+        return Sample(
             task=TASK, frames=np.stack([frames[i], edited]),
             question=template.format(regions=", ".join(CELL_NAMES)),
             answer=CELL_NAMES[cell], present=config.present,
@@ -112,7 +113,7 @@ def make_consistency(frames: np.ndarray, rng: np.random.Generator,
             meta.update(kind="edit", source_indices=[i, i], cell=CELL_NAMES[cell], edit=edit)
     q, question = base.pick(rng, config.same_questions)
     meta["paraphrase"] = q
-    return base.FragmentSample(
+    return Sample(
         task=TASK, frames=np.stack([frames[i], second]), question=question, answer=answer,
         present=config.present, metadata=meta,
     )

@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 
 from sf2t_jax.fragments import base
+from sf2t_jax.sample import Sample, SampleSkip
 
 TASK = "count"
 
@@ -37,19 +38,19 @@ class CountConfig:
 
 
 def make_count(frames: np.ndarray, rng: np.random.Generator,
-               config: CountConfig = CountConfig()) -> base.FragmentSample:
+               config: CountConfig = CountConfig()) -> Sample:
     """frames: uint8 (T, H, W, 3) -> a sample with uint8 (N, H, W, 3) frames and answer str(N).
 
-    Raises FragmentSkip('too_short') when T < n_frames[0].
+    Raises SampleSkip('too_short') when T < n_frames[0].
     """
     t, _, _ = base.check_clip(frames)
     lo, hi = config.n_frames
     if t < lo:
-        raise base.FragmentSkip("too_short", TASK, f"{t} frames, needs at least {lo}")
+        raise SampleSkip("too_short", TASK, f"{t} frames, needs at least {lo}")
     n = base.draw_count(rng, lo, min(hi, t))
     indices = base.random_sorted_indices(rng, t, n)
     q, question = base.pick(rng, config.questions)
-    return base.FragmentSample(
+    return Sample(
         task=TASK, frames=frames[indices], question=question, answer=str(n),
         present=config.present,
         metadata={"source_indices": indices.tolist(), "paraphrase": q},

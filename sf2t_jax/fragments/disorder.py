@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from sf2t_jax.fragments import base, motion
+from sf2t_jax.sample import Sample
 
 TASK = "disorder"
 
@@ -53,10 +54,10 @@ class DisorderConfig:
 
 
 def make_disorder(frames: np.ndarray, rng: np.random.Generator,
-                  config: DisorderConfig = DisorderConfig()) -> base.FragmentSample:
+                  config: DisorderConfig = DisorderConfig()) -> Sample:
     """frames: uint8 (T, H, W, 3) -> a sample with uint8 (N, H, W, 3) frames, 'yes' or 'no'.
 
-    Raises FragmentSkip('too_short' | 'near_static' | 'too_few_distinct').
+    Raises SampleSkip('too_short' | 'near_static' | 'too_few_distinct').
     """
     base.check_clip(frames)
     indices = motion.order_indices(frames, rng, TASK, config.n_frames,
@@ -74,7 +75,7 @@ def make_disorder(frames: np.ndarray, rng: np.random.Generator,
         order, answer = "in_order", base.YES
     shown = indices[perm]
     q, question = base.pick(rng, config.questions)
-    return base.FragmentSample(
+    return Sample(
         task=TASK, frames=frames[shown], question=question, answer=answer,
         present=config.present,
         metadata={"source_indices": shown.tolist(), "order": order,

@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from sf2t_jax.fragments import base, sprites
+from sf2t_jax.sample import Sample, SampleSkip
 
 TASK = "localize"
 VARIANTS = ("span", "appear", "disappear")
@@ -34,7 +35,7 @@ class LocalizeConfig:
     n_frames: tuple[int, int] = (6, 16)
     variants: tuple[str, ...] = VARIANTS  # question variants, drawn uniformly
     shapes: tuple[str, ...] = ("cross", "ring", "heart", "hexagon", "arrow", "crescent")
-    colors: tuple[str, ...] = tuple(sprites.COLORS)  # names of `sprites.COLORS`
+    colors: tuple[str, ...] = tuple(sprites.SPRITE_COLORS)  # names of `sprites.SPRITE_COLORS`
     size_frac: tuple[float, float] = (0.15, 0.3)  # sprite side / min(H, W), drawn uniformly
     outline: bool = True  # 1-pixel dark outline around the sprite
     # Placeholder {sprite}: "<colour> <shape>", e.g. "green heart".
@@ -59,8 +60,8 @@ class LocalizeConfig:
         owner = "LocalizeConfig"
         base.check_range(owner, "n_frames", self.n_frames, 2)  # disappear needs e < N
         base.check_subset(owner, "variants", self.variants, VARIANTS)
-        base.check_subset(owner, "shapes", self.shapes, sprites.SHAPES)
-        base.check_subset(owner, "colors", self.colors, sprites.COLORS)
+        base.check_subset(owner, "shapes", self.shapes, sprites.SPRITE_SHAPES)
+        base.check_subset(owner, "colors", self.colors, sprites.SPRITE_COLORS)
         base.check_float_range(owner, "size_frac", self.size_frac, 0.01, 1.0)
         for field in ("span_questions", "appear_questions", "disappear_questions"):
             base.check_questions(owner, field, getattr(self, field), ("sprite",))
@@ -73,15 +74,15 @@ def span_answer(start: int, end: int) -> str:
 
 
 def make_localize(frames: np.ndarray, rng: np.random.Generator,
-                  config: LocalizeConfig = LocalizeConfig()) -> base.FragmentSample:
+                  config: LocalizeConfig = LocalizeConfig()) -> Sample:
     """frames: uint8 (T, H, W, 3) -> a sample with uint8 (N, H, W, 3) frames.
 
-    Raises FragmentSkip('too_short') when T < n_frames[0].
+    Raises SampleSkip('too_short') when T < n_frames[0].
     """
     t, h, w = base.check_clip(frames)
     lo, hi = config.n_frames
     if t < lo:
-        raise base.FragmentSkip("too_short", TASK, f"{t} frames, needs at least {lo}")
+        raise SampleSkip("too_short", TASK, f"{t} frames, needs at least {lo}")
     base.require_size(TASK, h, w, MIN_SIDE)
     n = base.draw_count(rng, lo, min(hi, t))
     indices = base.random_sorted_indices(rng, t, n)
@@ -115,7 +116,7 @@ def make_localize(frames: np.ndarray, rng: np.random.Generator,
         q, template = base.pick(rng, config.disappear_questions)
         answer = f"frame {end + 1}"
     name = f"{color} {shape}"
-    return base.FragmentSample(
+    return Sample(
         task=TASK, frames=shown, question=template.format(sprite=name), answer=answer,
         present=config.present,
         metadata={"source_indices": indices.tolist(), "variant": variant, "span": [start, end],

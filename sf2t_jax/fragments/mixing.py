@@ -12,15 +12,15 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from sf2t_jax.fragments.base import FragmentSample, sample_rng
 from sf2t_jax.fragments.consistency import ConsistencyConfig, make_consistency
 from sf2t_jax.fragments.count import CountConfig, make_count
 from sf2t_jax.fragments.disorder import DisorderConfig, make_disorder
 from sf2t_jax.fragments.localize import LocalizeConfig, make_localize
 from sf2t_jax.fragments.rearrange import RearrangeConfig, make_rearrange
+from sf2t_jax.sample import Sample, sample_rng
 
 # Task name -> its function; also the name of the task's config field in FragmentsConfig.
-TASKS: dict[str, Callable[..., FragmentSample]] = {
+TASKS: dict[str, Callable[..., Sample]] = {
     "count": make_count,
     "consistency": make_consistency,
     "localize": make_localize,
@@ -94,8 +94,8 @@ def draw_task(rng: np.random.Generator, config: FragmentsConfig) -> str:
 
 
 def make_task(name: str, frames: np.ndarray, rng: np.random.Generator,
-              config: FragmentsConfig = FragmentsConfig()) -> FragmentSample:
-    """Runs task `name` with its config from `config`. May raise FragmentSkip."""
+              config: FragmentsConfig = FragmentsConfig()) -> Sample:
+    """Runs task `name` with its config from `config`. May raise SampleSkip."""
     if name not in TASKS:
         raise _unknown(name)
     return TASKS[name](frames, rng, config.task_config(name))
@@ -103,7 +103,7 @@ def make_task(name: str, frames: np.ndarray, rng: np.random.Generator,
 
 def make_sample(frames: np.ndarray, seed: int, index: int,
                 config: FragmentsConfig = FragmentsConfig(),
-                task: str | None = None) -> FragmentSample:
+                task: str | None = None) -> Sample:
     """Sample `index` of a fragment stream: a pure function of its arguments.
 
     Args:
@@ -112,7 +112,7 @@ def make_sample(frames: np.ndarray, seed: int, index: int,
       config: the task configs and mixing weights.
       task: run this task instead of drawing one (previews, per-task evals); its weight
         does not matter then.
-    Returns a FragmentSample. Raises FragmentSkip when the clip cannot serve the drawn task;
+    Returns a Sample. Raises SampleSkip when the clip cannot serve the drawn task;
     the caller counts it by `reason` (retrying with another task would change the mix).
     """
     rng = sample_rng(seed, index)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sf2t_jax.fragments.base import FragmentSkip, draw_count
+from sf2t_jax.fragments.base import draw_count
+from sf2t_jax.sample import SampleSkip
 
 THUMBNAIL_SIZE = 32  # target side of the block-mean thumbnails, in pixels
 
@@ -63,7 +64,7 @@ def distinct_pool(thumbs: np.ndarray, rng: np.random.Generator, max_count: int,
 def order_indices(frames: np.ndarray, rng: np.random.Generator, task: str,
                   n_frames: tuple[int, int], static_threshold: float,
                   min_frame_diff: float) -> np.ndarray:
-    """Increasing frame indices for an order task, or a `FragmentSkip` saying why not.
+    """Increasing frame indices for an order task, or a `SampleSkip` saying why not.
 
     N ~ U{lo..min(hi, k)} where k is the number of distinct frames found (at most hi): a clip
     with few distinct moments gives shorter fragments rather than none. Skips, checked in
@@ -72,15 +73,15 @@ def order_indices(frames: np.ndarray, rng: np.random.Generator, task: str,
     """
     lo, hi = n_frames
     if len(frames) < lo:
-        raise FragmentSkip("too_short", task, f"{len(frames)} frames, needs at least {lo}")
+        raise SampleSkip("too_short", task, f"{len(frames)} frames, needs at least {lo}")
     thumbs = thumbnails(frames)
     motion = mean_motion(thumbs)
     if motion < static_threshold:
-        raise FragmentSkip("near_static", task,
+        raise SampleSkip("near_static", task,
                            f"mean frame difference {motion:.3f} < {static_threshold}")
     pool = distinct_pool(thumbs, rng, hi, min_frame_diff)
     if len(pool) < lo:
-        raise FragmentSkip("too_few_distinct", task,
+        raise SampleSkip("too_few_distinct", task,
                            f"{len(pool)} frames differ by >= {min_frame_diff}, needs {lo}")
     n = draw_count(rng, lo, len(pool))
     return np.sort(pool[:n])

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from sf2t_jax.fragments import base, motion
+from sf2t_jax.sample import Sample
 
 TASK = "rearrange"
 
@@ -44,10 +45,10 @@ class RearrangeConfig:
 
 
 def make_rearrange(frames: np.ndarray, rng: np.random.Generator,
-                   config: RearrangeConfig = RearrangeConfig()) -> base.FragmentSample:
+                   config: RearrangeConfig = RearrangeConfig()) -> Sample:
     """frames: uint8 (T, H, W, 3) -> a sample with uint8 (N, H, W, 3) frames, answer '3, 1, 2'.
 
-    Raises FragmentSkip('too_short' | 'near_static' | 'too_few_distinct').
+    Raises SampleSkip('too_short' | 'near_static' | 'too_few_distinct').
     """
     base.check_clip(frames)
     indices = motion.order_indices(frames, rng, TASK, config.n_frames,
@@ -55,7 +56,7 @@ def make_rearrange(frames: np.ndarray, rng: np.random.Generator,
     perm = base.non_identity_permutation(rng, len(indices))  # perm[k]: rank of shown frame k
     shown = indices[perm]
     q, question = base.pick(rng, config.questions)
-    return base.FragmentSample(
+    return Sample(
         task=TASK, frames=frames[shown], question=question,
         answer=base.chronological_answer(perm), present=config.present,
         metadata={"source_indices": shown.tolist(), "permutation": perm.tolist(),

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # Saturated colours that are easy to name; none is grey, so none occurs in greyscale content.
-COLORS = {
+SPRITE_COLORS = {
     "red": (230, 25, 25),
     "green": (20, 190, 40),
     "blue": (30, 60, 235),
@@ -21,7 +21,7 @@ COLORS = {
     "pink": (250, 100, 190),
 }
 OUTLINE = (16, 16, 16)
-SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "ring", "heart",
+SPRITE_SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "ring", "heart",
           "hexagon", "arrow", "crescent")
 
 
@@ -43,8 +43,8 @@ def _regular(n: int, r_outer: float, r_inner: float | None = None, phase: float 
 
 def shape_mask(shape: str, size: int) -> np.ndarray:
     """bool (size, size): the pixels of `shape` drawn to fill a size x size box."""
-    if shape not in SHAPES:
-        raise ValueError(f"shape: expected one of {SHAPES}, got {shape!r}")
+    if shape not in SPRITE_SHAPES:
+        raise ValueError(f"shape: expected one of {SPRITE_SHAPES}, got {shape!r}")
     img = Image.new("L", (size, size), 0)
     d, s = ImageDraw.Draw(img), size - 1
     if shape == "circle":
@@ -85,8 +85,8 @@ def shape_mask(shape: str, size: int) -> np.ndarray:
 def render_sprite(shape: str, color: str, size: int,
                   outline: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(rgb uint8 (S, S, 3), alpha bool (S, S)); S = size, plus 2 with the outline."""
-    if color not in COLORS:
-        raise ValueError(f"color: expected one of {tuple(COLORS)}, got {color!r}")
+    if color not in SPRITE_COLORS:
+        raise ValueError(f"color: expected one of {tuple(SPRITE_COLORS)}, got {color!r}")
     body = shape_mask(shape, size)
     if outline:
         body = np.pad(body, 1)
@@ -99,7 +99,7 @@ def render_sprite(shape: str, color: str, size: int,
         alpha = body
     rgb = np.zeros(alpha.shape + (3,), np.uint8)
     rgb[alpha] = OUTLINE
-    rgb[body] = COLORS[color]
+    rgb[body] = SPRITE_COLORS[color]
     return rgb, alpha
 
 

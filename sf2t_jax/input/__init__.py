@@ -24,15 +24,15 @@ from sf2t_jax.input.sources import (
     MANIFEST_EXTENSIONS,
     VIDEO_EXTENSIONS,
     FileSource,
+    InputSourceError,
     RecordSource,
-    SourceError,
     open_source,
 )
 
 __all__ = [
     "BATCH_KEYS", "META_KEYS", "MANIFEST_EXTENSIONS", "TOO_LONG", "VIDEO_EXTENSIONS",
     "BatchSpec", "ExampleMaker", "FileSource", "Geometry", "InputConfig", "InputConfigError",
-    "InputIterator", "InputPipeline", "NoUsableVideoError", "Prepared", "RecordSource", "SkipCounter",
-    "Skipped", "SourceError", "collate", "default_section", "load_tokenizer", "open_source",
+    "InputIterator", "InputPipeline", "InputSourceError", "NoUsableVideoError", "Prepared", "RecordSource",
+    "SkipCounter", "Skipped", "collate", "default_section", "load_tokenizer", "open_source",
     "task_max_frames",
 ]

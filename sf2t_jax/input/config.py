@@ -18,10 +18,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.finevidbench.prompt import ANSWER_STYLES
-from sf2t_jax.fragments import PRESENT_MODES, TASK_NAMES, FragmentsConfig
+from sf2t_jax.fragments import TASK_NAMES, FragmentsConfig
 from sf2t_jax.input.scene import QA_TASKS, SCENE_FIELDS, SCENE_MODES, SCENE_TASK_NAMES, SceneConfig
 from sf2t_jax.models.rows import QWEN2_VL_ROWS, RowFormat
+from sf2t_jax.sample import PRESENT_MODES
 from sf2t_jax.video.resize import check_bucket
 
 INPUT_MODES = ("fragments",) + SCENE_MODES
@@ -29,7 +31,7 @@ PATCH = 14  # ViT patch side
 MERGE = 2  # spatial merge: 2x2 patches -> one LLM token
 
 
-class InputConfigError(ValueError):
+class InputConfigError(InputError):
     """A pipeline config that cannot work; the message names the field and what was expected."""
 
 

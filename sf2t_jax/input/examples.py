@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from sf2t_jax.fragments import TASK_NAMES, FragmentSample, FragmentSkip, FragmentsConfig, make_sample
+from sf2t_jax.fragments import TASK_NAMES, FragmentsConfig, make_sample
 from sf2t_jax.input.scene import SceneConfig, make_scene_sample
 from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.models.rows import QWEN2_VL_ROWS, QwenRows, RowFormat
+from sf2t_jax.sample import Sample, SampleSkip
 from sf2t_jax.text import Tokenizer
 from sf2t_jax.video import VideoDecodeError, decode_video, resize_frames
 from sf2t_jax.video.sampling import uniform_indices
@@ -59,7 +60,7 @@ EXAMPLE_FIELDS = {
 class Skipped:
     """A sample that could not be made; the consumer counts it by `reason` and logs `path` once.
 
-    reason: a `VideoDecodeError` reason (decode), a `FragmentSkip` reason (task), or 'too_long'.
+    reason: a `VideoDecodeError` reason (decode), a `SampleSkip` reason (task), or 'too_long'.
     task: the fragment task for task and length skips, None for decode skips.
     tokens: too_long skips: the sample's token count (what max_length would have to hold).
     """
@@ -85,7 +86,7 @@ class Prepared:
     index: int
     record_index: int
     id: str
-    sample: FragmentSample
+    sample: Sample
     example: dict[str, Any]
     num_tokens: int
 
@@ -146,7 +147,7 @@ class ExampleMaker:
                 sample = make_sample(clip, self.seed, index, self.fragments)
             else:
                 sample = make_scene_sample(clip, record, self.seed, index, scene)
-        except FragmentSkip as e:
+        except SampleSkip as e:
             return Skipped(index, rec, label, e.reason, e.task, e.detail)
         example, num_tokens = self._encode(sample)
         if example is None:
@@ -171,7 +172,7 @@ class ExampleMaker:
         source = record["path"] if "path" in record else record["video"]
         return decode_video(source, select, name=label).frames
 
-    def _encode(self, sample: FragmentSample) -> tuple[dict[str, Any] | None, int]:
+    def _encode(self, sample: Sample) -> tuple[dict[str, Any] | None, int]:
         """Patchify + chat template + padding. Returns (None, length) when the text does not fit."""
         rows = self.row_format
         frames = sample.frames

@@ -40,7 +40,7 @@ from sf2t_jax.input.config import InputConfig, InputConfigError
 from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
 from sf2t_jax.input.skips import NoUsableVideoError, SkipCounter
-from sf2t_jax.input.sources import FileSource, RecordSource, open_source
+from sf2t_jax.input.sources import FileSource, InputSourceError, RecordSource, open_source
 from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.models.rows import QWEN2_VL_ROWS, QwenRows, RowFormat
@@ -93,7 +93,7 @@ class InputPipeline:
         self.source = source if source is not None else open_source(config.source, split=config.split,
                                                                     data_dir=config.data_dir, extra_fields=extra)
         if not len(self.source):
-            raise ValueError(f"{self.source!r} has no records")
+            raise InputSourceError(f"{self.source!r} has no records")
         if rows is None:
             rows = QWEN2_VL_ROWS if video_time is None else QwenRows(QWEN2_VL_ROWS.layout, video_time)
         self.rows = rows
@@ -112,7 +112,7 @@ class InputPipeline:
             self.sft_source = open_source(config.sft_source, split=config.split, data_dir=config.data_dir,
                                           extra_fields=SCENE_FIELDS)
             if not len(self.sft_source):
-                raise ValueError(f"data.sft_source: {self.sft_source!r} has no records")
+                raise InputSourceError(f"data.sft_source: {self.sft_source!r} has no records")
         self.records = self._stream_records(config.num_epochs)
         self._epoch_length = len(self._stream_records(1))
         log.info("input: %r, %d records; host %d/%d; batch %d x %d tokens, %d slices of %s patches; %s",

@@ -17,8 +17,7 @@ import numpy as np
 from sf2t_jax.datasets.facts import FACT_TASKS
 from sf2t_jax.finevidbench.prompt import ANSWER_STYLES, multiple_choice, written_answers
 from sf2t_jax.finevidbench.schema import LETTERS
-from sf2t_jax.fragments import FragmentSample, FragmentSkip
-from sf2t_jax.fragments.base import sample_rng
+from sf2t_jax.sample import Sample, SampleSkip, sample_rng
 from sf2t_jax.video.sampling import NotEnoughFrames, centered_speed_indices
 
 SCENE_MODES = ("captions", "scene_qa")
@@ -75,7 +74,7 @@ class SceneConfig:
 
 
 def make_scene_sample(clip: np.ndarray, record: dict[str, Any], seed: int, index: int,
-                      config: SceneConfig) -> FragmentSample:
+                      config: SceneConfig) -> Sample:
     """Sample `index` of a `video_sft` record.
 
     Args:
@@ -83,7 +82,7 @@ def make_scene_sample(clip: np.ndarray, record: dict[str, Any], seed: int, index
       record: with `caption` (str) and `qa` (a dict of per-question arrays, as tfds reads a
         Sequence feature: task, speed, question, options (n, 4), answer, answer_text).
     Raises:
-      FragmentSkip('too_short') when the clip is shorter than the question's speed needs.
+      SampleSkip('too_short') when the clip is shorter than the question's speed needs.
     """
     rng = sample_rng(seed, index)
     qa = record["qa"]
@@ -110,9 +109,9 @@ def make_scene_sample(clip: np.ndarray, record: dict[str, Any], seed: int, index
     try:
         plan = centered_speed_indices(len(clip), config.scene_frames, speed)
     except NotEnoughFrames as e:
-        raise FragmentSkip("too_short", task, str(e)) from None
-    return FragmentSample(task=task, frames=clip[plan].copy(), question=question, answer=answer, present="video",
-                          metadata={"speed": speed, "frames": [int(i) for i in plan], **meta})
+        raise SampleSkip("too_short", task, str(e)) from None
+    return Sample(task=task, frames=clip[plan].copy(), question=question, answer=answer, present="video",
+                  metadata={"speed": speed, "frames": [int(i) for i in plan], **meta})
 
 
 def _text(value) -> str:

@@ -18,6 +18,8 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
+from sf2t_jax.errors import InputError
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -29,7 +31,7 @@ def is_remote(path: str) -> bool:
     return "://" in os.fspath(path)
 
 
-class SourceError(ValueError):
+class InputSourceError(InputError):
     """A source that cannot be opened, or a record without the expected fields."""
 
 
@@ -57,7 +59,7 @@ class FileSource:
                 ignored += 1
         paths.sort()
         if not paths:
-            raise SourceError(f"{root}: no video files found (looked for {', '.join(extensions)}; "
+            raise InputSourceError(f"{root}: no video files found (looked for {', '.join(extensions)}; "
                               f"{ignored} other files)")
         if ignored:
             log.info("%s: %d video files; %d files with other extensions ignored", root, len(paths), ignored)
@@ -78,7 +80,7 @@ class FileSource:
                 absolute = is_remote(line) or (not remote and os.path.isabs(line))
                 paths.append(line if absolute else (posixpath.join(base, line) if remote else os.path.join(base, line)))
         if not paths:
-            raise SourceError(f"{manifest}: the manifest lists no files")
+            raise InputSourceError(f"{manifest}: the manifest lists no files")
         return cls(paths, name=manifest, root=base)
 
     def __len__(self) -> int:
@@ -121,13 +123,13 @@ class RecordSource:
             key, video = record[self.id_field], record[self.video_field]
         except (KeyError, TypeError, IndexError):
             fields = sorted(record) if hasattr(record, "keys") else type(record).__name__
-            raise SourceError(f"{self.name} record {index}: expected fields {self.id_field!r} and "
+            raise InputSourceError(f"{self.name} record {index}: expected fields {self.id_field!r} and "
                               f"{self.video_field!r}, got {fields}") from None
         key = key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
         out = {"record_index": int(index), "id": key}
         for field in self.extra_fields:
             if field not in record:
-                raise SourceError(f"{self.name} record {index} ({key}): missing field {field!r}")
+                raise InputSourceError(f"{self.name} record {index} ({key}): missing field {field!r}")
             out[field] = record[field]
         if isinstance(video, (bytes, bytearray, memoryview)):
             out["video"] = bytes(video)
@@ -136,7 +138,7 @@ class RecordSource:
         elif hasattr(video, "tobytes"):  # a numpy object/bytes scalar
             out["video"] = video.tobytes() if getattr(video, "dtype", None) != object else bytes(video.item())
         else:
-            raise SourceError(f"{self.name} record {index} ({key}): field {self.video_field!r} must be encoded "
+            raise InputSourceError(f"{self.name} record {index} ({key}): field {self.video_field!r} must be encoded "
                               f"bytes or a path, got {type(video).__name__}")
         return out
 
@@ -149,7 +151,7 @@ def open_source(spec: str, *, split: str = "train", data_dir: str = "",
     """The source `spec` names (see `InputConfig.source`); `extra_fields` of tfds records are
     kept (labelled sources only: a folder of files has none)."""
     if not spec:
-        raise SourceError("input.source is not set: give a folder of videos, a manifest file, a video file, "
+        raise InputSourceError("input.source is not set: give a folder of videos, a manifest file, a video file, "
                           "or tfds:NAME")
     if spec.startswith("tfds:"):
         import tensorflow_datasets as tfds  # only when used: heavy, and workers unpickle the source anyway
@@ -158,20 +160,20 @@ def open_source(spec: str, *, split: str = "train", data_dir: str = "",
         try:
             ds = tfds.data_source(name, split=split, data_dir=data_dir or None)
         except Exception as e:  # tfds raises many types (DatasetNotFoundError, ValueError, ...)
-            raise SourceError(f"{spec} (split {split!r}, data_dir {data_dir or 'default'!r}): {e}") from None
+            raise InputSourceError(f"{spec} (split {split!r}, data_dir {data_dir or 'default'!r}): {e}") from None
         source = RecordSource(ds, name=f"{spec}[{split}]", extra_fields=extra_fields)
         if not len(source):
-            raise SourceError(f"{spec}[{split}] has no records")
+            raise InputSourceError(f"{spec}[{split}] has no records")
         return source
     if extra_fields:
-        raise SourceError(f"input.source {spec!r}: fields {list(extra_fields)} need a labelled tfds source "
+        raise InputSourceError(f"input.source {spec!r}: fields {list(extra_fields)} need a labelled tfds source "
                           "(e.g. tfds:video_sft), not video files")
     if is_remote(spec):
         from etils import epath
 
         path = epath.Path(spec)
         if not path.exists():
-            raise SourceError(f"input.source {spec!r}: no such file or folder")
+            raise InputSourceError(f"input.source {spec!r}: no such file or folder")
         if path.is_dir():
             return FileSource.from_folder(spec)
         kind = os.path.splitext(spec)[1].lower()
@@ -180,7 +182,7 @@ def open_source(spec: str, *, split: str = "train", data_dir: str = "",
     if os.path.isdir(spec):
         return FileSource.from_folder(spec)
     if not os.path.exists(spec):
-        raise SourceError(f"input.source {spec!r}: no such file or folder")
+        raise InputSourceError(f"input.source {spec!r}: no such file or folder")
     if os.path.splitext(spec)[1].lower() in MANIFEST_EXTENSIONS:
         return FileSource.from_manifest(spec)
     return FileSource([spec], name=spec, root=os.path.dirname(os.path.abspath(spec)))

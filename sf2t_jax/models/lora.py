@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.models.layers import dot_general
 
 # The LLM's attention and MLP projections (specs/sf2t.md §2): module paths such as
@@ -36,7 +37,7 @@ _LINEAR_FIELDS = ("kernel", "bias", "in_features", "out_features", "use_bias", "
                   "dot_general", "promote_dtype", "preferred_element_type")
 
 
-class LoRATargetError(ValueError):
+class LoRATargetError(InputError):
     """The targets regex is invalid or selects no linear layer."""
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from sf2t_jax.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True)
 class SliceLayout:
@@ -42,8 +44,8 @@ class SliceLayout:
         """(h, w), or ValueError naming `field` when this tower cannot take it."""
         h, w = (int(v) for v in resolution)
         if self.fixed_resolution is not None and (h, w) != tuple(self.fixed_resolution):
-            raise ValueError(f"{field}={tuple(resolution)}: this model takes frames of exactly "
+            raise InputError(f"{field}={tuple(resolution)}: this model takes frames of exactly "
                              f"{tuple(self.fixed_resolution)}")
         if h % self.unit or w % self.unit or h <= 0 or w <= 0:
-            raise ValueError(f"{field}={tuple(resolution)}: expected positive multiples of {self.unit}")
+            raise InputError(f"{field}={tuple(resolution)}: expected positive multiples of {self.unit}")
         return h, w

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
+from sf2t_jax.errors import InputError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 log = logging.getLogger(__name__)
@@ -16,19 +18,19 @@ log = logging.getLogger(__name__)
 def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices=None) -> Mesh:
     """A mesh over `devices` (default: all). One size may be -1: it takes the devices left over.
 
-    Raises ValueError naming the sizes when they do not multiply to the device count.
+    Raises InputError naming the sizes when they do not multiply to the device count.
     """
     devices = jax.devices() if devices is None else list(devices)
     sizes = [data, fsdp, tensor]
     if sizes.count(-1) > 1:
-        raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, sizes))}: at most one may be -1")
+        raise InputError(f"mesh sizes {dict(zip(MESH_AXES, sizes))}: at most one may be -1")
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if len(devices) % known:
-            raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} do not divide {len(devices)} devices")
+            raise InputError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} do not divide {len(devices)} devices")
         sizes[sizes.index(-1)] = len(devices) // known
     if math.prod(sizes) != len(devices):
-        raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} need {math.prod(sizes)} devices, have {len(devices)}")
+        raise InputError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} need {math.prod(sizes)} devices, have {len(devices)}")
     return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
@@ -42,16 +44,16 @@ def resolve_sizes(sizes, total: int, field: str) -> tuple[int, ...]:
     """
     sizes = [int(s) for s in sizes]
     if len(sizes) != len(MESH_AXES) or any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"{field}={tuple(sizes)}: expected {len(MESH_AXES)} sizes {MESH_AXES}, each positive or -1")
+        raise InputError(f"{field}={tuple(sizes)}: expected {len(MESH_AXES)} sizes {MESH_AXES}, each positive or -1")
     if sizes.count(-1) > 1:
-        raise ValueError(f"{field}={tuple(sizes)}: at most one size may be -1")
+        raise InputError(f"{field}={tuple(sizes)}: at most one size may be -1")
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if total % known:
-            raise ValueError(f"{field}={tuple(sizes)}: {known} does not divide the {total} devices available")
+            raise InputError(f"{field}={tuple(sizes)}: {known} does not divide the {total} devices available")
         sizes[sizes.index(-1)] = total // known
     if math.prod(sizes) != total:
-        raise ValueError(f"{field}={tuple(sizes)} needs {math.prod(sizes)} devices, but {total} are available")
+        raise InputError(f"{field}={tuple(sizes)} needs {math.prod(sizes)} devices, but {total} are available")
     return tuple(sizes)
 
 
@@ -83,7 +85,7 @@ def make_hybrid_mesh(ici=(1, -1, 1), dcn=(1, 1, 1), devices=None) -> Mesh:
     devices = jax.devices() if devices is None else list(devices)
     dcn = tuple(int(s) for s in dcn)
     if len(dcn) != len(MESH_AXES) or any(s < 1 for s in dcn):
-        raise ValueError(f"mesh.dcn={dcn}: expected {len(MESH_AXES)} positive sizes {MESH_AXES} (no -1 across slices)")
+        raise InputError(f"mesh.dcn={dcn}: expected {len(MESH_AXES)} positive sizes {MESH_AXES} (no -1 across slices)")
     n_slices = math.prod(dcn)
     if n_slices == 1:
         ici = resolve_sizes(ici, len(devices), "mesh.ici")
@@ -97,7 +99,7 @@ def make_hybrid_mesh(ici=(1, -1, 1), dcn=(1, 1, 1), devices=None) -> Mesh:
     else:
         attr, groups = _granules(devices)
         if len(groups) != n_slices:
-            raise ValueError(f"mesh.dcn={tuple(dcn)} asks for {n_slices} slices, but the devices form {len(groups)} "
+            raise InputError(f"mesh.dcn={tuple(dcn)} asks for {n_slices} slices, but the devices form {len(groups)} "
                              f"(grouped by {attr})")
         ici = resolve_sizes(ici, len(groups[0]), "mesh.ici")
         grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, process_is_granule=attr == "process_index")
@@ -111,7 +113,7 @@ def select_devices(count: int) -> list:
     if count == 0:
         return devices
     if jax.process_count() > 1:
-        raise ValueError(f"mesh.devices={count}: a subset of devices needs a single process; use 0 (all)")
+        raise InputError(f"mesh.devices={count}: a subset of devices needs a single process; use 0 (all)")
     if not 0 < count <= len(devices):
-        raise ValueError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
+        raise InputError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
     return devices[:count]

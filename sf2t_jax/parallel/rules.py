@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sf2t_jax.errors import InputError
+
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
 DEFAULT_RULES = (
@@ -61,5 +63,5 @@ RULES = {"default": DEFAULT_RULES, "replicated": REPLICATED_RULES}
 def named_rules(name: str) -> Rules:
     """The rules table `name` (a key of RULES), e.g. 'default'."""
     if name not in RULES:
-        raise ValueError(f"mesh.rules={name!r}: expected one of {sorted(RULES)} (sf2t_jax.parallel.rules)")
+        raise InputError(f"mesh.rules={name!r}: expected one of {sorted(RULES)} (sf2t_jax.parallel.rules)")
     return RULES[name]

@@ -73,7 +73,7 @@ def sharding_for(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, r
     return NamedSharding(mesh, fit_to_shape(logical_to_spec(axes, rules), shape, mesh, what))
 
 
-def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
+def variable_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
     """A tree like `state` (concrete or abstract) with a `NamedSharding` per variable.
 
     Variables without `logical_axes` metadata are replicated.

@@ -98,12 +98,12 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
     """The static batch shapes `data.open_batches` would give, computed from the config alone."""
     source = config.data.source
     if source == "synthetic":
-        from sf2t_jax.train import synthetic
+        from sf2t_jax.train import synthetic_batches
 
-        g = synthetic.Geometry(config.input, shape)
+        g = synthetic_batches.Geometry(config.input, shape)
         return data_lib.BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
-                                      grid_hw=g.grid_hw, steps_per_epoch=1, num_tasks=synthetic.NUM_TASK_IDS,
-                                      task_names=synthetic.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
+                                      grid_hw=g.grid_hw, steps_per_epoch=1, num_tasks=synthetic_batches.NUM_TASK_IDS,
+                                      task_names=synthetic_batches.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
                                       tokens_per_slice=g.tokens_per_slice)
     if source == "videos":
         from sf2t_jax.input.config import InputConfig, training_section
@@ -116,22 +116,17 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
                                       slices=g.slices, grid_hw=tuple(g.grid_hw), steps_per_epoch=1,
                                       num_tasks=len(input_config.task_names), task_names=input_config.task_names,
                                       patch_dim=rows.layout.patch_dim, tokens_per_slice=g.tokens_per_slice)
-    raise ValueError(f"data.source={source!r}: expected 'synthetic' or 'videos'")
+    raise InputError(f"data.source={source!r}: expected 'synthetic' or 'videos'")
 
 
 def build_step(config: ml_collections.ConfigDict, devices) -> StepPlan:
     """Mesh, model parts, optimizer, shardings and the jitted train step over `devices`, by the
     trainer's own build (`train/setup.py`); arguments abstract. Config errors are InputErrors
-    naming the field."""
-    try:
-        model = setup_lib.build_model(config, devices)
-        geometry = batch_geometry(config, model.shape)
-        # The schedule's length does not change the program.
-        built = setup_lib.build_step(config, model, geometry, max(int(config.train.steps), 1))
-    except InputError:
-        raise
-    except (ValueError, KeyError) as e:
-        raise InputError(e.args[0] if e.args else str(e)) from e
+    naming the field; anything else is a bug and keeps its traceback."""
+    model = setup_lib.build_model(config, devices)
+    geometry = batch_geometry(config, model.shape)
+    # The schedule's length does not change the program.
+    built = setup_lib.build_step(config, model, geometry, max(int(config.train.steps), 1))
     parts = model.parts
     state = state_lib.with_shardings(state_lib.abstract_state(parts, built.tx), built.state_shardings)
     extra = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

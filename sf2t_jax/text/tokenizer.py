@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import tokenizers
 
+from sf2t_jax.errors import InputError
+
 # Name -> token string of the special tokens Qwen2-VL needs.
 SPECIAL_TOKENS = {
     "endoftext": "<|endoftext|>",  # pad token; bos_token_id in config.json
@@ -27,7 +29,7 @@ SPECIAL_TOKENS = {
 }
 
 
-class SpecialTokenError(KeyError):
+class SpecialTokenError(InputError, KeyError):
     """A tokenizer.json lacks a special token Qwen2-VL needs."""
 
     def __str__(self):  # KeyError would quote the message
@@ -82,7 +84,7 @@ class Tokenizer:
         try:
             tok = tokenizers.Tokenizer.from_file(path)
         except Exception as e:  # the Rust side raises a bare Exception on malformed JSON
-            raise ValueError(f"{path}: not a valid tokenizer.json ({e})") from None
+            raise InputError(f"{path}: not a valid tokenizer.json ({e})") from None
         return cls(tok, source=path)
 
     @property
@@ -125,7 +127,7 @@ class Tokenizer:
         ]
         wrong = [f"{field}={have} but {token} is {want}" for field, have, want, token in pairs if have != want]
         if wrong:
-            raise ValueError(f"model config disagrees with {self.source}: " + "; ".join(wrong))
+            raise InputError(f"model config disagrees with {self.source}: " + "; ".join(wrong))
         if config.text.vocab_size < self.vocab_size:
-            raise ValueError(f"model vocab_size {config.text.vocab_size} is smaller than the {self.vocab_size} ids "
+            raise InputError(f"model vocab_size {config.text.vocab_size} is smaller than the {self.vocab_size} ids "
                              f"of {self.source}")

@@ -48,7 +48,7 @@ DAMAGED = "damaged"  # checkpoints/damaged/<step>-<item>-<time>: unreadable step
 ITEMS = ("step folder", "state", "digests", "data")  # what can be unreadable, in the order read
 
 
-class CheckpointError(InputError):
+class ResumeError(InputError):
     """The workdir's checkpoints cannot be resumed with this config (none readable, or another
     shape); the message says which and what to do."""
 
@@ -164,7 +164,7 @@ class Checkpointer:
         `data_iterator` moved to where it was; None when there is none (a fresh start).
 
         Unreadable steps newer than the one used are set aside (`checkpoints/damaged/`).
-        Raises CheckpointError when steps exist but none is readable (unless
+        Raises ResumeError when steps exist but none is readable (unless
         `allow_fresh_start`: then they are set aside and None is returned, the iterator where it
         started), and when a step has another shape than `target` (nothing is moved)."""
         _quiet_failed_reads(self.directory)
@@ -184,7 +184,7 @@ class Checkpointer:
             return step, state
         data_iterator.set_state(start)  # a failed read may have moved it
         if damaged and not self.allow_fresh_start:
-            raise CheckpointError(
+            raise ResumeError(
                 f"no readable checkpoint in {self.directory} (" + "; ".join(f"{d.step}: {d.item}" for d in damaged)
                 + "); nothing was moved. Set checkpoint.allow_fresh_start=true to set them aside in "
                 f"{self.directory / DAMAGED} and train from scratch, or use another --workdir")
@@ -198,7 +198,7 @@ class Checkpointer:
         """Checkpoint `step` read whole, or _Unreadable. Each process reads its own shards and
         iterator file, so after each stage all agree before going on: all go on to the same
         older step, and none enters the digests' collective program alone.
-        A shape that differs from `target` raises CheckpointError.
+        A shape that differs from `target` raises ResumeError.
         Known gap: with two processes, when only process 1's iterator file was missing the
         resume hung (seen once, not yet tracked down; orbax's restore may wait on a barrier the
         failing process never reaches). Single-process resume is tested."""
@@ -217,7 +217,7 @@ class Checkpointer:
         return restored
 
     def _check_shapes(self, step: int, target: TrainState) -> None:
-        """CheckpointError naming the arrays whose names or shapes differ from `target`'s."""
+        """ResumeError naming the arrays whose names or shapes differ from `target`'s."""
         try:
             metadata = self.manager.item_metadata(step)["state"]
         except Exception as e:  # noqa: BLE001
@@ -233,7 +233,7 @@ class Checkpointer:
         differ += [f"{k} {wanted[k]} not in the checkpoint" for k in order(wanted.keys() - saved.keys())]
         differ += [f"{k} {saved[k]} not in the config" for k in order(saved.keys() - wanted.keys())]
         if differ:
-            raise CheckpointError(
+            raise ResumeError(
                 f"checkpoint {step} in {self.directory} has another shape than the config ({len(differ)} arrays "
                 f"differ: {'; '.join(differ[:4])}{'; ...' if len(differ) > 4 else ''}): it was trained with "
                 f"another model, method or LoRA rank (see {self.directory / str(step) / 'config'}). "
@@ -358,7 +358,7 @@ def _read_item(item: str, read):
     """read(), or _Unreadable naming `item` and the error in one line."""
     try:
         return read()
-    except (CheckpointError, KeyboardInterrupt):
+    except (ResumeError, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001  whatever a damaged file raises (tensorstore, zstd, JSON, orbax)
         raise _Unreadable(item, _one_line(e)) from e

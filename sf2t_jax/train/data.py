@@ -14,7 +14,7 @@ concatenation in process order (`jax.make_array_from_process_local_data`), the b
 sharded over the mesh axes of the logical 'batch' axis (('data', 'fsdp') by default).
 
 Sources (`config.data.source`):
-  synthetic  `train/synthetic.py`: generated rows with the real shapes and a learnable answer.
+  synthetic  `train/synthetic_batches.py`: generated rows with the real shapes and a learnable answer.
   videos     the fragment pipeline (`sf2t_jax.input.InputPipeline` over `config.input`), with
              `data.sft_weight` of its samples scene QA from `data.sft_source` (joint SFT+SF²T).
 """
@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from sf2t_jax.parallel.sharding import Rules, batch_sharding
+from sf2t_jax.train.errors import TrainConfigError
 
 # Logical axes of every batch array (the sharding rules map 'batch' onto mesh axes).
 BATCH_AXES = {
@@ -92,7 +93,7 @@ def check_targets(batch: dict[str, np.ndarray], max_targets: int) -> None:
     counts = (np.asarray(batch["loss_mask"])[:, 1:] != 0).sum(axis=1) * (np.asarray(batch["valid"]) != 0)
     if counts.size and counts.max() > max_targets:
         row = int(counts.argmax())
-        raise ValueError(f"train.loss_positions={max_targets}: row {row} of this host's batch has {int(counts[row])} "
+        raise TrainConfigError(f"train.loss_positions={max_targets}: row {row} of this host's batch has {int(counts[row])} "
                          "target tokens; raise train.loss_positions (or set 0: the LM head at every position)")
 
 
@@ -102,7 +103,7 @@ def batch_shardings(geometry: BatchGeometry, mesh: Mesh, rules: Rules) -> dict[s
     try:
         return {k: batch_sharding(axes, shapes[k], mesh, rules, what=k) for k, axes in BATCH_AXES.items()}
     except ValueError as e:
-        raise ValueError(f"input.batch_size={geometry.batch_size} does not divide over the mesh's batch axes: {e}") \
+        raise TrainConfigError(f"input.batch_size={geometry.batch_size} does not divide over the mesh's batch axes: {e}") \
             from None
 
 
@@ -159,16 +160,16 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
     """The batch iterator `config.data.source` names, for this process, on `mesh`."""
     source = config.data.source
     if source == "synthetic":
-        from sf2t_jax.train import synthetic
+        from sf2t_jax.train import synthetic_batches
 
-        dataset, g = synthetic.synthetic_dataset(config.input, config.data, model_config,
+        dataset, g = synthetic_batches.synthetic_dataset(config.input, config.data, model_config,
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count())
         geometry = BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
                                  grid_hw=g.grid_hw,
                                  steps_per_epoch=int(config.data.synthetic_examples) // int(config.input.batch_size),
-                                 num_tasks=synthetic.NUM_TASK_IDS,
-                                 task_names=synthetic.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
+                                 num_tasks=synthetic_batches.NUM_TASK_IDS,
+                                 task_names=synthetic_batches.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
                                  tokens_per_slice=g.tokens_per_slice)
         host = iter(dataset)
     elif source == "videos":
@@ -202,6 +203,6 @@ def total_steps(config, geometry: BatchGeometry) -> int:
         return int(config.train.steps)
     epochs = int(config.input.num_epochs)
     if epochs <= 0:
-        raise ValueError("train.steps=0 means 'input.num_epochs passes', but input.num_epochs=0 (forever); "
+        raise TrainConfigError("train.steps=0 means 'input.num_epochs passes', but input.num_epochs=0 (forever); "
                          "set train.steps")
     return max(1, math.floor(epochs * geometry.steps_per_epoch))

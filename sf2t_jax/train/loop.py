@@ -25,6 +25,7 @@ from etils import epath
 from flax import nnx, traverse_util
 
 from sf2t_jax import validation
+from sf2t_jax.errors import InputError
 from sf2t_jax.models import lora
 from sf2t_jax.models import family as families
 from sf2t_jax.parallel.distributed import every_process
@@ -156,7 +157,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         target = state_lib.with_shardings(state_lib.abstract_state(parts, tx), shardings)
         if not ckpt.save_frozen:
             target = target.replace(frozen=values["frozen"])
-        resumed = ckpt.restore_latest(target, batches)  # CheckpointError: none readable, or another shape
+        resumed = ckpt.restore_latest(target, batches)  # ResumeError: none readable, or another shape
     if resumed is not None:
         latest, state = resumed
         _warn_config_changes(ckpt.saved_config(latest), resolved)
@@ -248,13 +249,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
 # ----------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _config_errors():
-    """Set-up errors are config errors: re-raised as TrainConfigError (the message names the
-    field), so the command line shows the message instead of a traceback."""
+    """The set-up's refusals of bad input (`InputError`: a config field, path or data folder
+    that cannot work, named in the message) come out as TrainConfigError, the error `train`
+    raises for bad input; the command line prints it in one line. Any other exception is a bug
+    and keeps its type and traceback (a ValueError from a typo is not a config error)."""
     try:
         yield
     except TrainConfigError:
         raise
-    except (ValueError, KeyError) as e:
+    except InputError as e:
         raise TrainConfigError(e.args[0] if e.args else str(e)) from e
 
 
@@ -315,22 +318,13 @@ def _use_compilation_cache(setting: str, workdir: str) -> None:
 def _warn_config_changes(saved: dict | None, current: dict) -> None:
     if saved is None:
         return
-    flat_saved, flat_now = _flatten(saved), _flatten(json.loads(json.dumps(current, default=str)))
+    flat_saved = traverse_util.flatten_dict(saved, sep=".")
+    flat_now = traverse_util.flatten_dict(json.loads(json.dumps(current, default=str)), sep=".")
     changed = sorted(k for k in flat_now.keys() | flat_saved.keys()
                      if not k.startswith("debug.") and flat_now.get(k) != flat_saved.get(k))
     if changed:
         log.warning("resuming with a config that differs from the checkpoint's in: %s (a resumed run is only "
                     "identical to an uninterrupted one when nothing that affects training changed)", ", ".join(changed))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _inject_signal(name: str, ckpt) -> None:

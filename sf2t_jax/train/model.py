@@ -31,7 +31,8 @@ from sf2t_jax.models.family import ModelConfig
 from sf2t_jax.models.layers import Numerics
 from sf2t_jax.models.options import DTYPE_NAMES, PRECISION_NAMES
 from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model (type hints)
-from sf2t_jax.parallel.sharding import Rules, fully_shard, state_shardings
+from sf2t_jax.parallel.sharding import Rules, fully_shard, variable_shardings
+from sf2t_jax.train.errors import TrainConfigError
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +90,13 @@ def model_config(config) -> ModelConfig:
             f"init_from={config.init_from} is a {families.family_of(have).name} checkpoint (model_type "
             f"{families.family_of(have).model_type!r}) but model.name={config.model.name!r} is a {family.name} "
             f"preset (model_type {family.model_type!r})")
-    diffs = _diff(dataclasses.asdict(want), dataclasses.asdict(have))
+    preset = traverse_util.flatten_dict(dataclasses.asdict(want), sep=".")
+    stored = traverse_util.flatten_dict(dataclasses.asdict(have), sep=".")
+    diffs = [f"{k} {v} (preset) != {stored[k]} (checkpoint)" for k, v in preset.items() if v != stored[k]]
     if diffs:
-        raise ValueError(f"model.name={config.model.name!r} does not match init_from={config.init_from}: "
+        raise TrainConfigError(f"model.name={config.model.name!r} does not match init_from={config.init_from}: "
                          + "; ".join(diffs[:6]))
     return have
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in a:
-        if isinstance(a[k], dict):
-            out += _diff(a[k], b[k], f"{prefix}{k}.")
-        elif a[k] != b[k]:
-            out.append(f"{prefix}{k} {a[k]} (preset) != {b[k]} (checkpoint)")
-    return out
 
 
 def builder(config, shape: ModelConfig) -> Callable[[], Qwen2VL]:
@@ -142,7 +135,7 @@ def trainable_filter(config, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
     for field, patterns in (("params.frozen", frozen), ("params.extra_trainable", extra)):
         for i, pattern in enumerate(patterns):
             if not any(pattern.search(n) for n in names):
-                raise ValueError(f"{field}[{i}]={pattern.pattern} matches no parameter; parameters look like: "
+                raise TrainConfigError(f"{field}[{i}]={pattern.pattern} matches no parameter; parameters look like: "
                                  f"{', '.join(names[:3])}, ...")
     is_lora = config.method == "lora"
 
@@ -157,7 +150,7 @@ def trainable_filter(config, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
         return isinstance(variable, nnx.LoRAParam) or any(p.search(name) for p in extra)
 
     if not any(trainable(p, v) for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param))):
-        raise ValueError("nothing to train: params.frozen freezes every parameter"
+        raise TrainConfigError("nothing to train: params.frozen freezes every parameter"
                          + (" (and the LoRA adapters)" if is_lora else ""))
     return trainable
 
@@ -179,7 +172,7 @@ class Parts:
     def on_mesh(self, mesh, rules: Rules) -> "Parts":
         """The same split with the shardings of another mesh (no model construction). Trained
         parameters (and so their optimizer state) are fully sharded (`sharding.fully_shard`)."""
-        shardings = {n: nnx.to_pure_dict(state_shardings(s, mesh, rules)) for n, s in zip(PART_NAMES, self.states)}
+        shardings = {n: nnx.to_pure_dict(variable_shardings(s, mesh, rules)) for n, s in zip(PART_NAMES, self.states)}
         shardings["trainable"] = jax.tree.map(lambda sh, x: fully_shard(sh, x.shape), shardings["trainable"],
                                               self.abstract["trainable"])
         return dataclasses.replace(self, shardings=shardings)
@@ -286,7 +279,7 @@ def _load_base(config, mesh, rules: Rules) -> dict[tuple, jax.Array]:
         model = load_native(config.init_from, flat_num, mesh=mesh, rules=rules)
     else:
         if config.init_from.startswith("gs://"):
-            raise ValueError(f"init_from={config.init_from}: a Hugging Face checkpoint must be on local disk; "
+            raise TrainConfigError(f"init_from={config.init_from}: a Hugging Face checkpoint must be on local disk; "
                              "convert it first (launch.py convert --from-hf DIR --out gs://...)")
         model = from_hf(config.init_from, numerics=flat_num, mesh=mesh, rules=rules)
     flat = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))

@@ -26,6 +26,7 @@ from sf2t_jax.train import data as data_lib
 from sf2t_jax.train import model as model_lib
 from sf2t_jax.train import optimizer as optimizer_lib
 from sf2t_jax.train import state as state_lib
+from sf2t_jax.train.errors import TrainConfigError
 from sf2t_jax.train.step import TrainStep, make_train_step
 
 
@@ -57,7 +58,7 @@ def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: Mod
     of `config.model.name`'s shape, or of `shape` when given (benchmarks' own shapes)."""
     count = int(config.mesh.devices)
     if count > len(devices):  # (>= 0: validation.check_train; the count is known only here)
-        raise ValueError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
+        raise TrainConfigError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
     mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, list(devices[:count] if count else devices))
     rules = named_rules(config.mesh.rules)
     shape = shape or model_lib.model_config(config)
@@ -72,7 +73,7 @@ def check_batch(config, batch: int, accum: int, mesh: Mesh, rules: Rules) -> Non
     for a in axes:
         shards *= mesh.shape[a]
     if batch % (shards * accum):
-        raise ValueError(f"input.batch_size={batch} must be divisible by train.grad_accum ({accum}) x the mesh's batch "
+        raise TrainConfigError(f"input.batch_size={batch} must be divisible by train.grad_accum ({accum}) x the mesh's batch "
                          f"shards ({' x '.join(axes) or 'none'} = {shards}), i.e. by {shards * accum}")
 
 
@@ -87,7 +88,7 @@ def build_step(config: ml_collections.ConfigDict, model: ModelSetup, geometry: d
     train_cfg = ml_collections.ConfigDict(config.train.to_dict())
     train_cfg.steps = max(int(total_steps), 1)
     tx, schedule = optimizer_lib.make_optimizer(train_cfg)
-    shardings = state_lib.state_shardings(parts, tx, mesh)
+    shardings = state_lib.train_state_shardings(parts, tx, mesh)
     batch_shardings = data_lib.batch_shardings(geometry, mesh, rules)
     step = make_train_step(
         parts, tx, schedule, grid_hw=geometry.grid_hw, num_tasks=geometry.num_tasks, accum=accum,

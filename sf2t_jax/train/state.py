@@ -36,7 +36,7 @@ def abstract_state(parts, tx: optax.GradientTransformation) -> TrainState:
                       opt_state=jax.eval_shape(tx.init, params), rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
-def state_shardings(parts, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
+def train_state_shardings(parts, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
     """Parameters follow the rules table; Adam's moments follow their parameters; scalars and
     the key are replicated."""
     abstract = abstract_state(parts, tx)

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sf2t_jax import fileio, ssv2
 from sf2t_jax.errors import InputError
-from sf2t_jax.world import io, ssv2
-from sf2t_jax.world.config import ID_BASE, SPLITS, WorldConfig
+from sf2t_jax.video import encode_video
+from sf2t_jax.world.config import CODECS, ID_BASE, SPLITS, WorldConfig
 from sf2t_jax.world.render import render
 from sf2t_jax.world.scene import sample_scene
 from sf2t_jax.world.templates import spec, world_templates
@@ -86,10 +87,17 @@ def label_record(cid: str, scene: Scene) -> dict[str, Any]:
 def write_clip(config: WorldConfig, root: Path, cid: str, scene: Scene) -> None:
     """Renders, encodes and writes one clip and its tracks (video first, tracks last)."""
     frames = render(scene, config.height, config.width)
-    io.atomic_write_bytes(root / "videos" / f"{cid}.{config.extension}",
-                          io.encode_video(frames, config.fps, config.codec))
-    io.atomic_write_json(root / "tracks" / f"{cid}.json",
-                         scene.to_json(cid, config.fps, config.height, config.width))
+    fileio.atomic_write_bytes(root / "videos" / f"{cid}.{config.extension}",
+                              encode_clip(frames, config.fps, config.codec))
+    fileio.atomic_write_json(root / "tracks" / f"{cid}.json",
+                             scene.to_json(cid, config.fps, config.height, config.width))
+
+
+def encode_clip(frames: np.ndarray, fps: int, codec: str) -> bytes:
+    """A clip's video file in memory: uint8 (T, H, W, 3) frames, H and W even, in the container
+    and with the encoder settings of ``CODECS[codec]``. The same frames give the same bytes."""
+    preset, _, options = CODECS[codec]
+    return encode_video(frames, container=preset, fps=fps, options=options)
 
 
 def _check_manifest(root: Path, config: WorldConfig) -> None:
@@ -105,7 +113,7 @@ def _check_manifest(root: Path, config: WorldConfig) -> None:
                 f"{diff or ['format']}: {have} vs {want}); its clips would not match. Use "
                 "another folder or the same settings.")
     else:
-        io.atomic_write_json(path, want, indent=2)
+        fileio.atomic_write_json(path, want, indent=2)
 
 
 def write_world(root: str | Path, config: WorldConfig = WorldConfig(), *,
@@ -118,7 +126,7 @@ def write_world(root: str | Path, config: WorldConfig = WorldConfig(), *,
     root = Path(root)
     for sub in ("videos", "labels", "tracks"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-        io.remove_partials(root / sub)
+        fileio.remove_partials(root / sub)
     _check_manifest(root, config)
 
     start = time.perf_counter()
@@ -139,8 +147,8 @@ def write_world(root: str | Path, config: WorldConfig = WorldConfig(), *,
                     rendered += 1
                 records.append(label_record(cid, scene))
                 bar.update()
-            io.atomic_write_json(root / "labels" / f"{split}.json", records)
-    io.atomic_write_json(root / "labels" / "labels.json", ssv2.label_map(), indent=1)
+            fileio.atomic_write_json(root / "labels" / f"{split}.json", records)
+    fileio.atomic_write_json(root / "labels" / "labels.json", ssv2.label_map(), indent=1)
     return WorldSummary(root=root, clips={s: config.clips(s) for s in SPLITS},
                         rendered=rendered, skipped=skipped,
                         seconds=time.perf_counter() - start)

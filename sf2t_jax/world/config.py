@@ -6,14 +6,12 @@ from typing import Any
 
 from sf2t_jax.errors import InputError
 
-# codec name -> (container format, file extension, PyAV encoder, encoder options).
-# VP9 in WebM is what real SSv2 ships; the options favour speed: the clips are tiny and the
-# demo must render hundreds of them on two cores.
-CODECS: dict[str, tuple[str, str, str, dict[str, str]]] = {
-    "vp9": ("webm", "webm", "libvpx-vp9",
-            {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0", "threads": "1"}),
-    "h264": ("mp4", "mp4", "libx264",
-             {"preset": "veryfast", "crf": "18", "threads": "1"}),
+# codec name -> (container preset of ``sf2t_jax.video.encode_video``, file extension, encoder
+# options over the preset's). VP9 in WebM is what real SSv2 ships; the options favour speed:
+# the clips are tiny and the demo must render hundreds of them on two cores.
+CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "vp9": ("webm", "webm", {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0", "threads": "1"}),
+    "h264": ("mp4", "mp4", {"preset": "veryfast", "crf": "18", "threads": "1"}),
 }
 
 SPLITS = ("train", "validation", "test")

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sf2t_jax.world import motion
-from sf2t_jax.world.shapes import ARM, COLOURS, SKIN, outline
+from sf2t_jax.world.shapes import ARM, WORLD_COLOURS, SKIN, outline
 from sf2t_jax.world.tracks import Scene, Track
 
 # The background texture covers world coordinates [-1, 2] in x and y, so zooming out to 0.5
@@ -111,7 +111,7 @@ def render(scene: Scene, height: int, width: int) -> np.ndarray:
         for k, arm, mask, poly in _drawn(scene.tracks, t, height, width):
             if arm is not None:
                 frame[arm], owner[arm] = ARM, k
-            frame[mask] = SKIN if scene.tracks[k].role == "hand" else COLOURS[scene.tracks[k].colour]
+            frame[mask] = SKIN if scene.tracks[k].role == "hand" else WORLD_COLOURS[scene.tracks[k].colour]
             owner[mask] = k
             palms[k] = (mask, poly)
         for k, (mask, poly) in palms.items():

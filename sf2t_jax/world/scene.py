@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sf2t_jax.world import motion, ssv2
-from sf2t_jax.world.shapes import COLOURS, SHAPES
+from sf2t_jax import ssv2
+from sf2t_jax.world import motion
+from sf2t_jax.world.shapes import WORLD_COLOURS, WORLD_SHAPES
 from sf2t_jax.world.templates import TemplateSpec
 from sf2t_jax.world.tracks import Scene, Track
 
@@ -43,7 +44,7 @@ def sample_scene(spec: TemplateSpec, rng: np.random.Generator, *, num_frames: in
     t0, t1 = _action_span(rng, num_frames)
     stage = motion.Stage(rng=rng, num_frames=num_frames, t0=t0, t1=t1, ax=unit / width,
                          ay=unit / height)
-    colours = list(rng.permutation(list(COLOURS)))
+    colours = list(rng.permutation(list(WORLD_COLOURS)))
     bodies = []
     for b in spec.bodies:
         shape = str(b.shapes[int(rng.integers(len(b.shapes)))])
@@ -54,7 +55,7 @@ def sample_scene(spec: TemplateSpec, rng: np.random.Generator, *, num_frames: in
     distractors: list[Track] = []
     for _ in range(int(rng.integers(len(bodies), max(max_objects, len(bodies)) + 1))
                    - len(bodies)):
-        shape, colour = str(SHAPES[int(rng.integers(len(SHAPES)))]), str(colours.pop())
+        shape, colour = str(WORLD_SHAPES[int(rng.integers(len(WORLD_SHAPES)))]), str(colours.pop())
         r = rng.uniform(0.08, 0.11)
         for _ in range(_PLACEMENT_TRIES):
             x, y = rng.uniform(0.12, 0.88), rng.uniform(0.15, motion.FLOOR - r * stage.ay)

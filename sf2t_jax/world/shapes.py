@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-COLOURS: dict[str, tuple[int, int, int]] = {
+WORLD_COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),
     "green": (35, 170, 55),
     "blue": (35, 70, 215),
@@ -21,7 +21,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SKIN = (225, 175, 140)  # hands (palm); far from every object colour
 ARM = (200, 150, 120)  # the arm behind a hand, a shade darker than the palm
 
-SHAPES = ("circle", "square", "triangle", "star", "pentagon", "diamond")
+WORLD_SHAPES = ("circle", "square", "triangle", "star", "pentagon", "diamond")
 # Shapes whose half-turn is visible (odd symmetry order): rotation templates use only these.
 ROTATION_SHAPES = ("triangle", "star", "pentagon")
 # Shapes that can cover another object (their inscribed circle is >= 0.7 of the radius).
@@ -59,7 +59,7 @@ def unit_outline(shape: str) -> np.ndarray:
         return np.array([[0.0, -1.0], [0.65, 0.0], [0.0, 1.0], [-0.65, 0.0]])
     if shape == "palm":  # a hand seen from above: an ellipse, wider than tall
         return ring(_CIRCLE_VERTICES, 0.0) * np.array([1.0, 0.8])
-    raise ValueError(f"unknown shape {shape!r}: expected one of {SHAPES + ('palm',)}")
+    raise ValueError(f"unknown shape {shape!r}: expected one of {WORLD_SHAPES + ('palm',)}")
 
 
 def outline(shape: str, cx: float, cy: float, radius: float, angle_deg: float) -> np.ndarray:

@@ -24,8 +24,8 @@ class Track:
     """One object through a clip. Arrays are float32 (T,) unless noted."""
 
     name: str  # what a placeholder calls it, e.g. "red circle"; "hand" for hands
-    shape: str  # a shapes.SHAPES entry, or "palm" for hands
-    colour: str  # a shapes.COLOURS key, or "skin"
+    shape: str  # a shapes.WORLD_SHAPES entry, or "palm" for hands
+    colour: str  # a shapes.WORLD_COLOURS key, or "skin"
     role: str  # "actor" (named by the template), "distractor" (static), or "hand"
     x: np.ndarray
     y: np.ndarray

@@ -1,6 +1,9 @@
 """`prepare`: render the world (or take an SSv2 folder), build the three datasets, export the
 benchmark, and report what was built and skipped.
 
+It joins the synthetic world to the datasets it feeds, so it lives above both: ``datasets``
+and ``finevidbench`` read any SSv2-format folder and never the world's code.
+
 Every step can be re-run, and an interrupted run can be re-run to finish cleanly:
   1. the world writes each clip atomically and skips finished ones (``sf2t_jax.world``);
   2. the label files are read and fingerprinted (no video opened);
@@ -25,11 +28,11 @@ from sf2t_jax.datasets import build, layout, report
 from sf2t_jax.datasets.inventory import Roles, check_videos, resolve_roles, take_inventory
 from sf2t_jax.datasets.plans import Planner
 from sf2t_jax.datasets.sft import SftConfig
+from sf2t_jax.fileio import atomic_write_json
 from sf2t_jax.finevidbench.build import BenchConfig, benchmark_stats
 from sf2t_jax.finevidbench.schema import write_jsonl
-from sf2t_jax.finevidbench.source import SourceError
+from sf2t_jax.finevidbench.source import SSv2FolderError
 from sf2t_jax.world import WorldConfig, WorldSummary, write_world
-from sf2t_jax.world.io import atomic_write_json
 
 SUMMARY_FORMAT = "sf2t-prepare/1"
 
@@ -79,7 +82,7 @@ def prepare(config: ml_collections.ConfigDict, *, source: str | None = None,
       source: an SSv2-format folder to build from instead of rendering the world (default:
         ``config.data.source``; empty -> render).
     Raises:
-      SourceError: the source cannot give a usable dataset (a label file missing or broken,
+      SSv2FolderError: the source cannot give a usable dataset (a label file missing or broken,
         a split left empty); skipped records are reported instead.
     """
     start = time.perf_counter()
@@ -94,7 +97,7 @@ def prepare(config: ml_collections.ConfigDict, *, source: str | None = None,
     else:
         root = Path(source).expanduser()
         if not root.is_dir():
-            raise SourceError(f"--source {root}: not a folder (expected an SSv2-format folder "
+            raise SSv2FolderError(f"--source {root}: not a folder (expected an SSv2-format folder "
                               "with videos/ and labels/)")
 
     roles = resolve_roles(root, config.data.train_split, config.data.heldout_split,

@@ -1,11 +1,11 @@
 """The template tables FineVidBench needs: category, effect, visual synonyms, time reversal.
 
 ``template_tables(vocabulary)`` builds them for the templates a source actually uses: the
-world's 24 templates take their hand-written entries (``templates``), every other SSv2
-template takes the pattern rules (``rules``); synonyms and reversals only ever name templates
-of the vocabulary, so distractors are actions the source really contains. The tables for
-the full SSv2 vocabulary ship as ``data/ssv2_tables.json`` (regenerate with
-``python -m sf2t_jax.world.tables``; a test checks the file is current).
+24 templates the synthetic world renders take their hand-written entries (``curated``), every
+other SSv2 template takes the pattern rules (``rules``); synonyms and reversals only ever name
+templates of the vocabulary, so distractors are actions the source really contains. The tables
+for the full SSv2 vocabulary ship as ``data/ssv2_tables.json`` (regenerate with
+``python -m sf2t_jax.ssv2.tables``; a test checks the file is current).
 """
 from __future__ import annotations
 
@@ -18,14 +18,20 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sf2t_jax.world import rules, ssv2
-from sf2t_jax.world.templates import CATEGORIES, WORLD_TEMPLATES
+from sf2t_jax.errors import InputError
+from sf2t_jax.ssv2 import rules
+from sf2t_jax.ssv2.curated import CURATED
+from sf2t_jax.ssv2.rules import CATEGORIES
+from sf2t_jax.ssv2.vocabulary import ssv2_templates
 
 TABLES_FILE = "data/ssv2_tables.json"
 
 
-class UnknownTemplateError(KeyError):
-    """A template that is neither one of the 174 SSv2 templates nor a world template."""
+class UnknownTemplateError(InputError, KeyError):
+    """A template that is not one of the 174 SSv2 templates (nor a curated one)."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +76,7 @@ def template_tables(vocabulary: Iterable[str]) -> TemplateTables:
       UnknownTemplateError: naming every template that is not an SSv2 template.
     """
     vocab = list(dict.fromkeys(vocabulary))
-    known = set(ssv2.ssv2_templates()) | set(WORLD_TEMPLATES)
+    known = known_templates()
     unknown = [t for t in vocab if t not in known]
     if unknown:
         raise UnknownTemplateError(f"{len(unknown)} template(s) are not SSv2 templates: "
@@ -78,14 +84,14 @@ def template_tables(vocabulary: Iterable[str]) -> TemplateTables:
     in_vocab = set(vocab)
     category, effect, synonyms, reverse = {}, {}, {}, {}
     for t in vocab:
-        spec = WORLD_TEMPLATES.get(t)
+        entry = CURATED.get(t)
         rule_synonyms = rules.synonyms(t, vocab)
-        if spec is not None:
-            category[t], effect[t] = spec.category, spec.effect
-            hand = [s for s in spec.synonyms if s in in_vocab]
+        if entry is not None:
+            category[t], effect[t] = entry.category, entry.effect
+            hand = [s for s in entry.synonyms if s in in_vocab]
             merged = hand + [s for s in rule_synonyms if s not in hand]
             synonyms[t] = tuple(merged[:max(len(hand), rules.MAX_SYNONYMS)])
-            reverse[t] = spec.reverse if spec.reverse in in_vocab else None
+            reverse[t] = entry.reverse if entry.reverse in in_vocab else None
         else:
             category[t], effect[t] = rules.category(t), rules.effect(t)
             synonyms[t] = rule_synonyms
@@ -93,6 +99,11 @@ def template_tables(vocabulary: Iterable[str]) -> TemplateTables:
         if category[t] not in CATEGORIES:
             raise ValueError(f"{t!r}: category {category[t]!r} not in {CATEGORIES}")
     return TemplateTables(category, effect, synonyms, reverse)
+
+
+def known_templates() -> frozenset[str]:
+    """Every template that has tables: the SSv2 templates and the curated ones."""
+    return frozenset(ssv2_templates()) | frozenset(CURATED)
 
 
 @functools.cache
@@ -112,7 +123,7 @@ def fill_effect(effect: str, placeholders: list[str] | tuple[str, ...]) -> str:
 
 def _write_shipped() -> None:
     path = pathlib.Path(__file__).parent / TABLES_FILE
-    tables = template_tables(ssv2.ssv2_templates())
+    tables = template_tables(ssv2_templates())
     path.write_text(json.dumps(tables.to_json(), indent=1, ensure_ascii=False) + "\n",
                     encoding="utf-8")
     print(f"wrote {path} ({len(tables.templates)} templates)")

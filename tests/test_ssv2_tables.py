@@ -4,8 +4,10 @@ import string
 
 import pytest
 
-from sf2t_jax.world import rules, ssv2, tables
-from sf2t_jax.world import templates as T
+from sf2t_jax import ssv2
+from sf2t_jax.ssv2 import curated as C
+from sf2t_jax.ssv2 import rules, tables
+from sf2t_jax.world.templates import world_templates
 
 
 def _fields(effect: str) -> list[int]:
@@ -23,24 +25,24 @@ def test_ssv2_vocabulary():
 def test_fill_and_label():
     assert ssv2.fill("[Something] falling like a rock", ["red star"]) == (
         "Red star falling like a rock")
-    assert ssv2.label(T.ONTO, ["red star", "blue square"]) == (
+    assert ssv2.label(C.ONTO, ["red star", "blue square"]) == (
         "putting red star onto blue square")
     with pytest.raises(ValueError, match="2 slots"):
-        ssv2.fill(T.ONTO, ["red star"])
+        ssv2.fill(C.ONTO, ["red star"])
 
 
 def test_every_ssv2_template_gets_all_tables():
     t = tables.template_tables(ssv2.ssv2_templates())
     vocab = set(ssv2.ssv2_templates())
     for template in ssv2.ssv2_templates():
-        assert t.category[template] in T.CATEGORIES
+        assert t.category[template] in rules.CATEGORIES
         fields = _fields(t.effect[template])
         assert fields and max(fields) < ssv2.num_slots(template), template
         syn = t.synonyms[template]
         assert template not in syn and len(set(syn)) == len(syn) and set(syn) <= vocab
         rev = t.reverse[template]
         assert rev is None or (rev in vocab and rev != template)
-    counts = {c: sum(v == c for v in t.category.values()) for c in T.CATEGORIES}
+    counts = {c: sum(v == c for v in t.category.values()) for c in rules.CATEGORIES}
     assert min(counts.values()) >= 30, counts  # every category is well populated
     # most templates have at least one visual synonym to draw distractors from
     assert sum(bool(s) for s in t.synonyms.values()) >= 140
@@ -76,48 +78,52 @@ def test_reversal_goes_back_and_forth():
             assert back is not None and t.reverse[back] == rev, (template, rev, back)
 
 
-def test_world_templates_are_real_ssv2_templates_and_rules_agree():
-    world = T.world_templates()
-    assert 20 <= len(world) <= 26 and set(world) <= set(ssv2.ssv2_templates())
-    assert {T.spec(t).category for t in world} == set(T.CATEGORIES)
-    for template in world:
-        spec = T.spec(template)
-        assert rules.category(template) == spec.category, template
-        assert rules.reverse(template, world) == spec.reverse, template
-        assert all(s in world for s in spec.synonyms) and template not in spec.synonyms
+def test_curated_templates_are_real_ssv2_templates_and_rules_agree():
+    curated = tuple(C.CURATED)
+    assert 20 <= len(curated) <= 26 and set(curated) <= set(ssv2.ssv2_templates())
+    assert {C.CURATED[t].category for t in curated} == set(rules.CATEGORIES)
+    for template in curated:
+        entry = C.CURATED[template]
+        assert rules.category(template) == entry.category, template
+        assert rules.reverse(template, curated) == entry.reverse, template
+        assert all(s in curated for s in entry.synonyms) and template not in entry.synonyms
+
+
+def test_the_world_renders_exactly_the_curated_templates():
+    assert world_templates() == tuple(C.CURATED)
 
 
 def test_world_synonyms_cover_the_spec_pairs():
-    t = tables.template_tables(T.world_templates())
-    assert T.PUSH_RL in t.synonyms[T.PUSH_LR]  # opposite direction
-    assert T.PULL_LR in t.synonyms[T.PUSH_LR]  # push vs pull
-    assert T.OFF in t.synonyms[T.ONTO] and T.ONTO in t.synonyms[T.OFF]  # put on vs take off
-    assert T.AWAY in t.synonyms[T.APPROACH]  # bigger vs smaller
-    assert T.UNCOVER in t.synonyms[T.COVER]
+    t = tables.template_tables(world_templates())
+    assert C.PUSH_RL in t.synonyms[C.PUSH_LR]  # opposite direction
+    assert C.PULL_LR in t.synonyms[C.PUSH_LR]  # push vs pull
+    assert C.OFF in t.synonyms[C.ONTO] and C.ONTO in t.synonyms[C.OFF]  # put on vs take off
+    assert C.AWAY in t.synonyms[C.APPROACH]  # bigger vs smaller
+    assert C.UNCOVER in t.synonyms[C.COVER]
     for template in t.templates:
         assert len(t.synonyms[template]) >= 1
         assert set(t.synonyms[template]) <= set(t.templates)
 
 
 def test_tables_are_restricted_to_the_vocabulary():
-    vocab = [T.PUSH_LR, T.PULL_LR, T.HOLD]
+    vocab = [C.PUSH_LR, C.PULL_LR, C.HOLD]
     t = tables.template_tables(vocab)
     assert t.templates == tuple(vocab)
-    assert t.synonyms[T.PUSH_LR] == (T.PULL_LR,) and t.reverse[T.PUSH_LR] is None
+    assert t.synonyms[C.PUSH_LR] == (C.PULL_LR,) and t.reverse[C.PUSH_LR] is None
 
 
 def test_unknown_template_is_a_clear_error():
     with pytest.raises(tables.UnknownTemplateError, match="Juggling"):
-        tables.template_tables([T.HOLD, "Juggling [something]"])
+        tables.template_tables([C.HOLD, "Juggling [something]"])
     with pytest.raises(tables.UnknownTemplateError, match="not in this vocabulary"):
-        tables.template_tables([T.HOLD]).check(T.PUSH_LR)
+        tables.template_tables([C.HOLD]).check(C.PUSH_LR)
 
 
 def test_shipped_tables_file_is_current():
     shipped = tables.ssv2_tables().to_json()
     assert shipped == json.loads(json.dumps(
         tables.template_tables(ssv2.ssv2_templates()).to_json())), (
-        "data/ssv2_tables.json is stale: run python -m sf2t_jax.world.tables")
+        "data/ssv2_tables.json is stale: run python -m sf2t_jax.ssv2.tables")
 
 
 def test_fill_effect():

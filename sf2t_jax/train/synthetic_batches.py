@@ -26,6 +26,7 @@ from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.models import rope
 from sf2t_jax.models.family import ModelConfig, video_time
 from sf2t_jax.models.rope_index import rope_time_kwargs, text_positions
+from sf2t_jax.train.errors import TrainConfigError
 
 TASK_NAMES = ("count", "consistency", "localize", "disorder", "rearrange")
 SFT_TASK = len(TASK_NAMES)  # task id of supervised (SFT) question-answer samples
@@ -62,13 +63,13 @@ class Geometry:
         need = self.used_slices
         self.slices = int(input_config.slices) or need
         if self.slices < need:
-            raise ValueError(f"input.slices={self.slices}: {self.frames} frames need {need} slices")
+            raise TrainConfigError(f"input.slices={self.slices}: {self.frames} frames need {need} slices")
         self.length = int(input_config.max_length)
         items = need if self.images else 1
         text = SYSTEM_TOKENS + QUESTION_TOKENS + 2 + 2  # + answer, end, and a spare
         self.vision_tokens = need * self.tokens_per_slice + self.wrap * items
         if self.vision_tokens + text > self.length:
-            raise ValueError(f"input.max_length={self.length} cannot hold a sample: {self.vision_tokens} vision tokens "
+            raise TrainConfigError(f"input.max_length={self.length} cannot hold a sample: {self.vision_tokens} vision tokens "
                              f"({self.frames} frames at {tuple(input_config.resolution)}) + {text} text tokens")
 
 
@@ -80,7 +81,7 @@ class SyntheticSamples:
         self.g, self.m, self.seed, self.noise = geometry, model, seed, noise
         w = np.array([float(weights.get(t, 0.0)) for t in TASK_NAMES], np.float64)
         if w.sum() <= 0 and sft_weight <= 0:
-            raise ValueError("input.weights: every task has weight 0 (and data.sft_weight is 0): nothing to train on")
+            raise TrainConfigError("input.weights: every task has weight 0 (and data.sft_weight is 0): nothing to train on")
         w = w / w.sum() * (1.0 - sft_weight) if w.sum() > 0 else w
         self.task_p = np.append(w, sft_weight)
         self.task_p = self.task_p / self.task_p.sum()
@@ -168,12 +169,12 @@ def synthetic_dataset(input_config, data_config, model: ModelConfig, *, process_
     geometry = Geometry(input_config, model)
     batch = int(input_config.batch_size)
     if batch % process_count:
-        raise ValueError(f"input.batch_size={batch} does not split over {process_count} processes")
+        raise TrainConfigError(f"input.batch_size={batch} does not split over {process_count} processes")
     samples = SyntheticSamples(geometry, model, seed=int(input_config.seed), weights=dict(input_config.weights),
                                sft_weight=float(data_config.sft_weight))
     n = int(data_config.synthetic_examples)
     if n < batch:
-        raise ValueError(f"data.synthetic_examples={n} is smaller than one batch (input.batch_size={batch})")
+        raise TrainConfigError(f"data.synthetic_examples={n} is smaller than one batch (input.batch_size={batch})")
     ds = grain.MapDataset.range(n)
     if input_config.shuffle:
         ds = ds.shuffle(seed=int(input_config.seed))

@@ -34,8 +34,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sf2t_jax.world import ssv2
+from sf2t_jax.ssv2.vocabulary import slots
 
+# FineVidBench's three kinds of template by how much they move; ``category`` picks one.
+CATEGORIES = ("distinctive", "non_typical", "slight")
 MAX_SYNONYMS = 6
 
 _SLOT = re.compile(r"\[[^\]]*\]")
@@ -45,7 +47,7 @@ _STOP = {"something", "s0", "s1", "s2", "the", "a", "of", "it", "so", "that", "t
 
 def _indexed(template: str) -> str:
     """"Putting [something] onto [something]" -> "Putting S0 onto S1"."""
-    counter = iter(range(len(ssv2.slots(template))))
+    counter = iter(range(len(slots(template))))
     return _SLOT.sub(lambda m: f"S{next(counter)}", template)
 
 
