@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sf2t_jax.errors import InputError
 from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.models.slices import SliceLayout
 from sf2t_jax.text.chat import EncodedChat, encode_chat
@@ -30,7 +31,7 @@ from sf2t_jax.text.llava_chat import LlavaTokens, encode_llava_chat
 from sf2t_jax.text.tokenizer import Tokenizer
 
 
-class UnsupportedPresentation(ValueError):
+class UnsupportedPresentation(InputError):
     """The family cannot show frames this way through the input pipeline."""
 
 
