@@ -258,7 +258,7 @@ def test_llava_synthetic_rows_are_one_frame_slices_with_1d_positions():
     import ml_collections
 
     from sf2t_jax.models.llava_next_video.config import llava_next_video_tiny
-    from sf2t_jax.train.synthetic import Geometry, SyntheticSamples
+    from sf2t_jax.train.synthetic_batches import Geometry, SyntheticSamples
 
     cfg = llava_next_video_tiny()
     input_config = ml_collections.ConfigDict(dict(resolution=(84, 84), present="video", frame_budget=4, slices=0,
@@ -280,7 +280,7 @@ def test_llava_synthetic_rows_are_one_frame_slices_with_1d_positions():
 def test_llava_next_video_trains_on_decoded_videos(env, tmp_path):
     """data=videos through the fragment pipeline: one CLIP frame per slice, the USER/ASSISTANT
     template, 1D positions (tests/test_llava_chat.py checks the rows themselves)."""
-    from sf2t_jax.input.synthetic import write_clips
+    from sf2t_jax.input.fixture_clips import write_clips
 
     clips = write_clips(tmp_path / "clips", 4)
     workdir = tmp_path / "work"

@@ -8,7 +8,7 @@ Every family's training and scoring batches carry vision as "slices": rows of a
     Qwen2-VL, 2.5-VL   2             C*2*14*14=1176   patches / merge**2 (2x2)  any multiple of 28  M-RoPE, items wrapped
     LLaVA-NeXT-Video   1             C*14*14=588      (grid / pool stride)**2   image_size square   1D, items bare
 
-Each family's config exposes its `slice_layout`; `train/synthetic.py`, the batch geometry and
+Each family's config exposes its `slice_layout`; `train/synthetic_batches.py`, the batch geometry and
 the experiment defaults read it instead of assuming one family.
 """
 from __future__ import annotations
