@@ -100,24 +100,18 @@ def fact_questions(objects: Sequence[tuple[str, str]], colours: Sequence[str], s
     if not objects:
         return []
     out = []
-    shape_counts = {s: sum(o[1] == s for o in objects) for _, s in objects}
-    unique_shapes = sorted(s for s, n in shape_counts.items() if n == 1)
-    if unique_shapes:
-        shape = unique_shapes[int(rng.integers(len(unique_shapes)))]
-        colour = next(c for c, s in objects if s == shape)
-        wrong = [c for c in colours if c != colour]
-        options, letter = arrange(colour, [wrong[int(i)] for i in rng.choice(len(wrong), NUM_OPTIONS - 1, replace=False)],
-                                  rng, balancer, "colour")
-        out.append(_entry("colour", COLOUR_QUESTION.format(shape=shape), options, letter))
-    colour_counts = {c: sum(o[0] == c for o in objects) for c, _ in objects}
-    unique_colours = sorted(c for c, n in colour_counts.items() if n == 1)
-    if unique_colours:
-        colour = unique_colours[int(rng.integers(len(unique_colours)))]
-        shape = next(s for c, s in objects if c == colour)
-        wrong = [s for s in shapes if s != shape]
-        options, letter = arrange(shape, [wrong[int(i)] for i in rng.choice(len(wrong), NUM_OPTIONS - 1, replace=False)],
-                                  rng, balancer, "shape")
-        out.append(_entry("shape", SHAPE_QUESTION.format(colour=colour), options, letter))
+    # (task, question, the attribute named in the question, the one asked for, its vocabulary)
+    for task, question, named, asked, vocab in (("colour", COLOUR_QUESTION, 1, 0, colours),
+                                                 ("shape", SHAPE_QUESTION, 0, 1, shapes)):
+        unique = sorted(v for v in {o[named] for o in objects} if sum(o[named] == v for o in objects) == 1)
+        if not unique:
+            continue
+        key = unique[int(rng.integers(len(unique)))]
+        answer = next(o[asked] for o in objects if o[named] == key)
+        wrong = [v for v in vocab if v != answer]
+        distractors = [wrong[int(i)] for i in rng.choice(len(wrong), NUM_OPTIONS - 1, replace=False)]
+        options, letter = arrange(answer, distractors, rng, balancer, task)
+        out.append(_entry(task, question.format(shape=key, colour=key), options, letter))
     n = len(objects)
     counts = [str(k) for k in range(max(1, n - NUM_OPTIONS + 1), max(1, n - NUM_OPTIONS + 1) + NUM_OPTIONS)]
     options, letter = arrange(str(n), [c for c in counts if c != str(n)], rng, balancer, "objects")
