@@ -289,5 +289,6 @@ def fixed_model_config(model: str, arg: str | None, path: str) -> ml_collections
     """`sf2t_config` with `model` fixed, for one-model experiment files (configs/*_lora.py);
     `arg` takes the other arguments, and naming model there is an error."""
     if any(item.partition("=")[0] == "model" for item in filter(None, (arg or "").split(","))):
-        raise ConfigValueError(f"{path} fixes model={model}; use configs/sf2t.py:model=... for another model")
+        raise ConfigValueError(f"{path} fixes model={model}; for another model, pass model=... to the general SF²T "
+                               "experiment file instead")
     return sf2t_config(",".join(filter(None, [f"model={model}", arg])))
