@@ -52,6 +52,7 @@ from sf2t_jax.eval.visuals import VisualLoader
 from sf2t_jax.finevidbench import load_source, write_benchmark
 from sf2t_jax.models.config import TextConfig, VisionConfig, qwen2vl_tiny
 from sf2t_jax.models.generate import decode
+from sf2t_jax.models.rows import QWEN2_VL_ROWS
 from sf2t_jax.text import write_tiny_tokenizer
 from sf2t_jax.world import WorldConfig, write_world
 
@@ -144,7 +145,7 @@ def our_batches(prompts, tok, settings: EvalSettings) -> list:
     by_item = {p.item.item_id: p for p in prompts}
     items = [p.item for p in prompts]
     plan = plan_batches(items, settings)
-    shapes = plan_shapes(items, tok, settings, plan)
+    shapes = plan_shapes(items, tok, settings, QWEN2_VL_ROWS, plan)
     return [make_batch([by_item[it.item_id] for it in b], batch_size=settings.batch_size,
                        pad_id=tok.special.endoftext, settings=settings, shapes=shapes) for b in plan]
 

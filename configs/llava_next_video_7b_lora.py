@@ -9,8 +9,8 @@ file fixes. The recipe is the paper's: LoRA rank 16 on the Llama decoder's proje
 tower frozen, the projector and image_newline trained. Frames are shown at the tower's 336 x 336,
 one frame per slice pooled to 144 tokens, so 16 frames take 2,304 tokens (max_length grows to
 4,096, the decoder's limit). data=videos makes this family's rows (its USER/ASSISTANT template,
-1D positions; present=video only: images would be anyres tiles); the FineVidBench scorer and
-held-out scoring still make Qwen-layout prompts and do not take it yet.
+1D positions; present=video only: images would be anyres tiles). The FineVidBench scorer shows
+it frames the same way (eval `video.size` must be (336, 336)).
 """
 from sf2t_jax.defaults.sf2t import fixed_model_config
 

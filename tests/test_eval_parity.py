@@ -149,7 +149,7 @@ def test_option_tokens_are_what_the_chat_template_targets(setup):
         settings = setup["images"] if item == setup["chosen"][4] else SETTINGS
         loader = VisualLoader(setup["root"] / "world", settings)
         visual = loader.visual(item)
-        grids = {f"{visual.kind}_grid_thw": visual.grid_thw}
+        grids = visual.vision
         for option, text in zip(prompt.options, option_targets(item, settings.loglik_target)):
             messages = inquiry.messages(item, settings, visual.content) + [{"role": "assistant", "content": text}]
             full = encode_chat(tok, messages, loss_on="last", add_vision_id=visual.kind == "image", **grids)

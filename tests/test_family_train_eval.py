@@ -185,10 +185,10 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     settings = EvalSettings(scene_frames=4, size=(56, 56), batch_size=8, progress_every_s=0)
     scorer_model = Qwen25VL(cfg, rngs=nnx.Rngs(0))
     scorer = ModelScorer(scorer_model, settings, tok)
-    assert scorer.video_time == video_time(cfg)
+    assert scorer.row_format.video_time == video_time(cfg)
     item = next(it for it in items if it.turn == 1)
-    prompt = build_prompt(item, Inquiry(items), VisualLoader(str(tmp_path / "world"), settings), tok, settings,
-                          video_time=scorer.video_time)
+    prompt = build_prompt(item, Inquiry(items), VisualLoader(str(tmp_path / "world"), settings, rows=scorer.row_format),
+                          tok, settings)
     slices = len(prompt.slices)
     assert slices >= 2
     assert _slice_times(prompt.position_ids, prompt.input_ids, cfg.video_token_id, 4) == _expected_times(slices, cfg)
@@ -295,20 +295,3 @@ def test_llava_next_video_trains_on_decoded_videos(env, tmp_path):
     assert "4 slices of (6, 6) patches" in proc.stderr  # one 84x84 frame per slice
     losses = _losses(workdir)
     assert len(set(losses)) > 1 and all(np.isfinite(losses))
-
-
-def test_the_scorer_refuses_llava_next_video_in_one_line():
-    """Its prompts are Qwen-VL's (the scorer is what this family still lacks): a clear refusal,
-    not prompts with another vocabulary's ids."""
-    from sf2t_jax.errors import InputError
-    from sf2t_jax.eval import EvalSettings
-    from sf2t_jax.eval.scorer import ModelScorer
-    from sf2t_jax.models.llava_next_video.config import llava_next_video_tiny
-    from sf2t_jax.models.llava_next_video.model import LlavaNextVideo
-    from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
-
-    tok = Tokenizer(build_tiny_tokenizer(1000), source="tiny:1000")
-    model = LlavaNextVideo(llava_next_video_tiny(), rngs=nnx.Rngs(0))
-    with pytest.raises(InputError, match=r"^the FineVidBench scorer builds Qwen-VL prompts .*LLaVA-NeXT-Video "
-                                         r"models are not scored yet$"):
-        ModelScorer(model, EvalSettings(), tok)

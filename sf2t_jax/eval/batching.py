@@ -1,7 +1,8 @@
 """Items -> prompts (host, numpy) -> static-shape batches for the jitted scorers.
 
-A `Prompt` is one item fully encoded: its chat tokens with M-RoPE positions, its vision slices,
-and the token ids of each option's continuation.
+A `Prompt` is one item fully encoded by the scored family's `RowFormat` (`models.rows`, the
+input pipeline's: the same slices and chat template as a training sample): its chat tokens
+with their positions, its vision slices, and the token ids of each option's continuation.
 
 Questions about the same frames share most of their prompt: the system prompt, the video and,
 in a fragment conversation, every earlier turn (turn t's prompt is a prefix of turn t+1's). A
@@ -37,9 +38,10 @@ from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.inquiry import Inquiry, option_targets
 from sf2t_jax.eval.visuals import VisualLoader, shown_key
 from sf2t_jax.finevidbench.schema import LETTERS, Item
-from sf2t_jax.models.rope_index import VideoTime
+from sf2t_jax.models.rows import RowFormat
+from sf2t_jax.models.slices import SliceLayout
 from sf2t_jax.models.vision import VisionPatches
-from sf2t_jax.text import Tokenizer, encode_chat
+from sf2t_jax.text import Tokenizer
 
 MAX_OPTIONS = len(LETTERS)
 WINDOW_BATCHES = 16  # planning packs groups over windows of whole videos of at least this many batches
@@ -50,11 +52,14 @@ T = TypeVar("T")
 class Prompt:
     """One item, encoded.
 
-    input_ids: (L,) int32 chat tokens ending with "<|im_start|>assistant\\n".
-    position_ids: (3, L) int32 M-RoPE positions; rope_delta: max position + 1 - L.
+    input_ids: (L,) int32 chat tokens ending with the generation prompt ("<|im_start|>assistant\\n",
+      "ASSISTANT:").
+    position_ids: (3, L) int32 positions (M-RoPE, or 1D on three equal rows); rope_delta: max
+      position + 1 - L.
     slices: (S, gh*gw, patch_dim) float32 vision slices, in the order their tokens appear.
     grid_hw: (gh, gw) of every slice, in patches.
-    vision_positions: (S * gh*gw / merge**2,) positions of the vision pad tokens in input_ids.
+    tokens_per_slice: the LLM tokens one slice becomes (the family's merge or pooling).
+    vision_positions: (S * tokens_per_slice,) positions of the vision tokens in input_ids.
     options: one (T_k,) int32 array per option: the continuation loglik scores.
     visual_key: `visuals.Visual.key`: prompts with equal keys show equal pixels.
     """
@@ -65,6 +70,7 @@ class Prompt:
     rope_delta: int
     slices: np.ndarray
     grid_hw: tuple[int, int]
+    tokens_per_slice: int
     vision_positions: np.ndarray
     options: tuple[np.ndarray, ...]
     visual_key: tuple = ()
@@ -77,28 +83,29 @@ class Prompt:
 
 
 def build_prompt(item: Item, inquiry: Inquiry, visuals: VisualLoader, tokenizer: Tokenizer,
-                 settings: EvalSettings, merge: int = 2, answers: Mapping[int, str] | None = None,
-                 video_time: VideoTime | None = None) -> Prompt:
-    """answers: {turn: the model's own answer} of the earlier turns (own history); None: gold.
-    video_time: the scored model family's video time axis (`models.family.video_time`)."""
+                 settings: EvalSettings, answers: Mapping[int, str] | None = None) -> Prompt:
+    """The item's prompt in the family of `visuals.rows`.
+
+    answers: {turn: the model's own answer} of the earlier turns (own history); None: gold."""
+    rows = visuals.rows
     visual = visuals.visual(item)
     messages = inquiry.messages(item, settings, visual.content, answers)
-    grids = dict(video_grid_thw=visual.grid_thw) if visual.kind == "video" else dict(image_grid_thw=visual.grid_thw)
-    enc = encode_chat(tokenizer, messages, add_generation_prompt=True, add_vision_id=visual.kind == "image",
-                      loss_on="none", spatial_merge_size=merge, video_time=video_time, **grids)
-    # An option's tokens are those of the answer text on its own: Qwen2's pre-tokenizer splits
-    # at the "\n" that ends "assistant\n", so no BPE merge crosses into the answer (checked
-    # against encode_chat with the answer appended in tests/test_eval_parity.py).
-    end = [tokenizer.special.im_end] if settings.score_end else []
-    options = tuple(np.asarray(list(tokenizer.encode(t)) + end, np.int32)
+    label = dict(add_vision_id=True) if visual.kind == "image" else {}  # "Picture k: " before each frame
+    enc = rows.encode(tokenizer, messages, add_generation_prompt=True, loss_on="none", **label, **visual.vision)
+    # An option's tokens are those the chat template gives the answer after the generation
+    # prompt (checked against the template with the answer appended in tests/test_eval_parity.py).
+    end = [rows.end_id(tokenizer)] if settings.score_end else []
+    options = tuple(np.concatenate([rows.answer_ids(tokenizer, t), np.asarray(end, np.int32)]).astype(np.int32)
                     for t in option_targets(item, settings.loglik_target))
     if any(len(o) == 0 for o in options):
         raise ValueError(f"item {item.item_id}: an option encodes to no tokens")
-    special = tokenizer.special
-    positions = np.flatnonzero(np.isin(enc.input_ids, [special.image_pad, special.video_pad]))
-    grid_hw = (int(visual.grid_thw[0, 1]), int(visual.grid_thw[0, 2]))
-    return Prompt(item, enc.input_ids, enc.position_ids, enc.rope_delta, visual.slices, grid_hw, positions,
-                  options, visual.key)
+    positions = np.flatnonzero(np.isin(enc.input_ids, rows.vision_token_ids(tokenizer)))
+    per_slice = rows.layout.tokens_per_slice(visual.grid_hw)
+    if len(positions) != len(visual.slices) * per_slice:
+        raise ValueError(f"item {item.item_id}: {len(positions)} vision tokens in the prompt for "
+                         f"{len(visual.slices)} slices of {per_slice} tokens")
+    return Prompt(item, enc.input_ids, enc.position_ids, enc.rope_delta, visual.slices, visual.grid_hw, per_slice,
+                  positions, options, visual.key)
 
 
 def pow2_bucket(n: int, minimum: int) -> int:
@@ -174,14 +181,14 @@ class Batch:
     Rows (the prefill, `loglik.prefill_shared`):
       input_ids: (R, L) int32: each group's trunk and branches, then (when scoring options) the
         options of every question of the row back to back, then padding.
-      position_ids: (3, R, L) int32: each token's M-RoPE position in its own prompt (or answer).
+      position_ids: (3, R, L) int32: each token's position in its own prompt (or answer).
       token_group: (R, L) int32: 1, 2, ... for the group (of the row) a token belongs to; 0 pads.
       token_branch: (R, L) int32: 0 in a trunk, k >= 1 in the group's k-th branch.
       token_end: (R, L) int32: option tokens see prompt slots before this (their question's
         last token + 1); L for prompt tokens.
       token_option: (R, L) int32: 1, 2, ... for the option (of the row) a token belongs to; 0 else.
       vision: one `VisionPatches` with (S, gh*gw, patch_dim) slices: each group's frames once.
-      vision_index: (S * gh*gw / merge**2,) int32 flat index (into R*L) of each merged token;
+      vision_index: (S * tokens_per_slice,) int32 flat index (into R*L) of each merged token;
         R*L (dropped by the scatter) for padding slices.
     Questions:
       item_last: (N,) int32 flat index (into R*L) of the prompt's last token.
@@ -254,17 +261,17 @@ class Shapes:
     new_tokens: int  # greedy decoding budget: the open-answer budget if any item is open
 
 
-def item_slices(item: Item, settings: EvalSettings, temporal_patch: int = 2) -> int:
+def item_slices(item: Item, settings: EvalSettings, layout: SliceLayout) -> int:
     """Vision slices an item shows, counted from the item (no decoding)."""
     if item.frames is None:
-        return -(-settings.scene_frames // temporal_patch)
+        return layout.slices(settings.scene_frames)
     n = len(item.frames)
-    return n if settings.present == "images" else -(-n // temporal_patch)
+    return n if settings.present == "images" else layout.slices(n)
 
 
-def plan_shapes(items: Sequence[Item], tokenizer: Tokenizer, settings: EvalSettings,
+def plan_shapes(items: Sequence[Item], tokenizer: Tokenizer, settings: EvalSettings, rows: RowFormat,
                 plan: Sequence[Sequence[Item]] | None = None, shards: int = 1) -> Shapes:
-    """Rows per batch (`EvalSettings.rows_for(shards)`), vision slices per batch (the most any planned batch shows, each group's frames once,
+    """Shapes of the batches of `items` in the family of `rows`: rows per batch (`EvalSettings.rows_for(shards)`), vision slices per batch (the most any planned batch shows, each group's frames once,
     rounded up to a power of two) and scored option tokens per batch (the most of any batch,
     rounded up to a multiple of `min_option_length`; options are tokenized up front, which is
     cheap)."""
@@ -272,11 +279,10 @@ def plan_shapes(items: Sequence[Item], tokenizer: Tokenizer, settings: EvalSetti
     key = (lambda it: shown_key(it, settings)) if settings.share_prefix else id
 
     def batch_slices(batch):
-        return sum(item_slices(g[0], settings) for g in _by(batch, key).values())
+        return sum(item_slices(g[0], settings, rows.layout) for g in _by(batch, key).values())
 
     targets = [option_targets(it, settings.loglik_target) for it in items]
-    encoded = iter(tokenizer.encode_batch([t for ts in targets for t in ts]))
-    scored = {it.item_id: sum(len(next(encoded)) + int(settings.score_end) - 1 for _ in ts)
+    scored = {it.item_id: sum(len(rows.answer_ids(tokenizer, t)) + int(settings.score_end) - 1 for t in ts)
               for it, ts in zip(items, targets)}
     most = max(sum(scored[it.item_id] for it in b) for b in plan) if "loglik" in settings.methods else 0
     return Shapes(rows=settings.rows_for(shards), slices=pow2_bucket(max(map(batch_slices, plan)), 1),
@@ -334,7 +340,7 @@ def _common_prefix(seqs: list[np.ndarray]) -> int:
 
 
 def make_batch(prompts: Sequence[Prompt], *, batch_size: int, pad_id: int, settings: EvalSettings,
-               shapes: Shapes | None = None, merge: int = 2) -> Batch:
+               shapes: Shapes | None = None) -> Batch:
     """Lays out `prompts` (at most `batch_size`) as one static-shape batch.
 
     Prompts with one `Prompt.share_key` form a group (unless `settings.share_prefix` is off:
@@ -346,12 +352,11 @@ def make_batch(prompts: Sequence[Prompt], *, batch_size: int, pad_id: int, setti
     """
     if not 1 <= len(prompts) <= batch_size:
         raise ValueError(f"make_batch: {len(prompts)} prompts for a batch of {batch_size}")
-    grids = {(p.grid_hw, p.slices.shape[2]) for p in prompts}
+    grids = {(p.grid_hw, p.slices.shape[2], p.tokens_per_slice) for p in prompts}
     if len(grids) != 1:
         raise ValueError(f"prompts of one batch need one vision grid, got {sorted(grids)}")
-    ((gh, gw), patch_dim), = grids
+    ((gh, gw), patch_dim, tokens_per_slice), = grids
     patches_per_slice = gh * gw
-    tokens_per_slice = patches_per_slice // merge**2
     scoring = "loglik" in settings.methods
     key = Prompt.share_key if settings.share_prefix else id
     all_groups = [_Group.of(g) for g in _by(prompts, key).values()]

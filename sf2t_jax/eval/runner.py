@@ -34,6 +34,7 @@ from sf2t_jax.eval.scorer import ModelScorer
 from sf2t_jax.eval.visuals import ShortClip, VisualLoader
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.input.skips import NoUsableVideoError
+from sf2t_jax.models.rows import QWEN2_VL_ROWS
 from sf2t_jax.text import Tokenizer
 from sf2t_jax.video import VideoDecodeError
 
@@ -103,8 +104,8 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
         scorer = model_or_scorer
     else:
         scorer = ModelScorer(model_or_scorer, settings, tokenizer, mesh=mesh, rules=rules)
-    # The plumbing scorers (constant, oracle) run no model: positions do not matter to them.
-    video_time = scorer.video_time if isinstance(scorer, ModelScorer) else None
+    # Prompts in the scored family's rows (a scorer that runs no model may leave them Qwen2-VL's).
+    rows = getattr(scorer, "row_format", QWEN2_VL_ROWS)
     own = settings.history == "own"
     # Own history: a turn's prompt holds the model's answers to the earlier turns, so turns are
     # asked in rounds (every first turn, then every second turn, ...), each earlier turn asked
@@ -112,12 +113,12 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
     asked = inquiry.with_history(selected) if own else list(selected)
     rounds = turn_rounds(asked) if own else [asked]
     plans = [plan_batches(r, settings) for r in rounds]
-    shapes = plan_shapes(asked, tokenizer, settings, [b for p in plans for b in p],
+    shapes = plan_shapes(asked, tokenizer, settings, rows, [b for p in plans for b in p],
                          shards=getattr(scorer, "shards", 1))
     # A batch may take items from any video of its planning window: keep those clips decoded.
     span = max(len({it.video_id for it in w})
                for w in video_windows(asked, WINDOW_BATCHES * settings.batch_size))
-    visuals = VisualLoader(video_root, settings, clips=span + 1, view=view)
+    visuals = VisualLoader(video_root, settings, rows=rows, clips=span + 1, view=view)
     # Each round after the first is asked once per method under own history (each method's
     # history holds its own answers).
     passes = [(k, method) for k in range(len(rounds))
@@ -141,8 +142,7 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
                     continue
                 history = None if not own or item.turn == 1 else answers[(item.conversation, method)]
                 try:
-                    prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings, answers=history,
-                                                video_time=video_time))
+                    prompts.append(build_prompt(item, inquiry, visuals, tokenizer, settings, answers=history))
                 except ShortClip as e:
                     if settings.on_short_clip == "error":
                         raise
@@ -155,7 +155,7 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
                     _skip(item, e.reason, e.detail)
             if prompts:
                 batch = make_batch(prompts, batch_size=settings.batch_size,
-                                   pad_id=tokenizer.special.endoftext, settings=settings, shapes=shapes)
+                                   pad_id=rows.pad_id(tokenizer), settings=settings, shapes=shapes)
                 timing["host_s"] += time.perf_counter() - t0
                 yield batch
 
@@ -186,10 +186,10 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
                 timing[name] += n
             dispatched = (batch, scorer.dispatch(batch))  # asynchronous: overlaps the next host batch
             if pending is not None:
-                keep(_grade(*pending, scorer, tokenizer, settings), pending[0], method)
+                keep(_grade(*pending, scorer, tokenizer, settings, rows.stop_ids(tokenizer)), pending[0], method)
             pending = dispatched
         if pending is not None:  # the next round's prompts need these answers
-            keep(_grade(*pending, scorer, tokenizer, settings), pending[0], method)
+            keep(_grade(*pending, scorer, tokenizer, settings, rows.stop_ids(tokenizer)), pending[0], method)
     chosen = {it.item_id for it in selected}
     records = [r for r in records if r["item_id"] in chosen]
     skipped = [s for s in skipped.values() if s["item_id"] in chosen]
@@ -236,9 +236,9 @@ def _cache_size(fn) -> int:
     return fn._cache_size()
 
 
-def _grade(batch: Batch, pending, scorer, tokenizer: Tokenizer, settings: EvalSettings) -> list[dict]:
+def _grade(batch: Batch, pending, scorer, tokenizer: Tokenizer, settings: EvalSettings,
+           stops: tuple[int, ...]) -> list[dict]:
     out = scorer.fetch(pending)
-    stops = {tokenizer.special.im_end, tokenizer.special.endoftext}
     records = []
     for r, prompt in enumerate(batch.prompts):
         item = prompt.item

@@ -21,21 +21,23 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from sf2t_jax.errors import InputError
 from sf2t_jax.eval.batching import Batch, batch_axes, put_on_mesh
 from sf2t_jax.eval.config import EvalSettings
 from sf2t_jax.eval.loglik import prefill_shared
 from sf2t_jax.finevidbench.schema import LETTERS, Item
 from sf2t_jax.models.generate import decode
-from sf2t_jax.models.family import family_of, video_time
+from sf2t_jax.models.family import row_format
 from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model
+from sf2t_jax.models.rows import QWEN2_VL_ROWS, RowFormat
 from sf2t_jax.text import Tokenizer
 
 
 class ModelScorer:
     """Scores batches with a model of any family (`models/family.py`; a `Qwen2VL` subclass).
 
-    `video_time` is the model family's video time axis, for the prompts' M-RoPE positions.
+    `row_format` is the family's (`models.family.row_format`): the runner builds every prompt
+    with it, so the benchmark reaches the model as training samples do (slices, chat template,
+    positions), and decoding stops at its stop tokens.
 
     Args:
       mesh, rules: when given, batch rows are split over the mesh axes that the rules map
@@ -45,16 +47,11 @@ class ModelScorer:
 
     def __init__(self, model: Qwen2VL, settings: EvalSettings, tokenizer: Tokenizer, *,
                  mesh: Mesh | None = None, rules=None):
-        if not model.config.slice_layout.mrope:  # prompts (visuals, template, positions) are Qwen-VL's
-            raise InputError(f"the FineVidBench scorer builds Qwen-VL prompts (2-frame slices, M-RoPE, the Qwen "
-                             f"chat template); {family_of(model.config).name} models are not scored yet")
         self.graphdef, self.state = nnx.split(model)  # once: jit caches key on the graphdef
-        self.video_time = video_time(model.config)
+        self.row_format = row_format(model.config)
         self.settings = settings
-        special = tokenizer.special
-        # Qwen2-VL-Instruct's generation_config ends on either token.
-        self.eos_ids = jnp.asarray([special.im_end, special.endoftext], jnp.int32)
-        self.pad_id = jnp.int32(special.endoftext)
+        self.eos_ids = jnp.asarray(self.row_format.stop_ids(tokenizer), jnp.int32)
+        self.pad_id = jnp.int32(self.row_format.pad_id(tokenizer))
         self.mesh = mesh
         self.axes = batch_axes(mesh, rules or ()) if mesh is not None else ()
         # Activations constrained on the mesh as in training (and fused attention per shard).
@@ -102,24 +99,27 @@ class ModelScorer:
 
 class AnswerScorer:
     """Answers from the items themselves: `answer(item)` gives a letter or an open answer's
-    text, returned as generated tokens and as option NLLs (0 for the letter, 1 elsewhere)."""
+    text, returned as generated tokens and as option NLLs (0 for the letter, 1 elsewhere).
+    Prompts are built as for a model of `row_format`'s family (they run no model)."""
 
-    def __init__(self, settings: EvalSettings, tokenizer: Tokenizer, answer: Callable[[Item], str]):
+    def __init__(self, settings: EvalSettings, tokenizer: Tokenizer, answer: Callable[[Item], str],
+                 row_format: RowFormat = QWEN2_VL_ROWS):
         self.settings = settings
         self.tokenizer = tokenizer
         self.answer = answer
+        self.row_format = row_format
 
     def dispatch(self, batch: Batch) -> dict:
         b, k = batch.option_first.shape
-        special = self.tokenizer.special
+        rows = self.row_format
         nll = np.full((b, k), np.inf, np.float32)
-        tokens = np.full((b, batch.new_tokens), special.endoftext, np.int32)
+        tokens = np.full((b, batch.new_tokens), rows.pad_id(self.tokenizer), np.int32)
         for r, p in enumerate(batch.prompts):
             said = self.answer(p.item)
             if p.item.options and said in LETTERS[:len(p.item.options)]:
                 nll[r, :len(p.item.options)] = 1.0
                 nll[r, LETTERS.index(said)] = 0.0
-            ids = list(self.tokenizer.encode(said))[: batch.new_tokens - 1] + [special.im_end]
+            ids = list(rows.answer_ids(self.tokenizer, said))[: batch.new_tokens - 1] + [rows.end_id(self.tokenizer)]
             tokens[r, :len(ids)] = ids
         return {"nll": nll, "choice": np.argmin(nll, axis=1).astype(np.int32), "tokens": tokens}
 

@@ -9,7 +9,9 @@ A control run shows the same frame plan another way (`apply_view`): "static" hol
 first shown frame for as many frames, "blind" shows blank frames; the clip is still decoded,
 so a control skips exactly the items the real run skips.
 Every frame is resized to `size`, so every item has the same spatial grid: the batch has one
-`VisionPatches` group and static shapes. A clip that is missing or does not decode raises
+`VisionPatches` group and static shapes. The scored model family's `RowFormat` (`models.rows`,
+the input pipeline's) cuts the frames into slices and says how the chat template describes them,
+so a benchmark item reaches each family exactly as a training sample does. A clip that is missing or does not decode raises
 `VideoDecodeError` for each of its items; the runner skips them and counts them by reason.
 """
 from __future__ import annotations
@@ -24,8 +26,9 @@ from sf2t_jax.errors import InputError
 from sf2t_jax.eval.config import VIEWS, EvalSettings
 from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.finevidbench.source import VIDEO_EXTENSIONS
-from sf2t_jax.video import (VideoDecodeError, centered_speed_indices, decode_video, patchify_image, patchify_video,
-                            resize_frames, speed_span, to_slices, uniform_indices)
+from sf2t_jax.models.rows import QWEN2_VL_ROWS, RowFormat
+from sf2t_jax.video import (VideoDecodeError, centered_speed_indices, decode_video, normalize_patches, resize_frames,
+                            speed_span, uniform_indices)
 
 
 class ShortClip(InputError):
@@ -37,21 +40,27 @@ class ShortClip(InputError):
 class Visual:
     """What one item shows the model.
 
-    slices: (S, gh*gw, patch_dim) float32 temporal slices (`video.to_slices` layout).
-    kind: "video" (one video, `grid_thw` (1, 3)) or "image" (one per frame, (N, 3)).
-    grid_thw: (N, 3) int64 grids in patch units, for `text.encode_chat`.
+    slices: (S, gh*gw, patch_dim) float32 normalized slices, in the order their tokens appear
+      (`RowFormat.video_slices` / `image_slices`).
+    kind: "video" (one video item) or "image" (one image item per frame).
+    items: how many chat content items of `kind` show them.
+    vision: the keyword arguments that describe the slices to the family's chat encoder
+      (`RowFormat.encode`: Qwen's `video_grid_thw` / `image_grid_thw`, LLaVA's `video_frames`).
+    grid_hw: (gh, gw) of every slice, in patches.
     key: (video_id, source frame indices shown, kind, view): equal keys, equal pixels.
     """
 
     slices: np.ndarray
     kind: str
-    grid_thw: np.ndarray
+    items: int
+    vision: dict
+    grid_hw: tuple[int, int]
     key: tuple = ()
 
     @property
     def content(self) -> list[dict]:
         """The chat content items for these frames."""
-        return [{"type": self.kind} for _ in range(len(self.grid_thw))]
+        return [{"type": self.kind} for _ in range(self.items)]
 
 
 class _LRU(collections.OrderedDict):
@@ -87,19 +96,22 @@ def apply_view(frames: np.ndarray, view: str) -> np.ndarray:
 
 
 class VisualLoader:
-    """Decodes, samples and patchifies the frames of benchmark items, shown as `view` (`apply_view`).
+    """Decodes, samples and patchifies the frames of benchmark items, shown as `view` (`apply_view`),
+    in the slices of the scored family's `rows` (default: Qwen2-VL's).
 
     Items of one video are contiguous in a benchmark file, so a small cache of decoded clips
     decodes each video once; items that show the same frames (Action and Effect at one
     speed, every turn of a conversation) share one patchified result.
     """
 
-    def __init__(self, video_root: str | Path, settings: EvalSettings, *, clips: int = 4, visuals: int = 16,
-                 view: str = "real"):
+    def __init__(self, video_root: str | Path, settings: EvalSettings, *, rows: RowFormat = QWEN2_VL_ROWS,
+                 clips: int = 4, visuals: int = 16, view: str = "real"):
         if view not in VIEWS:
             raise ValueError(f"eval: view {view!r}, expected one of {VIEWS}")
+        check_presentation(rows, settings)
         self.root = Path(video_root)
         self.settings = settings
+        self.rows = rows
         self.view = view
         self._clips = _LRU(clips)
         self._visuals = _LRU(visuals)
@@ -147,11 +159,21 @@ class VisualLoader:
     def _patchify(self, frames: np.ndarray, kind: str, key: tuple) -> Visual:
         frames = resize_frames(frames, self.settings.size)
         if kind == "video":
-            rows, grid = patchify_video(frames)
-            return Visual(to_slices(rows, grid), "video", grid[None].astype(np.int64), key)
-        pieces = [patchify_image(f) for f in frames]
-        slices = np.stack([to_slices(rows, grid)[0] for rows, grid in pieces])
-        return Visual(slices, "image", np.stack([grid for _, grid in pieces]).astype(np.int64), key)
+            slices, vision = self.rows.video_slices(frames)
+        else:
+            slices, vision = self.rows.image_slices(frames)
+        n, s, d = slices.shape
+        grid_hw = tuple(v // self.rows.layout.patch_size for v in self.settings.size)
+        items = 1 if kind == "video" else len(frames)
+        return Visual(normalize_patches(slices.reshape(n * s, d)).reshape(n, s, d), kind, items, vision, grid_hw, key)
+
+
+def check_presentation(rows: RowFormat, settings: EvalSettings) -> None:
+    """InputError naming the eval field when the family cannot show frames as `settings` asks."""
+    rows.layout.check_resolution(settings.size, field="eval video.size")
+    if settings.present == "images" and not rows.layout.images_as_slices:
+        raise InputError("eval video.present='images': this model family shows images as anyres tiles, which "
+                         "the benchmark does not make; present fragment frames as a video (video.present='video')")
 
 
 def _decode_or_error(loader: VisualLoader, video_id: str) -> np.ndarray | VideoDecodeError:

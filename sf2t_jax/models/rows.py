@@ -7,7 +7,10 @@ The input pipeline (`sf2t_jax.input.examples`) is family-free: it asks the famil
     keyword arguments that describe them to the chat encoder;
   * `encode(tokenizer, messages, loss_on=..., **vision)`: the `EncodedChat` (ids, loss mask,
     (3, L) positions) of the family's chat template with its placeholders expanded;
-  * `vision_token_ids(tokenizer)`, `pad_id(tokenizer)`, `tokens_around_item`.
+  * `vision_token_ids(tokenizer)`, `pad_id(tokenizer)`, `tokens_around_item`;
+  * for scoring and generation (`sf2t_jax.eval`): `answer_ids(tokenizer, text)`, the tokens an
+    answer takes after the generation prompt, `end_id(tokenizer)`, the token that closes an
+    answer, and `stop_ids(tokenizer)`, the tokens greedy decoding stops at.
 
     family             slice            template                          positions
     Qwen2-VL, 2.5-VL   2 frames, 1176   <|im_start|>... <|vision_start|>  M-RoPE (2.5: absolute time)
@@ -27,7 +30,7 @@ from sf2t_jax.errors import InputError
 from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.models.slices import SliceLayout
 from sf2t_jax.text.chat import EncodedChat, encode_chat
-from sf2t_jax.text.llava_chat import LlavaTokens, encode_llava_chat
+from sf2t_jax.text.llava_chat import LlavaTokens, encode_llava_answer, encode_llava_chat
 from sf2t_jax.text.tokenizer import Tokenizer
 
 
@@ -64,6 +67,18 @@ class QwenRows:
 
     def pad_id(self, tokenizer: Tokenizer) -> int:
         return tokenizer.special.endoftext
+
+    def answer_ids(self, tokenizer: Tokenizer, text: str) -> np.ndarray:
+        """(T,) int32: the answer's own tokens. Qwen2's pre-tokenizer splits at the "\\n" that ends
+        `<|im_start|>assistant\\n`, so no BPE merge crosses into the answer."""
+        return np.asarray(tokenizer.encode(text), np.int32)
+
+    def end_id(self, tokenizer: Tokenizer) -> int:
+        return tokenizer.special.im_end
+
+    def stop_ids(self, tokenizer: Tokenizer) -> tuple[int, ...]:
+        # Qwen2-VL-Instruct's generation_config ends on either token.
+        return tokenizer.special.im_end, tokenizer.special.endoftext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +118,16 @@ class LlavaRows:
 
     def pad_id(self, tokenizer: Tokenizer) -> int:
         return self.pad
+
+    def answer_ids(self, tokenizer: Tokenizer, text: str) -> np.ndarray:
+        """(T,) int32: the tokens after `ASSISTANT:` that training targets for this answer."""
+        return encode_llava_answer(tokenizer, text)
+
+    def end_id(self, tokenizer: Tokenizer) -> int:
+        return self.tokens.eos
+
+    def stop_ids(self, tokenizer: Tokenizer) -> tuple[int, ...]:
+        return (self.tokens.eos,)
 
 
 RowFormat = QwenRows | LlavaRows

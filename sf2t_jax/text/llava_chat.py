@@ -17,10 +17,12 @@ each `<image>` as many image tokens as the caller's `image_tokens` says (anyres 
 config (`LlavaTokens.from_config`), not the tokenizer, so any tokenizer (a Llama
 `tokenizer.json`, or the tiny test tokenizer) encodes the text between them.
 
-Loss mask: the text of every assistant answer (not the `ASSISTANT: ` header nor the separating
-space) and, when the conversation ends with an answer, an EOS appended after it: the template
-writes no EOS, but LLaVA's own training ends every answer with `</s>` (its vicuna_v1
-conversation), which teaches the model to stop. Scoring prompts (`add_generation_prompt`) are
+Loss mask: the text of every assistant answer with the space that separates it from `ASSISTANT:`
+(the generation prompt ends at the colon, so a tokenizer that splits " 5" into " " and "5" must
+be taught the space too; not the header, nor the space after the answer) and, when the
+conversation ends with an answer, an EOS appended after it: the template writes no EOS, but
+LLaVA's own training ends every answer with `</s>` (its vicuna_v1 conversation), which teaches
+the model to stop. Scoring prompts (`add_generation_prompt`) are
 exactly the processor's ids.
 
 Positions are 1D (`0..L-1`), repeated over the three rows the model's `position_ids` take.
@@ -49,6 +51,7 @@ LLAVA_NEXT_VIDEO_CHAT_TEMPLATE = (
     "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
+ASSISTANT_PROMPT = "ASSISTANT:"  # the generation prompt (`add_generation_prompt`)
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<video>"
 
@@ -144,6 +147,23 @@ def encode_llava_chat(
                        rope_delta=0, image_grid_thw=np.zeros((0, 3), np.int64), video_grid_thw=grids)
 
 
+def encode_llava_answer(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """(T,) int32: the tokens that follow the generation prompt `ASSISTANT:` when the answer is
+    `text`, as `encode_llava_chat` targets them (its separating space included, no EOS): what a
+    scorer appends to a prompt to score, or compare with, that answer.
+
+    Raises ValueError when the tokenizer merges the answer into the prompt's last token (then no
+    continuation of the prompt spells the answer)."""
+    pieces = _render([{"role": "assistant", "content": text}], False, "last", eos=False)
+    ids, target = _encode_run(tokenizer, [(value, is_target) for _, value, is_target in pieces])
+    hit = np.flatnonzero(target)
+    prompt = np.asarray(tokenizer.encode(ASSISTANT_PROMPT), np.int32)
+    if not hit.size or not np.array_equal(ids[:hit[0]], prompt):
+        raise ValueError(f"answer {text!r}: its tokens do not continue the generation prompt {ASSISTANT_PROMPT!r} "
+                         f"(tokens {ids.tolist()}, answer at {hit.tolist()})")
+    return ids[hit[0]:hit[-1] + 1]
+
+
 # A rendered conversation: ("text", str, target), ("image"|"video", None, False), ("eos", None, target).
 _Piece = tuple[str, Any, bool]
 
@@ -157,7 +177,10 @@ def _render(messages: Sequence[Message], add_generation_prompt: bool, loss_on: s
     for i, message in enumerate(messages):
         role, target = _role(message, i), i in targeted
         if role != "system":
-            pieces.append(("text", f"{role.upper()}: ", False))
+            # The space after the colon belongs to an answer: the generation prompt ends at
+            # `ASSISTANT:`, so whatever tokens follow it are the model's to produce (a tokenizer
+            # may split " 5" into " " and "5").
+            pieces += [("text", f"{role.upper()}:", False), ("text", " ", target)]
         items = _items(message.get("content"), i)
         # The template's order: every image, then every video, then every text of the message.
         for kind in ("image", "video"):
@@ -170,7 +193,7 @@ def _render(messages: Sequence[Message], add_generation_prompt: bool, loss_on: s
     if eos and answers and answers[-1] == len(messages) - 1 and answers[-1] in targeted:
         pieces.append(("eos", None, True))
     if add_generation_prompt:
-        pieces.append(("text", "ASSISTANT:", False))
+        pieces.append(("text", ASSISTANT_PROMPT, False))
     return pieces
 
 

@@ -112,19 +112,26 @@ class Tokenizer:
         return self._tok.id_to_token(int(token_id))
 
     def check_model_config(self, config) -> None:
-        """Raises if a `Qwen2VLConfig`'s token ids disagree with this vocabulary.
+        """Raises if a model config's token ids disagree with this vocabulary.
 
-        Compares image/video/vision_start/vision_end/vision pad ids and the vocabulary size
-        (the embedding may be larger than the vocabulary, never smaller).
+        Qwen-VL configs (M-RoPE layouts): the image/video/vision_start/vision_end/vision pad ids.
+        LLaVA-NeXT-Video: the `<image>` / `<video>` ids where the vocabulary has those tokens (its
+        template writes the config's ids itself). Both: the vocabulary size (the embedding may be
+        larger than the vocabulary, never smaller).
         """
-        s = self.special
-        pairs = [
-            ("image_token_id", config.image_token_id, s.image_pad, "<|image_pad|>"),
-            ("video_token_id", config.video_token_id, s.video_pad, "<|video_pad|>"),
-            ("vision_start_token_id", config.vision_start_token_id, s.vision_start, "<|vision_start|>"),
-            ("vision_end_token_id", config.vision_end_token_id, s.vision_end, "<|vision_end|>"),
-            ("vision_token_id", config.vision_token_id, s.vision_pad, "<|vision_pad|>"),
-        ]
+        if config.slice_layout.mrope:
+            s = self.special
+            pairs = [
+                ("image_token_id", config.image_token_id, s.image_pad, "<|image_pad|>"),
+                ("video_token_id", config.video_token_id, s.video_pad, "<|video_pad|>"),
+                ("vision_start_token_id", config.vision_start_token_id, s.vision_start, "<|vision_start|>"),
+                ("vision_end_token_id", config.vision_end_token_id, s.vision_end, "<|vision_end|>"),
+                ("vision_token_id", config.vision_token_id, s.vision_pad, "<|vision_pad|>"),
+            ]
+        else:
+            named = (("image_token_id", "<image>"), ("video_token_id", "<video>"))
+            pairs = [(field, getattr(config, field), self._tok.token_to_id(token), token) for field, token in named
+                     if self._tok.token_to_id(token) is not None]
         wrong = [f"{field}={have} but {token} is {want}" for field, have, want, token in pairs if have != want]
         if wrong:
             raise InputError(f"model config disagrees with {self.source}: " + "; ".join(wrong))

@@ -47,15 +47,16 @@ def normalize(pixels: np.ndarray) -> np.ndarray:
     return _LUT[np.arange(3), pixels]
 
 
-def normalize_patches(
-    rows: np.ndarray, patch_size: int = PATCH_SIZE, temporal_patch_size: int = TEMPORAL_PATCH_SIZE
-) -> np.ndarray:
-    """uint8 patch rows (N, 3*tp*p*p) -> float32, the channel of each column being `col // (tp*p*p)`."""
+def normalize_patches(rows: np.ndarray) -> np.ndarray:
+    """uint8 patch rows (N, 3*k) -> float32 `(x/255 - mean) / std`.
+
+    Columns are channel-major (channel `col // k`), the layout of every family's patch rows:
+    Qwen-VL's (c, t, y, x) and CLIP's (c, y, x).
+    """
     rows = np.asarray(rows)
-    per_channel = temporal_patch_size * patch_size * patch_size
-    if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != 3 * per_channel:
-        raise ValueError(f"normalize_patches expects uint8 (N, {3 * per_channel}) rows, got {rows.dtype} {rows.shape}")
-    channel = np.repeat(np.arange(3), per_channel)
+    if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] % 3:
+        raise ValueError(f"normalize_patches expects uint8 (N, 3*k) channel-major rows, got {rows.dtype} {rows.shape}")
+    channel = np.repeat(np.arange(3), rows.shape[1] // 3)
     return _LUT[channel[None, :], rows]
 
 
