@@ -97,6 +97,7 @@ class InputPipeline:
         if rows is None:
             rows = QWEN2_VL_ROWS if video_time is None else QwenRows(QWEN2_VL_ROWS.layout, video_time)
         self.rows = rows
+        rows.check_tokenizer(self.tokenizer)  # at start, naming the tokenizer file, not in a worker later
         geometry = config.geometry_of(rows)
         self.spec = BatchSpec(batch_size=config.batch_size // process_count, num_processes=process_count,
                               max_length=config.max_length, slices=geometry.slices, grid_hw=geometry.grid_hw,

@@ -7,7 +7,8 @@ The input pipeline (`sf2t_jax.input.examples`) is family-free: it asks the famil
     keyword arguments that describe them to the chat encoder;
   * `encode(tokenizer, messages, loss_on=..., **vision)`: the `EncodedChat` (ids, loss mask,
     (3, L) positions) of the family's chat template with its placeholders expanded;
-  * `vision_token_ids(tokenizer)`, `pad_id(tokenizer)`, `tokens_around_item`;
+  * `vision_token_ids(tokenizer)`, `pad_id(tokenizer)`, `tokens_around_item`,
+    `check_tokenizer(tokenizer)` (the vocabulary agrees with the ids the template writes);
   * for scoring and generation (`sf2t_jax.eval`): `answer_ids(tokenizer, text)`, the tokens an
     answer takes after the generation prompt, `end_id(tokenizer)`, the token that closes an
     answer, and `stop_ids(tokenizer)`, the tokens greedy decoding stops at.
@@ -68,6 +69,10 @@ class QwenRows:
     def pad_id(self, tokenizer: Tokenizer) -> int:
         return tokenizer.special.endoftext
 
+    def check_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """SpecialTokenError unless the vocabulary is Qwen2's (the template writes its special tokens)."""
+        tokenizer.special  # noqa: B018 (the check is the lookup)
+
     def answer_ids(self, tokenizer: Tokenizer, text: str) -> np.ndarray:
         """(T,) int32: the answer's own tokens. Qwen2's pre-tokenizer splits at the "\\n" that ends
         `<|im_start|>assistant\\n`, so no BPE merge crosses into the answer."""
@@ -118,6 +123,14 @@ class LlavaRows:
 
     def pad_id(self, tokenizer: Tokenizer) -> int:
         return self.pad
+
+    def check_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """InputError when the vocabulary has `<s>`, `</s>`, `<video>` or `<image>` at other ids than
+        the model config's (the template writes those ids itself, so a vocabulary may lack them)."""
+        t = self.tokens
+        tokenizer.check_named_ids({"bos_token_id": ("<s>", t.bos), "eos_token_id": ("</s>", t.eos),
+                                   "video_token_id": ("<video>", t.video), "image_token_id": ("<image>", t.image)},
+                                  "model config")
 
     def answer_ids(self, tokenizer: Tokenizer, text: str) -> np.ndarray:
         """(T,) int32: the tokens after `ASSISTANT:` that training targets for this answer."""

@@ -1,9 +1,12 @@
-"""The Qwen2 tokenizer from a Hugging Face `tokenizer.json`, and its Qwen2-VL special tokens.
+"""A Hugging Face `tokenizer.json` (Qwen2's, or Llama's for LLaVA-NeXT-Video), and the Qwen2-VL
+special tokens when the vocabulary is Qwen2's.
 
 `Tokenizer.from_file(path)` wraps `tokenizers.Tokenizer` (the Rust library transformers' fast
 tokenizers use, so ids are identical) and looks the special tokens up by name. Encoding never
-adds BOS/EOS (Qwen2 has no BOS; the chat template writes its own markers) and, like
-transformers, treats special-token strings inside text as those tokens.
+adds BOS/EOS (the chat templates write their own markers) and, like transformers, treats
+special-token strings inside text as those tokens. A vocabulary with none of the Qwen2-VL
+special tokens is another family's (`special` then raises); one with only some of them is a
+broken Qwen2 file, refused when loaded.
 """
 from __future__ import annotations
 
@@ -62,16 +65,23 @@ class Tokenizer:
     def __init__(self, tokenizer: tokenizers.Tokenizer, source: str = "<in memory>"):
         self._tok = tokenizer
         self.source = source
-        ids = {}
-        for field, token in SPECIAL_TOKENS.items():
-            token_id = tokenizer.token_to_id(token)
-            if token_id is None:
-                raise SpecialTokenError(
-                    f"{source}: special token {token!r} is not in the vocabulary; a Qwen2-VL tokenizer.json "
-                    f"must define all of {', '.join(SPECIAL_TOKENS.values())}")
-            ids[field] = token_id
-        self.special = SpecialTokenIds(**ids)
+        ids = {field: tokenizer.token_to_id(token) for field, token in SPECIAL_TOKENS.items()}
+        missing = [SPECIAL_TOKENS[field] for field, token_id in ids.items() if token_id is None]
+        if missing and len(missing) < len(SPECIAL_TOKENS):
+            raise SpecialTokenError(
+                f"{source}: special token {missing[0]!r} is not in the vocabulary; a Qwen2-VL tokenizer.json "
+                f"must define all of {', '.join(SPECIAL_TOKENS.values())}")
+        self._special = None if missing else SpecialTokenIds(**ids)
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def special(self) -> SpecialTokenIds:
+        """The Qwen2-VL special token ids; SpecialTokenError for another family's vocabulary."""
+        if self._special is None:
+            raise SpecialTokenError(
+                f"{self.source}: not a Qwen2 vocabulary (it has none of {', '.join(SPECIAL_TOKENS.values())}); "
+                "Qwen-VL models need their own tokenizer.json")
+        return self._special
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "Tokenizer":
@@ -115,8 +125,8 @@ class Tokenizer:
         """Raises if a model config's token ids disagree with this vocabulary.
 
         Qwen-VL configs (M-RoPE layouts): the image/video/vision_start/vision_end/vision pad ids.
-        LLaVA-NeXT-Video: the `<image>` / `<video>` ids where the vocabulary has those tokens (its
-        template writes the config's ids itself). Both: the vocabulary size (the embedding may be
+        LLaVA-NeXT-Video: the `<image>`, `<video>`, `<s>` and `</s>` ids where the vocabulary has
+        those tokens (its template writes the config's ids itself). Both: the vocabulary size (the embedding may be
         larger than the vocabulary, never smaller).
         """
         if config.slice_layout.mrope:
@@ -128,13 +138,26 @@ class Tokenizer:
                 ("vision_end_token_id", config.vision_end_token_id, s.vision_end, "<|vision_end|>"),
                 ("vision_token_id", config.vision_token_id, s.vision_pad, "<|vision_pad|>"),
             ]
+            self._check_pairs(pairs, "model config")
         else:
-            named = (("image_token_id", "<image>"), ("video_token_id", "<video>"))
-            pairs = [(field, getattr(config, field), self._tok.token_to_id(token), token) for field, token in named
-                     if self._tok.token_to_id(token) is not None]
-        wrong = [f"{field}={have} but {token} is {want}" for field, have, want, token in pairs if have != want]
-        if wrong:
-            raise InputError(f"model config disagrees with {self.source}: " + "; ".join(wrong))
+            self.check_named_ids({"image_token_id": ("<image>", config.image_token_id),
+                                  "video_token_id": ("<video>", config.video_token_id),
+                                  "bos_token_id": ("<s>", config.bos_token_id),
+                                  "eos_token_id": ("</s>", config.eos_token_id)}, "model config")
         if config.text.vocab_size < self.vocab_size:
             raise InputError(f"model vocab_size {config.text.vocab_size} is smaller than the {self.vocab_size} ids "
                              f"of {self.source}")
+
+    def check_named_ids(self, expected: dict[str, tuple[str, int]], what: str) -> None:
+        """InputError when a token the vocabulary has sits at another id than `what` says.
+
+        expected: {field: (token, id)}; tokens the vocabulary lacks are not checked (a template
+        that writes those ids itself needs no string for them)."""
+        self._check_pairs([(field, want, self._tok.token_to_id(token), token)
+                           for field, (token, want) in expected.items() if self._tok.token_to_id(token) is not None],
+                          what)
+
+    def _check_pairs(self, pairs, what: str) -> None:
+        wrong = [f"{field}={have} but {token} is {want}" for field, have, want, token in pairs if have != want]
+        if wrong:
+            raise InputError(f"{what} disagrees with {self.source}: " + "; ".join(wrong))
