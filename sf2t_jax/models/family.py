@@ -58,6 +58,10 @@ class Family:
     patch_kernel: Callable[[Any], tuple[int, ...]] = _conv3d_kernel
     # config -> how decoded frames and a conversation become one batch row (`models.rows`)
     row_format: Callable[[Any], RowFormat] = lambda config: QwenRows(config.slice_layout, None)
+    # Parameter path prefixes of the vision tower (patch embedding and blocks) and of what maps
+    # its features into the LLM (merger / projector): the planner's FLOP count asks which train.
+    tower_prefixes: tuple[str, ...] = ("visual.patch_embed.", "visual.blocks.")
+    projector_prefixes: tuple[str, ...] = ("visual.merger.",)
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
@@ -68,7 +72,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            row_format=lambda config: QwenRows(config.slice_layout, qwen2_5_vl_config.video_time(config))),
     Family("llava_next_video", "LLaVA-NeXT-Video", LlavaNextVideoConfig, LlavaNextVideo, LLAVA_NEXT_VIDEO_RULES,
            llava_next_video_config.PRESETS, video_time=lambda config: None, patch_kernel=_conv2d_kernel,
-           row_format=LlavaRows.from_config),
+           row_format=LlavaRows.from_config, tower_prefixes=("vision_tower.",),
+           projector_prefixes=("multi_modal_projector.", "image_newline")),
 )}
 
 
@@ -121,6 +126,13 @@ def family_of_preset(name: str) -> Family:
             return family
     known = sorted(n for f in FAMILIES.values() for n in f.presets)
     raise KeyError(f"unknown model preset {name!r}; known: {', '.join(known)}")
+
+
+def preset_label(name: str) -> str:
+    """A preset's display name, its family's name and size: 'qwen25vl_7b' -> 'Qwen2.5-VL-7B',
+    'llava_next_video_tiny' -> 'LLaVA-NeXT-Video-TINY' (preset names end in `_<size>`). KeyError
+    for a name no family holds."""
+    return f"{family_of_preset(name).name}-{name.rsplit('_', 1)[-1].upper()}"
 
 
 def preset(name: str) -> ModelConfig:
