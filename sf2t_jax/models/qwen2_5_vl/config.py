@@ -200,7 +200,11 @@ def video_time_at(config: Qwen25VLConfig, fps: float | None) -> VideoTime:
 
 
 # ----------------------------------------------------------------------------------------
-# Presets (values from the Hub config.json files; see specs/qwen2_vl.md §1.8).
+# Presets (values from the Hub config.json files; see specs/qwen2_vl.md §1.8). Checked offline
+# against copies of the Hub config.json files in public code found by the project's code
+# search: 3B and 7B in full (LLM and vision fields, tokens_per_second 2, window 112, full
+# attention in blocks 7/15/23/31). 72B could not be checked offline: its LLM widths are
+# Qwen2.5-72B's, and its vision MLP width 3456 (not 3420) is what the 32B's config also says.
 # ----------------------------------------------------------------------------------------
 def _vision(out_hidden_size: int, intermediate_size: int = 3420) -> VisionConfig:
     return VisionConfig(depth=32, embed_dim=1280, num_heads=16, intermediate_size=intermediate_size,
