@@ -6,8 +6,9 @@
         --init-from /ckpt/qwen25vl_7b_native --workdir gs://bucket/sf2t/qwen25vl_7b_lora
 
 Arguments as configs/sf2t.py's (method, tasks, data, frames, present), except model, which this
-file fixes. Video positions are on Qwen2.5-VL's absolute time axis at the processor's default
-2 fps (sf2t_jax/models/qwen2_5_vl/config.py). The pod numerics (scanned, fully rematerialised
+file fixes. Video positions are on Qwen2.5-VL's absolute time axis at each clip's sampled frame
+rate (stream fps x frames shown / frames in the clip; sf2t_jax/input/examples.py), the
+processor's default 2 fps where a container states no rate. The pod numerics (scanned, fully rematerialised
 layers, bfloat16 frozen weights) are the 7B preset's defaults.
 """
 from sf2t_jax.defaults.sf2t import fixed_model_config

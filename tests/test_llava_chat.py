@@ -65,6 +65,27 @@ CONVERSATION = [
 ]
 
 
+# What transformers' own tests assert for the Hub processor (AutoProcessor.from_pretrained(
+# "llava-hf/LLaVA-NeXT-Video-7B-hf"), whose chat_template.json cannot be read offline): tests/
+# models/llava_next_video/test_processor_llava_next_video.py, `test_chat_template` (the text)
+# and `test_chat_template_dict` (the Llama ids: BOS, "USER", ":", " ", <video>=32000, "\n",
+# the question, " ASSISTANT:" = 319, 1799, 9047, 13566, 29901).
+HUB_RENDERINGS = [
+    ([{"type": "image"}, {"type": "text", "text": "What is shown in this image?"}],
+     "USER: <image>\nWhat is shown in this image? ASSISTANT:"),
+    ([{"type": "video"}, {"type": "text", "text": "What is shown in this video?"}],
+     "USER: <video>\nWhat is shown in this video? ASSISTANT:"),
+]
+
+
+@pytest.mark.parametrize("content, expected", HUB_RENDERINGS)
+def test_template_renders_what_the_hub_processor_renders(hf, content, expected):
+    messages = [{"role": "user", "content": content}]
+    processor, _ = hf
+    assert processor.apply_chat_template(messages, add_generation_prompt=True) == expected
+    assert render_llava_chat(messages, add_generation_prompt=True) == expected
+
+
 # The processor expands every <video> by the first video's frame count (its videos are one
 # stacked array), so both videos of a conversation have the same length here.
 @pytest.mark.parametrize("frames", [(1, 1), (3, 3)])

@@ -331,7 +331,9 @@ def test_launch_convert_both_ways_is_lossless(tmp_path):
 
 # ---- config.json ---------------------------------------------------------------------------
 # llava-hf/LLaVA-NeXT-Video-7B-hf's config.json as the Hub writes it: sub-configs list only what
-# differs from LlamaConfig's and CLIPVisionConfig's defaults.
+# differs from LlamaConfig's and CLIPVisionConfig's defaults. The values agree with a public dump
+# of `AutoConfig.from_pretrained` of the checkpoint (see `llava_next_video_7b`'s docstring); the
+# sparse layout itself is as the Hub's 4.42-era files write it, not checked offline.
 HUB_7B = {
     "architectures": ["LlavaNextVideoForConditionalGeneration"], "ignore_index": -100,
     "image_grid_pinpoints": [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],

@@ -163,18 +163,88 @@ def test_tpu_memory_figure_is_close_to_the_cpu_figure():
     assert cpu_data / TOTAL_TOLERANCE <= tpu_data <= TOTAL_TOLERANCE * cpu_data, (tpu, cpu)
 
 
-def test_planner_compiles_a_qwen25vl_preset_as_the_trainer_does(tmp_path, capsys):
-    config = "configs/sf2t.py:model=qwen25vl_tiny,frames=4"
+def _plan_and_compile_a_preset_as_the_trainer_does(tmp_path, capsys, preset, label):
+    """`launch.py plan` of a tiny preset on cpu:8: its table label, the memory analysis of the
+    step the trainer compiles, and plan/flops.py's count with the family's projector trained
+    and its tower frozen (the LoRA recipe)."""
+    config = f"configs/sf2t.py:model={preset},frames=4"
     out = tmp_path / "plan.json"
     launch.main(["plan", "--config", config, "--topology", "cpu:8", *(f"--config.{o}" for o in OVERRIDES),
                  "--json", str(out)])
-    assert "model qwen25vl_tiny" in capsys.readouterr().out
+    assert f"model {preset}" in capsys.readouterr().out
     planned = json.loads(out.read_text())
-    assert report.table_row(planned).startswith("| Qwen2.5-VL-TINY | lora | cpu:8 |")
-    compiled, _, _ = _compile_as_the_trainer_does(load_config(config, OVERRIDES))
+    assert report.table_row(planned).startswith(f"| {label} | lora | cpu:8 |")
+    compiled, geometry, _ = _compile_as_the_trainer_does(load_config(config, OVERRIDES))
     stats = compiled.memory_analysis()
     assert {k: planned["memory"][k] for k in aot.MEMORY_FIELDS} == {
         name: getattr(stats, field) for name, field in aot.MEMORY_FIELDS.items()}
+    want = flops.train_step_flops(model_lib.model_config(load_config(config, OVERRIDES)),
+                                  flops.Workload(geometry.batch_size, geometry.length, geometry.slices,
+                                                 geometry.patches), method="lora", lora_rank=16,
+                                  train_vision=False, train_merger=True)
+    assert planned["analytic_flops"] == pytest.approx(want)
+
+
+def test_planner_compiles_a_qwen25vl_preset_as_the_trainer_does(tmp_path, capsys):
+    _plan_and_compile_a_preset_as_the_trainer_does(tmp_path, capsys, "qwen25vl_tiny", "Qwen2.5-VL-TINY")
+
+
+def test_planner_compiles_a_llava_next_video_preset_as_the_trainer_does(tmp_path, capsys):
+    _plan_and_compile_a_preset_as_the_trainer_does(tmp_path, capsys, "llava_next_video_tiny",
+                                                   "LLaVA-NeXT-Video-TINY")
+
+
+@pytest.mark.parametrize("preset, label", [("qwen2vl_7b", "Qwen2-VL-7B"), ("qwen25vl_72b", "Qwen2.5-VL-72B"),
+                                           ("llava_next_video_7b", "LLaVA-NeXT-Video-7B"), ("my_model", "my_model")])
+def test_table_labels_come_from_the_family_registry(preset, label):
+    assert report._model_label(preset) == label
+
+
+@pytest.mark.parametrize("experiment, hf_class", [("configs/qwen25vl_7b_lora.py", "Qwen2_5_VLForConditionalGeneration"),
+                                                  ("configs/llava_next_video_7b_lora.py",
+                                                   "LlavaNextVideoForConditionalGeneration")])
+def test_planner_builds_the_7b_experiments_abstract_state_without_compiling(experiment, hf_class):
+    """The planner's whole build for a 7B experiment (mesh, parts, optimizer state, batch, all
+    abstract) takes about a second; only compiling it is slow on this machine. Its parameters,
+    LoRA adapters aside, are transformers' for the same config (counted on the meta device)."""
+    import torch
+    import transformers
+    from flax import traverse_util
+
+    config = load_config(experiment, ["checkpoint.every=1000"])
+    plan = aot.build_step(config, jax.devices()[:8])
+    state = plan.args[0]
+    adapters = sum(int(x.size) for path, x in traverse_util.flatten_dict(state.params).items()
+                   if any(str(k).startswith("lora_") for k in path))
+    assert adapters > 0 and plan.trainable > adapters
+    shape = model_lib.model_config(config)
+    hf = getattr(transformers, hf_class)
+    with torch.device("meta"):
+        theirs = sum(p.numel() for p in hf(hf.config_class(**shape.to_hf_dict())).parameters())
+    assert plan.trainable - adapters + plan.frozen == theirs
+    assert state.opt_state is not None and plan.geometry.batch_size == int(config.input.batch_size)
+
+
+def test_analytic_llava_tower_and_projector_flops_are_twice_their_weights():
+    """Per frame, CLIP multiplies each of its patches plus the class token by every weight
+    matrix of the layers up to `vision_feature_layer` once; the projector each pooled token by
+    its two matrices once."""
+    from flax import nnx
+
+    from sf2t_jax.models import family
+
+    config = family.preset("llava_next_video_tiny")
+    model = nnx.eval_shape(lambda: family.family_of(config).model_class(config, rngs=nnx.Rngs(0)))
+    matrices = lambda module: sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)) if len(x.shape) == 2)
+    v = config.vision
+    one = flops.Workload(batch=1, seq_len=1, slices=2, patches_per_slice=v.num_patches)
+    got = flops.forward_flops(config, one)
+    tokens = v.num_patches + 1
+    attention = 2 * 2 * tokens * v.embed_dim
+    assert config.feature_layer_count == v.depth - 1  # the last layer is not run
+    assert got["vision"] == 2 * (2 * v.patch_dim * v.embed_dim * v.num_patches + tokens * config.feature_layer_count
+                                 * (2 * matrices(model.vision_tower.layers[0]) + attention))
+    assert got["merger"] == 2 * config.tokens_per_frame * 2 * matrices(model.multi_modal_projector)
 
 
 @pytest.mark.parametrize("name", ["qwen2vl_tiny", "qwen25vl_tiny"])

@@ -5,14 +5,16 @@ workers): `index` is the sample's position g in the global stream, which seeds i
 task (`make_sample(frames, seed, g)`), so any sample can be regenerated alone from (config, g).
 
 Steps, for a clip:
-  1. decode up to `source_frames` evenly spaced frames (PyAV);
+  1. decode up to `source_frames` evenly spaced frames (PyAV), keeping the stream's frame rate
+     and frame count;
   2. resize every frame to the resolution bucket, so the task's pixel guarantees (identical
      pairs, visible edits, sprite spans) hold on exactly the pixels the model sees;
   3. `make_sample`: the task's frames, question and answer;
   4. patchify by the model family's `RowFormat` (`models.rows`; Qwen-VL 'video': one clip of
      ceil(N/2) two-frame slices, 'images': N images of one slice each; LLaVA-NeXT-Video: N
      one-frame slices), kept as uint8 rows (a quarter of float32's bytes between processes;
-     normalized when batched);
+     normalized when batched); the sample's frames run at `video.sampled_fps` (stream rate x
+     frames shown / clip frames), which places Qwen2.5-VL's video slices on its time axis;
   5. the family's chat template: user turn = vision item(s) + question, assistant turn =
      answer; loss on the answer and its end-of-turn token (<|im_end|> / </s>);
   6. pad to the static row: L tokens, P slices.
@@ -35,7 +37,8 @@ from sf2t_jax.models.rows import QWEN2_VL_ROWS, QwenRows, RowFormat
 from sf2t_jax.sample import Sample, SampleSkip
 from sf2t_jax.text import Tokenizer
 from sf2t_jax.video import VideoDecodeError, decode_video, resize_frames
-from sf2t_jax.video.sampling import uniform_indices
+from sf2t_jax.video.decode import DecodedVideo
+from sf2t_jax.video.sampling import sampled_fps, uniform_indices
 
 PATCH_DIM = 1176  # Qwen-VL: 3 channels * 2 frames * 14 * 14 (a family's `SliceLayout.patch_dim`)
 TOO_LONG = "too_long"  # the sample's tokens exceed max_length (counted like a skip)
@@ -137,10 +140,10 @@ class ExampleMaker:
     def _prepare(self, index: int, record: dict[str, Any], label: str) -> Prepared | Skipped:
         rec = int(record["record_index"])
         try:
-            clip = self._decode(record, label)
+            decoded = self._decode(record, label)
         except VideoDecodeError as e:
             return Skipped(index, rec, e.path, e.reason, None, e.detail)
-        clip = resize_frames(clip, self.resolution)
+        clip = resize_frames(decoded.frames, self.resolution)
         scene = self._scene_of(record)
         try:
             if scene is None:
@@ -149,7 +152,8 @@ class ExampleMaker:
                 sample = make_scene_sample(clip, record, self.seed, index, scene)
         except SampleSkip as e:
             return Skipped(index, rec, label, e.reason, e.task, e.detail)
-        example, num_tokens = self._encode(sample)
+        fps = sampled_fps(decoded.info.fps, decoded.info.num_frames, len(sample.frames))
+        example, num_tokens = self._encode(sample, fps)
         if example is None:
             return Skipped(index, rec, label, TOO_LONG, sample.task,
                            f"{num_tokens} tokens > max_length {self.max_length}", num_tokens)
@@ -164,20 +168,22 @@ class ExampleMaker:
             return self.scene
         return self.sft if record.get(SFT_RECORD) else None
 
-    def _decode(self, record: dict[str, Any], label: str) -> np.ndarray:
-        """(T, H, W, 3) uint8: up to `source_frames` evenly spaced frames of the clip (every frame
-        for scene samples, whose speed plans index the whole clip)."""
+    def _decode(self, record: dict[str, Any], label: str) -> DecodedVideo:
+        """Up to `source_frames` evenly spaced frames of the clip ((T, H, W, 3) uint8; every frame
+        for scene samples, whose speed plans index the whole clip), and the stream's rate and
+        frame count."""
         cap = 0 if self._scene_of(record) is not None else self.source_frames
         select = None if cap == 0 else (lambda n: uniform_indices(n, min(n, cap)))
         source = record["path"] if "path" in record else record["video"]
-        return decode_video(source, select, name=label).frames
+        return decode_video(source, select, name=label)
 
-    def _encode(self, sample: Sample) -> tuple[dict[str, Any] | None, int]:
-        """Patchify + chat template + padding. Returns (None, length) when the text does not fit."""
+    def _encode(self, sample: Sample, fps: float | None = None) -> tuple[dict[str, Any] | None, int]:
+        """Patchify + chat template + padding. `fps`: the rate of the sample's frames (None: the
+        processor's default). Returns (None, length) when the text does not fit."""
         rows = self.row_format
         frames = sample.frames
         if sample.present == "video":
-            slices, vision = rows.video_slices(frames)
+            slices, vision = rows.video_slices(frames, fps)
             items = [{"type": "video"}]
         else:
             slices, vision = rows.image_slices(frames)

@@ -51,24 +51,30 @@ class Family:
     model_class: type  # `model_class(config, numerics, rngs=...)` -> nnx.Module
     conversion_rules: tuple[Rule, ...]  # Hub key <-> parameter path
     presets: Mapping[str, Callable[[], Any]]  # name -> config
-    # config -> the video time axis of its M-RoPE positions (None: positions count slices)
-    video_time: Callable[[Any], VideoTime | None]
+    # (config, fps of the sampled frames or None for the processor's default) -> the video time
+    # axis of its M-RoPE positions (None: positions count slices, or 1D positions)
+    video_time: Callable[[Any, float | None], VideoTime | None]
     # config -> the Hub patch-embedding kernel's shape after its output dimension: a Conv3d's
     # (C, t, p, p) for the Qwen families, a Conv2d's (C, p, p) for CLIP
     patch_kernel: Callable[[Any], tuple[int, ...]] = _conv3d_kernel
     # config -> how decoded frames and a conversation become one batch row (`models.rows`)
     row_format: Callable[[Any], RowFormat] = lambda config: QwenRows(config.slice_layout, None)
+    # Parameter path prefixes of the vision tower (patch embedding and blocks) and of what maps
+    # its features into the LLM (merger / projector): the planner's FLOP count asks which train.
+    tower_prefixes: tuple[str, ...] = ("visual.patch_embed.", "visual.blocks.")
+    projector_prefixes: tuple[str, ...] = ("visual.merger.",)
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("qwen2_vl", "Qwen2-VL", Qwen2VLConfig, Qwen2VL, QWEN2_VL_RULES, qwen2_vl_config.PRESETS,
-           video_time=lambda config: None),
+           video_time=lambda config, fps: None),
     Family("qwen2_5_vl", "Qwen2.5-VL", Qwen25VLConfig, Qwen25VL, QWEN2_5_VL_RULES, qwen2_5_vl_config.PRESETS,
-           video_time=qwen2_5_vl_config.video_time,
+           video_time=qwen2_5_vl_config.video_time_at,
            row_format=lambda config: QwenRows(config.slice_layout, qwen2_5_vl_config.video_time(config))),
     Family("llava_next_video", "LLaVA-NeXT-Video", LlavaNextVideoConfig, LlavaNextVideo, LLAVA_NEXT_VIDEO_RULES,
-           llava_next_video_config.PRESETS, video_time=lambda config: None, patch_kernel=_conv2d_kernel,
-           row_format=LlavaRows.from_config),
+           llava_next_video_config.PRESETS, video_time=lambda config, fps: None, patch_kernel=_conv2d_kernel,
+           row_format=LlavaRows.from_config, tower_prefixes=("vision_tower.",),
+           projector_prefixes=("multi_modal_projector.", "image_newline")),
 )}
 
 
@@ -104,9 +110,12 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
     return config_from_hf_dict(read_config_json(path), source=path)
 
 
-def video_time(config: ModelConfig) -> VideoTime | None:
-    """How `config`'s family places video slices in time (see `rope_index.VideoTime`)."""
-    return family_of(config).video_time(config)
+def video_time(config: ModelConfig, fps: float | None = None) -> VideoTime | None:
+    """How `config`'s family places the slices of a video whose sampled frames run at `fps`
+    frames per second in time (see `rope_index.VideoTime`); fps None: the processor's default
+    rate. For a decoded clip, `fps = video.sampled_fps(info.fps, info.num_frames, frames shown)`.
+    None for families whose positions ignore time (Qwen2-VL counts slices, LLaVA is 1D)."""
+    return family_of(config).video_time(config, fps)
 
 
 def row_format(config: ModelConfig) -> RowFormat:
@@ -121,6 +130,13 @@ def family_of_preset(name: str) -> Family:
             return family
     known = sorted(n for f in FAMILIES.values() for n in f.presets)
     raise KeyError(f"unknown model preset {name!r}; known: {', '.join(known)}")
+
+
+def preset_label(name: str) -> str:
+    """A preset's display name, its family's name and size: 'qwen25vl_7b' -> 'Qwen2.5-VL-7B',
+    'llava_next_video_tiny' -> 'LLaVA-NeXT-Video-TINY' (preset names end in `_<size>`). KeyError
+    for a name no family holds."""
+    return f"{family_of_preset(name).name}-{name.rsplit('_', 1)[-1].upper()}"
 
 
 def preset(name: str) -> ModelConfig:

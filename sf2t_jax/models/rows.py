@@ -3,8 +3,9 @@
 The input pipeline (`sf2t_jax.input.examples`) is family-free: it asks the family's
 `RowFormat` (`models.family.row_format(config)`) for
 
-  * `video_slices(frames)` / `image_slices(frames)`: uint8 patch rows (n, S, patch_dim) and the
-    keyword arguments that describe them to the chat encoder;
+  * `video_slices(frames, fps)` / `image_slices(frames)`: uint8 patch rows (n, S, patch_dim) and
+    the keyword arguments that describe them to the chat encoder (`fps`: the rate of the
+    sampled frames, which Qwen2.5-VL's time axis needs; None: the processor's default);
   * `encode(tokenizer, messages, loss_on=..., **vision)`: the `EncodedChat` (ids, loss mask,
     (3, L) positions) of the family's chat template with its placeholders expanded;
   * `vision_token_ids(tokenizer)`, `pad_id(tokenizer)`, `tokens_around_item`,
@@ -47,11 +48,20 @@ class QwenRows:
     video_time: VideoTime | None = None  # Qwen2.5-VL's absolute time axis; None: Qwen2-VL's
     tokens_around_item: int = 2  # <|vision_start|> ... <|vision_end|>
 
-    def video_slices(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def video_slices(self, frames: np.ndarray, fps: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Frames sampled at `fps` per second (None: the processor's default rate) -> slices and
+        the grid, plus, for Qwen2.5-VL, that clip's time axis."""
         from sf2t_jax.video import patchify_video, to_slices
 
         rows, grid = patchify_video(frames, normalized=False)
-        return to_slices(rows, grid), {"video_grid_thw": grid[None]}
+        vision: dict[str, Any] = {"video_grid_thw": grid[None]}
+        if self.video_time is not None and fps is not None:
+            if not fps > 0:
+                raise ValueError(f"video fps must be positive, got {fps!r}")
+            # transformers' `second_per_grid_ts = temporal_patch_size / fps`, per video
+            vision["video_time"] = dataclasses.replace(self.video_time,
+                                                       seconds_per_slice=self.layout.frames_per_slice / fps)
+        return to_slices(rows, grid), vision
 
     def image_slices(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         from sf2t_jax.video import patchify_image
@@ -60,8 +70,9 @@ class QwenRows:
         return np.stack([r for r, _ in images]), {"image_grid_thw": np.stack([g for _, g in images])}
 
     def encode(self, tokenizer: Tokenizer, messages, **kwargs) -> EncodedChat:
-        return encode_chat(tokenizer, messages, video_time=self.video_time,
-                           spatial_merge_size=self.layout.token_pool, **kwargs)
+        """`video_time` (from `video_slices`) overrides the family's default-rate axis."""
+        kwargs.setdefault("video_time", self.video_time)
+        return encode_chat(tokenizer, messages, spatial_merge_size=self.layout.token_pool, **kwargs)
 
     def vision_token_ids(self, tokenizer: Tokenizer) -> tuple[int, int]:
         return tokenizer.special.image_pad, tokenizer.special.video_pad
@@ -100,8 +111,9 @@ class LlavaRows:
     def from_config(cls, config) -> "LlavaRows":
         return cls(layout=config.slice_layout, tokens=LlavaTokens.from_config(config), pad=config.pad_token_id)
 
-    def video_slices(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """uint8 (N, s, s, 3) frames -> uint8 (N, (s/p)**2, 3*p*p) rows (the Conv2d's (c, y, x) order)."""
+    def video_slices(self, frames: np.ndarray, fps: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """uint8 (N, s, s, 3) frames -> uint8 (N, (s/p)**2, 3*p*p) rows (the Conv2d's (c, y, x) order).
+        `fps` is ignored: positions are 1D."""
         from sf2t_jax.models.llava_next_video.anyres import pixels_to_patches
 
         frames = np.asarray(frames)

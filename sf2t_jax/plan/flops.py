@@ -1,11 +1,14 @@
-"""Analytic FLOP counts of Qwen2-VL and Qwen2.5-VL forward passes and train steps (vision
-tower included).
+"""Analytic FLOP counts of Qwen2-VL, Qwen2.5-VL and LLaVA-NeXT-Video forward passes and train
+steps (vision tower included).
 
 One multiply-add is 2 FLOPs. Counted: every matmul (projections, MLPs, attention scores and
 weighted sums, the patch embedding, the merger, the LM head). Not counted: norms, softmax,
 rotary embeddings and element-wise ops (well under 1% at these widths). Attention is counted
 over the full L x L score matrix, as the dense kernels we run compute it (no causal halving;
 Qwen2.5-VL's window attention is a mask over the whole slice, so it costs a full block's).
+LLaVA-NeXT-Video's CLIP tower runs each frame as its patches plus the class token, through the
+layers up to `vision_feature_layer` only; its 'merger' part is the two-layer projector over the
+pooled frame tokens (pooling itself is an average, not a matmul).
 
 A train step costs the forward pass plus, for every matmul, one backward product per gradient
 it must produce: the input gradient (needed wherever anything trainable lies upstream) and the
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from sf2t_jax.models.family import ModelConfig
+from sf2t_jax.models.llava_next_video.config import LlavaNextVideoConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +46,20 @@ def forward_flops(config: ModelConfig, w: Workload) -> dict[str, float]:
     v, t = config.vision, config.text
     patches = w.batch * w.slices * w.patches_per_slice
     e = v.embed_dim
-    vit_block = 2 * (e * 3 * e + e * e + v.mlp_weights)  # per patch: qkv, proj, the MLP
-    vit_attention = 2 * 2 * w.patches_per_slice * e  # per patch: scores + weighted sum within its slice
-    vision = patches * (2 * v.patch_dim * e + v.depth * (vit_block + vit_attention))
-    merged = patches // v.spatial_merge_size**2
-    merger = merged * 2 * (v.merged_dim * v.merged_dim + v.merged_dim * t.hidden_size)
+    vit_block = 2 * (e * 3 * e + e * e + v.mlp_weights)  # per token: qkv, proj, the MLP
+    if isinstance(config, LlavaNextVideoConfig):
+        frames = w.batch * w.slices  # one frame per slice
+        tokens = w.patches_per_slice + 1  # the class token attends and is attended to
+        vit_attention = 2 * 2 * tokens * e
+        vision = 2 * v.patch_dim * e * patches + frames * tokens * config.feature_layer_count * (
+            vit_block + vit_attention)
+        pooled = frames * config.tokens_per_frame
+        merger = pooled * 2 * (e * t.hidden_size + t.hidden_size * t.hidden_size)
+    else:
+        vit_attention = 2 * 2 * w.patches_per_slice * e  # per patch: scores + weighted sum within its slice
+        vision = patches * (2 * v.patch_dim * e + v.depth * (vit_block + vit_attention))
+        merged = patches // v.spatial_merge_size**2
+        merger = merged * 2 * (v.merged_dim * v.merged_dim + v.merged_dim * t.hidden_size)
     d, hd = t.hidden_size, t.head_dim
     q, kv = t.num_attention_heads * hd, t.num_key_value_heads * hd
     llm_layer = 2 * (d * q + 2 * d * kv + q * d + 3 * d * t.intermediate_size)

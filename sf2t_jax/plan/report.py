@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sf2t_jax.models import family as families
 from sf2t_jax.plan import flops as flops_lib
 from sf2t_jax.plan.aot import CompileResult
 from sf2t_jax.plan.topology import GIB, Topology
 
 DEFAULT_MFU = 0.40
-VISION_TOWER_PREFIXES = ("visual.patch_embed.", "visual.blocks.")
 
 
 def analytic_flops(config, result: CompileResult) -> dict[str, float]:
@@ -35,10 +35,11 @@ def analytic_flops(config, result: CompileResult) -> dict[str, float]:
     g = plan.geometry
     workload = flops_lib.Workload(batch=g.batch_size, seq_len=g.length, slices=g.slices, patches_per_slice=g.patches)
     trained = plan.trained_paths
+    family = families.family_of(plan.model_config)
     return flops_lib.train_step_flops(
         plan.model_config, workload, method=config.method, lora_rank=int(config.lora.rank),
-        train_vision=any(p.startswith(VISION_TOWER_PREFIXES) for p in trained),
-        train_merger=any(p.startswith("visual.merger.") for p in trained))
+        train_vision=any(p.startswith(family.tower_prefixes) for p in trained),
+        train_merger=any(p.startswith(family.projector_prefixes) for p in trained))
 
 
 def project(config, topology: Topology, result: CompileResult, *, mfu: float = DEFAULT_MFU,
@@ -184,8 +185,9 @@ def table_row(p: dict[str, Any]) -> str:
 
 
 def _model_label(preset: str) -> str:
-    """'qwen2vl_7b' -> 'Qwen2-VL-7B', 'qwen25vl_tiny' -> 'Qwen2.5-VL-TINY'; others unchanged."""
-    for prefix, family in (("qwen25vl_", "Qwen2.5-VL-"), ("qwen2vl_", "Qwen2-VL-")):
-        if preset.startswith(prefix):
-            return family + preset[len(prefix):].upper()
-    return preset
+    """The family registry's label of a preset ('qwen2vl_7b' -> 'Qwen2-VL-7B',
+    'llava_next_video_7b' -> 'LLaVA-NeXT-Video-7B'); a name no family holds, unchanged."""
+    try:
+        return families.preset_label(preset)
+    except KeyError:
+        return preset

@@ -38,7 +38,14 @@ import numpy as np
 from sf2t_jax.text.chat import LOSS_ON, EncodedChat, Message, _encode_run, _role
 from sf2t_jax.text.tokenizer import Tokenizer
 
-# llava-hf/LLaVA-NeXT-Video-7B-hf chat_template.json, verbatim.
+# llava-hf/LLaVA-NeXT-Video-7B-hf's chat_template.json, as written from memory: the Hub file
+# itself cannot be read offline. Verified by what it renders, not byte for byte: transformers'
+# tests/models/llava_next_video/test_processor_llava_next_video.py loads the Hub processor and
+# asserts "USER: <image>\nWhat is shown in this image? ASSISTANT:" and, for a video, the Llama
+# ids of "USER: <video>\nWhat is shown in this video? ASSISTANT:"; our template renders both
+# (tests/test_llava_chat.py). The template the conversion script first uploaded
+# (convert_llava_next_video_weights_to_hf.py's `chat_vicuna`) had no video loop and printed a
+# system message's text; the system handling here (no header, text then a space) is unverified.
 LLAVA_NEXT_VIDEO_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
     "{% endif %}{# Render all images first #}"

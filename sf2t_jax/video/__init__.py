@@ -32,6 +32,7 @@ from sf2t_jax.video.sampling import (
     random_sorted_indices,
     random_speed_indices,
     random_window_indices,
+    sampled_fps,
     speed_indices,
     speed_span,
     uniform_indices,

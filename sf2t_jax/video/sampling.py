@@ -82,6 +82,23 @@ def qwen_num_frames(
     return int(n)
 
 
+def sampled_fps(stream_fps: float | None, num_frames: int, num_sampled: int) -> float | None:
+    """The frame rate of `num_sampled` frames taken from a `num_frames`-frame clip whose stream
+    runs at `stream_fps`: `stream_fps * num_sampled / num_frames`, the rate qwen-vl-utils hands
+    Qwen2.5-VL's processor (`sample_fps = nframes / total_frames * video_fps`), which makes
+    `second_per_grid_ts = temporal_patch_size / sample_fps`. It assumes the frames cover the
+    whole clip, as uniform sampling does. None when the container states no rate (the caller
+    then uses the processor's default). `models.family.video_time(config, fps)` turns it into a
+    model's video time axis.
+    """
+    if stream_fps is None:
+        return None
+    if not (stream_fps > 0 and num_frames >= 1 and num_sampled >= 1):
+        raise ValueError(f"sampled_fps: expected a positive stream rate and frame counts, got stream_fps="
+                         f"{stream_fps!r}, num_frames={num_frames!r}, num_sampled={num_sampled!r}")
+    return float(stream_fps) * num_sampled / num_frames
+
+
 def random_sorted_indices(num_frames: int, num: int, rng: np.random.Generator) -> np.ndarray:
     """`num` distinct frames drawn uniformly without replacement, in temporal order.
 

@@ -313,7 +313,19 @@ def _read_llama(t: dict, where: str) -> TextConfig:
 def llava_next_video_7b() -> LlavaNextVideoConfig:
     """llava-hf/LLaVA-NeXT-Video-7B-hf: CLIP ViT-L/14-336 (24 layers, features from layer 23),
     2x2 average pooling (144 tokens per frame), Vicuna-7B-v1.5 (32 layers, 4096 wide, 32,064
-    tokens), linear RoPE scaling 2.5 as its config.json's text_config says."""
+    tokens), linear RoPE scaling 2.5 as its config.json's text_config says.
+
+    Checked offline against a public dump of `AutoConfig.from_pretrained` of that checkpoint
+    (transformers 4.57.3, in a third-party script found by the project's code search): every
+    field here agrees (image_grid_pinpoints, image/video token 32001/32000, spatial_pool_mode
+    'average', stride 2, vision_feature_layer -2, 'default' selection, gelu projector with
+    biases; text vocab 32064, rms_norm_eps 1e-5, max_position_embeddings 4096, rope_theta 1e4,
+    rope_scaling linear 2.5, pad 0; the CLIP tower 1024/4096/24 layers/16 heads/336/14). BOS 1
+    and EOS 2 are LlamaConfig's defaults, which that dump omits. transformers'
+    convert_llava_next_video_weights_to_hf.py explains the vocabulary (Vicuna's 32,000 plus
+    <video>, <image>, <pad>, padded to a multiple of 64) but writes RoPE factor 2.0: the Hub
+    config was changed to 2.5 after conversion, and 2.5 is what the Hub file says.
+    """
     return LlavaNextVideoConfig(
         vision=VisionConfig(**_vision_fields(DEFAULT_VISION_CONFIG)),
         text=TextConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,

@@ -23,10 +23,10 @@ from sf2t_jax.models.rope_index import VideoTime
 MODEL_TYPE = "qwen2_5_vl"
 
 # The frame rate transformers' Qwen2_5_VLProcessor assumes when it is given none (4.49:
-# `videos_kwargs.pop("fps", 2.0)`), so `second_per_grid_ts = temporal_patch_size / 2.0`. Our
-# input pipeline and scorer sample frames without carrying the clip's real rate through the
-# fragment tasks (which reorder, repeat and subsample frames), so they use this default too:
-# the positions Qwen2.5-VL would get from its own processor fed the same frames without an fps.
+# `videos_kwargs.pop("fps", 2.0)`), so `second_per_grid_ts = temporal_patch_size / 2.0`. The
+# training pipeline passes each clip's sampled rate instead (`video.sampled_fps` of the stream
+# rate, the clip's frame count and the frames shown; `input/examples.py`); this default serves
+# clips whose container states no rate, synthetic batches, and callers that give no fps.
 PROCESSOR_DEFAULT_FPS = 2.0
 
 
@@ -186,15 +186,25 @@ class Qwen25VLConfig:
 
 
 def video_time(config: Qwen25VLConfig, fps: float = PROCESSOR_DEFAULT_FPS) -> VideoTime:
-    """Video positions on the absolute time axis, for frames sampled at `fps` per second."""
+    """Video positions on the absolute time axis, for frames sampled at `fps` per second:
+    `second_per_grid_ts = temporal_patch_size / fps`, as Qwen2_5_VLProcessor computes it."""
     if not fps > 0:
         raise ValueError(f"video fps must be positive, got {fps!r}")
     return VideoTime(tokens_per_second=config.vision.tokens_per_second,
                      seconds_per_slice=config.vision.temporal_patch_size / fps)
 
 
+def video_time_at(config: Qwen25VLConfig, fps: float | None) -> VideoTime:
+    """`video_time` at `fps`, or at the processor's default rate when fps is None."""
+    return video_time(config, PROCESSOR_DEFAULT_FPS if fps is None else fps)
+
+
 # ----------------------------------------------------------------------------------------
-# Presets (values from the Hub config.json files; see specs/qwen2_vl.md §1.8).
+# Presets (values from the Hub config.json files; see specs/qwen2_vl.md §1.8). Checked offline
+# against copies of the Hub config.json files in public code found by the project's code
+# search: 3B and 7B in full (LLM and vision fields, tokens_per_second 2, window 112, full
+# attention in blocks 7/15/23/31). 72B could not be checked offline: its LLM widths are
+# Qwen2.5-72B's, and its vision MLP width 3456 (not 3420) is what the 32B's config also says.
 # ----------------------------------------------------------------------------------------
 def _vision(out_hidden_size: int, intermediate_size: int = 3420) -> VisionConfig:
     return VisionConfig(depth=32, embed_dim=1280, num_heads=16, intermediate_size=intermediate_size,
