@@ -104,3 +104,24 @@ def test_families_without_a_time_axis_ignore_the_clips_fps(name):
                                  image_token_id=config.image_token_id, video_token_id=config.video_token_id,
                                  vision_start_token_id=config.vision_start_token_id)
         np.testing.assert_array_equal(chat.position_ids, want[:, 0])
+
+
+def test_scene_samples_replay_the_clip_at_the_streams_own_rate(tmp_path):
+    """A scene sample (captions / scene QA) is the clip replayed at a speed over its middle, the
+    benchmark scorer's plan: a new video at the stream's rate, so x1 reads as real time and x2
+    as twice as fast; its positions are `get_rope_index`'s at the stream's fps."""
+    from sf2t_jax.input.scene import SCENE_TASK_NAMES, SceneConfig
+
+    config = qwen25vl_tiny()
+    tokenizer = Tokenizer(build_tiny_tokenizer(1000), source="tiny:1000")
+    maker = ExampleMaker(tokenizer=tokenizer, fragments=None, seed=0, resolution=(SIZE, SIZE), slices=4,
+                         max_length=128, scene=SceneConfig(mode="captions", scene_frames=6),
+                         task_names=SCENE_TASK_NAMES, rows=family.row_format(config))
+    record = {**_clip(tmp_path), "caption": "Moving a red circle", "qa": {"task": []}}
+    prepared = maker.prepare(0, record)
+    assert len(prepared.sample.frames) == 6 and prepared.sample.metadata["speed"] == "x1"
+    n, example = prepared.num_tokens, prepared.example
+    ids, slices = example["input_ids"][:n], example["num_slices"]
+    ours = example["position_ids"][:, :n]
+    np.testing.assert_array_equal(ours, _transformers_positions(config, ids, slices, STREAM_FPS))
+    assert not np.array_equal(ours, _transformers_positions(config, ids, slices, STREAM_FPS * 6 / CLIP_FRAMES))

@@ -144,10 +144,10 @@ def _video_runs(input_ids, position_ids, video_token_id):
     return [np.asarray(position_ids)[0, a:b].tolist() for a, b in zip(edges[::2], edges[1::2])]
 
 
-def _expected_times(slices, config):
-    """transformers 4.49's Qwen2.5-VL rope index for frames at the processor's default fps:
+def _expected_times(slices, config, fps=PROCESSOR_DEFAULT_FPS):
+    """transformers 4.49's Qwen2.5-VL rope index for frames at `fps` (default: the processor's):
     slice t at floor(t * temporal_patch_size / fps * tokens_per_second)."""
-    seconds = config.vision.temporal_patch_size / PROCESSOR_DEFAULT_FPS
+    seconds = config.vision.temporal_patch_size / fps
     return [int(np.floor(t * seconds * config.vision.tokens_per_second)) for t in range(slices)]
 
 
@@ -186,14 +186,23 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     scorer_model = Qwen25VL(cfg, rngs=nnx.Rngs(0))
     scorer = ModelScorer(scorer_model, settings, tok)
     assert scorer.row_format.video_time == video_time(cfg)
-    item = next(it for it in items if it.turn == 1)
-    prompt = build_prompt(item, Inquiry(items), VisualLoader(str(tmp_path / "world"), settings, rows=scorer.row_format),
-                          tok, settings)
-    slices = len(prompt.slices)
-    assert slices >= 2
-    assert _slice_times(prompt.position_ids, prompt.input_ids, cfg.video_token_id, 4) == _expected_times(slices, cfg)
+    loader = VisualLoader(str(tmp_path / "world"), settings, rows=scorer.row_format)
+    inquiry = Inquiry(items)
+    stream = loader.clip(items[0].video_id).info
+    assert stream.fps > 0 and stream.num_frames == 16
+    # A scene item replays the clip at the stream's own rate; a fragment item's frames are a
+    # sample of the clip (stream rate x frames shown / clip frames): each at its own time scale.
+    scene = next(it for it in items if it.frames is None and it.speed == "x1")
+    fragment = next(it for it in items if it.frames is not None and len(it.frames) >= 4)
+    for item, fps in ((scene, stream.fps), (fragment, stream.fps * len(fragment.frames) / stream.num_frames)):
+        prompt = build_prompt(item, inquiry, loader, tok, settings)
+        slices = len(prompt.slices)
+        assert slices >= 2
+        times = _slice_times(prompt.position_ids, prompt.input_ids, cfg.video_token_id, 4)
+        assert times == _expected_times(slices, cfg, fps), (item.item_id, fps)
+    assert _expected_times(4, cfg, stream.fps) != _expected_times(4, cfg)  # the clip's rate matters here
 
-    # The runner hands the scorer's time axis to every prompt it builds.
+    # The runner builds every prompt the same way (the scorer's rows, each clip's rate).
     class Recording(ModelScorer):
         rows = []
 
@@ -205,9 +214,11 @@ def test_fragment_pipeline_and_scorer_prompts_place_video_slices_in_time(tmp_pat
     evaluate(recording, items, recording.settings, tokenizer=tok, video_root=str(tmp_path / "world"))
     runs = [run for ids, positions in recording.rows for run in _video_runs(ids, positions, cfg.video_token_id)]
     assert runs and all(len(t) % 4 == 0 for t in runs)
-    for times in runs:
-        slices = len(times) // 4
-        assert times[::4] == [times[0] + t for t in _expected_times(slices, cfg)]
+    alone = set()
+    for item in items:
+        prompt = build_prompt(item, inquiry, loader, tok, settings)
+        alone.add(tuple(_slice_times(prompt.position_ids, prompt.input_ids, cfg.video_token_id, 4)))
+    assert {tuple(t - times[0] for t in times[::4]) for times in runs} <= alone
 
     maker = ExampleMaker(tokenizer=tok, fragments=None, seed=0, resolution=(56, 56), slices=2, max_length=64,
                          video_time=video_time(cfg))

@@ -29,6 +29,8 @@ from sf2t_jax.finevidbench.source import VIDEO_EXTENSIONS
 from sf2t_jax.models.rows import QWEN2_VL_ROWS, RowFormat
 from sf2t_jax.video import (VideoDecodeError, centered_speed_indices, decode_video, normalize_patches, resize_frames,
                             speed_span, uniform_indices)
+from sf2t_jax.video.decode import DecodedVideo
+from sf2t_jax.video.sampling import shown_fps
 
 
 class ShortClip(InputError):
@@ -125,8 +127,8 @@ class VisualLoader:
         raise VideoDecodeError("missing", str(self.root / "videos" / f"{video_id}.{{{','.join(VIDEO_EXTENSIONS)}}}"),
                                f"no such file (video {video_id}; eval config field 'videos')")
 
-    def clip(self, video_id: str) -> np.ndarray:
-        """(T, H, W, 3) uint8: every frame of the clip.
+    def clip(self, video_id: str) -> DecodedVideo:
+        """Every frame of the clip ((T, H, W, 3) uint8 `frames`) and its stream's rate.
 
         Raises:
           VideoDecodeError: the clip is missing or cannot be decoded (remembered like a clip,
@@ -151,15 +153,19 @@ class VisualLoader:
 
     def visual(self, item: Item) -> Visual:
         clip = self.clip(item.video_id)
-        plan = self.frame_plan(item, len(clip))
+        num_frames = len(clip.frames)
+        plan = self.frame_plan(item, num_frames)
         kind = "image" if item.frames is not None and self.settings.present == "images" else "video"
         key = (item.video_id, tuple(int(i) for i in plan), kind, self.view)
-        return self._visuals.get_or(key, lambda: self._patchify(apply_view(clip[plan], self.view), kind, key))
+        # Scene items replay the clip at its own rate; fragment frames are a sample of it.
+        fps = shown_fps(clip.info.fps, num_frames, len(plan), replayed=item.frames is None)
+        return self._visuals.get_or(key, lambda: self._patchify(apply_view(clip.frames[plan], self.view), kind,
+                                                                key, fps))
 
-    def _patchify(self, frames: np.ndarray, kind: str, key: tuple) -> Visual:
+    def _patchify(self, frames: np.ndarray, kind: str, key: tuple, fps: float | None) -> Visual:
         frames = resize_frames(frames, self.settings.size)
         if kind == "video":
-            slices, vision = self.rows.video_slices(frames)
+            slices, vision = self.rows.video_slices(frames, fps)
         else:
             slices, vision = self.rows.image_slices(frames)
         n, s, d = slices.shape
@@ -176,9 +182,9 @@ def check_presentation(rows: RowFormat, settings: EvalSettings) -> None:
                          "the benchmark does not make; present fragment frames as a video (video.present='video')")
 
 
-def _decode_or_error(loader: VisualLoader, video_id: str) -> np.ndarray | VideoDecodeError:
+def _decode_or_error(loader: VisualLoader, video_id: str) -> DecodedVideo | VideoDecodeError:
     try:
-        return decode_video(str(loader.video_path(video_id))).frames
+        return decode_video(str(loader.video_path(video_id)))
     except VideoDecodeError as e:
         return e
 

@@ -13,8 +13,9 @@ Steps, for a clip:
   4. patchify by the model family's `RowFormat` (`models.rows`; Qwen-VL 'video': one clip of
      ceil(N/2) two-frame slices, 'images': N images of one slice each; LLaVA-NeXT-Video: N
      one-frame slices), kept as uint8 rows (a quarter of float32's bytes between processes;
-     normalized when batched); the sample's frames run at `video.sampled_fps` (stream rate x
-     frames shown / clip frames), which places Qwen2.5-VL's video slices on its time axis;
+     normalized when batched); the sample's frames run at `video.shown_fps` (a fragment's: stream
+     rate x frames shown / clip frames; a scene sample's replay: the stream's rate), which places
+     Qwen2.5-VL's video slices on its time axis;
   5. the family's chat template: user turn = vision item(s) + question, assistant turn =
      answer; loss on the answer and its end-of-turn token (<|im_end|> / </s>);
   6. pad to the static row: L tokens, P slices.
@@ -38,7 +39,7 @@ from sf2t_jax.sample import Sample, SampleSkip
 from sf2t_jax.text import Tokenizer
 from sf2t_jax.video import VideoDecodeError, decode_video, resize_frames
 from sf2t_jax.video.decode import DecodedVideo
-from sf2t_jax.video.sampling import sampled_fps, uniform_indices
+from sf2t_jax.video.sampling import shown_fps, uniform_indices
 
 PATCH_DIM = 1176  # Qwen-VL: 3 channels * 2 frames * 14 * 14 (a family's `SliceLayout.patch_dim`)
 TOO_LONG = "too_long"  # the sample's tokens exceed max_length (counted like a skip)
@@ -152,7 +153,7 @@ class ExampleMaker:
                 sample = make_scene_sample(clip, record, self.seed, index, scene)
         except SampleSkip as e:
             return Skipped(index, rec, label, e.reason, e.task, e.detail)
-        fps = sampled_fps(decoded.info.fps, decoded.info.num_frames, len(sample.frames))
+        fps = shown_fps(decoded.info.fps, decoded.info.num_frames, len(sample.frames), replayed=scene is not None)
         example, num_tokens = self._encode(sample, fps)
         if example is None:
             return Skipped(index, rec, label, TOO_LONG, sample.task,

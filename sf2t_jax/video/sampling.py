@@ -99,6 +99,19 @@ def sampled_fps(stream_fps: float | None, num_frames: int, num_sampled: int) -> 
     return float(stream_fps) * num_sampled / num_frames
 
 
+def shown_fps(stream_fps: float | None, num_frames: int, num_shown: int, *, replayed: bool) -> float | None:
+    """The frame rate a model is told for `num_shown` frames of a `num_frames`-frame clip.
+
+    replayed: the frames are the clip replayed at a speed (`centered_speed_indices`: a scene
+      sample or item), a new video at the stream's own rate, so x2 looks twice as fast;
+      otherwise they are a sample spread over the clip (`sampled_fps`).
+    None when the container states no rate.
+    """
+    if replayed:
+        return None if stream_fps is None else float(stream_fps)
+    return sampled_fps(stream_fps, num_frames, num_shown)
+
+
 def random_sorted_indices(num_frames: int, num: int, rng: np.random.Generator) -> np.ndarray:
     """`num` distinct frames drawn uniformly without replacement, in temporal order.
 
