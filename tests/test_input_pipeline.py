@@ -13,7 +13,7 @@ from sf2t_jax.input import BATCH_KEYS, InputConfig, InputPipeline, Prepared
 from sf2t_jax.input.fixture_clips import write_clips
 from sf2t_jax.models.config import qwen2vl_tiny
 from sf2t_jax.models.qwen2_vl import Qwen2VL
-from sf2t_jax.models.vision import VisionPatches
+from sf2t_jax.models.vision import batch_vision
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
 from sf2t_jax.video.patchify import normalize_patches
@@ -148,18 +148,17 @@ def test_global_batch_runs_the_tiny_model(corpus, tokenizer):
     pipeline = _pipeline(config, tokenizer)
     it = pipeline.iterator(mesh)
     batch = next(it)
-    assert batch["input_ids"].sharding.spec == jax.sharding.PartitionSpec(("data", "fsdp"))
-    assert batch["position_ids"].sharding.spec == jax.sharding.PartitionSpec(None, ("data", "fsdp"))
+    # The training batch's shardings (sf2t_jax/batch.py): rows over ('data', 'fsdp'), by logical axes.
+    assert batch["input_ids"].sharding.spec == jax.sharding.PartitionSpec(("data", "fsdp"), None)
+    assert batch["position_ids"].sharding.spec == jax.sharding.PartitionSpec(None, ("data", "fsdp"), None)
     model = Qwen2VL(qwen2vl_tiny(VOCAB), rngs=nnx.Rngs(0))
     tokenizer.check_model_config(model.config)
     graphdef, state = nnx.split(model)
 
     @partial(jax.jit, static_argnums=(0, 2))
     def forward(graphdef, state, grid_hw, batch):
-        b, p, s, d = batch["vision_patches"].shape
-        vision = (VisionPatches(patches=batch["vision_patches"].reshape(b * p, s, d), grid_hw=grid_hw),)
         logits, _ = nnx.merge(graphdef, state)(batch["input_ids"], batch["position_ids"], batch["attention_mask"],
-                                               vision, batch["vision_index"])
+                                               batch_vision(batch["vision_patches"], grid_hw), batch["vision_index"])
         return logits
 
     logits = np.asarray(forward(graphdef, state, pipeline.spec.grid_hw, batch))

@@ -472,11 +472,9 @@ def make_batch(prompts: Sequence[Prompt], *, batch_size: int, pad_id: int, setti
 # ----------------------------------------------------------------------------------------
 # Sharding: rows and questions over the mesh's batch axes, everything else replicated
 # ----------------------------------------------------------------------------------------
-def batch_axes(mesh: Mesh, rules) -> tuple[str, ...]:
-    """Mesh axes the 'batch' logical axis maps to (sf2t_jax.parallel.rules), present in `mesh`."""
-    target = dict(rules).get("batch")
-    axes = () if target is None else (target,) if isinstance(target, str) else tuple(target)
-    return tuple(a for a in axes if a in mesh.shape)
+# The mesh axes rows split over are the training batch's (`batch_axes(mesh, rules)`: the axes the
+# logical 'batch' axis maps to, present in `mesh`); the scorer imports them from here.
+from sf2t_jax.batch import batch_axes  # noqa: E402, F401  (re-exported)
 
 
 def put_on_mesh(arrays: dict, mesh: Mesh, axes: tuple[str, ...]) -> dict:

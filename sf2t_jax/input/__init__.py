@@ -8,14 +8,14 @@ Modules, in the order data flows through them:
   examples.py       ExampleMaker: decode -> resize -> fragment task -> patchify -> tokenize ->
                     pad one row; Skipped markers for samples that cannot be made
   skips.py          SkipCounter: exact counts by reason across workers; NoUsableVideoError
-  batching.py       BatchSpec, the batch contract, collate
-  global_arrays.py  host rows -> global jax.Arrays sharded over ('data', 'fsdp')
+  batching.py       BatchSpec (one host's rows of the batch contract, sf2t_jax/batch.py), collate
   pipeline.py       InputPipeline (grain: shuffle, map, host share, worker processes) and
                     InputIterator (batches; saveable state)
   workers.py        worker processes exit with their parent (SIGKILL included)
   contact_sheet.py  a sample drawn as the model sees it (for `launch.py preview`)
 """
-from sf2t_jax.input.batching import BATCH_KEYS, META_KEYS, BatchSpec, collate
+from sf2t_jax.batch import BATCH_KEYS, META_KEYS
+from sf2t_jax.input.batching import BatchSpec, collate
 from sf2t_jax.input.config import Geometry, InputConfig, InputConfigError, default_section, task_max_frames
 from sf2t_jax.input.examples import TOO_LONG, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.pipeline import InputIterator, InputPipeline, load_tokenizer

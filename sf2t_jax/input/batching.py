@@ -1,22 +1,9 @@
 """Static-shape batches: per-row examples -> the batch contract, identical shapes every step.
 
-The batch (per host; numpy):
-
-    input_ids      (B, L) int32       padded with the pad id (<|endoftext|>)
-    attention_mask (B, L) int32       1 real token, 0 padding (right padding)
-    position_ids   (3, B, L) int32    M-RoPE positions (1D families: three equal rows; padding 1)
-    loss_mask      (B, L) int32       1 at target tokens (answer + its end-of-turn token)
-    vision_patches (B, P, S, D) float32  normalized patch rows (D: the family's patch_dim,
-                                      1176 Qwen-VL, 588 CLIP-14); unused slices zero
-    vision_index   (B, P*T) int32     row position of each vision token (T per slice: S/4 for
-                                      Qwen-VL's 2x2 merge, the pooled frame for LLaVA); L = padding
-    task_id        (B,) int32         index into TASK_NAMES
-    valid          (B,) int32         1 real sample, 0 a padding row of a final partial batch
-
-and host-only metadata (not sent to devices): `sample_index` and `record_index` (B,) int64,
--1 on padding rows. The model call is
-`model(input_ids, position_ids, attention_mask, (VisionPatches(vision_patches.reshape(B*P, S,
-D), grid_hw),), vision_index)`.
+The contract (field names, shapes, dtypes, logical axes) is `sf2t_jax/batch.py`; here are the
+input pipeline's per-host spec of it (`BatchSpec`: B rows per host, the pad id) and `collate`,
+which stacks examples into one host batch of it plus the host-only metadata `META_KEYS`
+(`sample_index`, `record_index` (B,) int64, -1 on padding rows).
 """
 from __future__ import annotations
 
@@ -26,12 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sf2t_jax.input.examples import PATCH_DIM
+from sf2t_jax.batch import FIELDS, QWEN_PATCH_DIM, BatchShape
 from sf2t_jax.video.patchify import normalize
-
-BATCH_KEYS = ("input_ids", "attention_mask", "position_ids", "loss_mask", "vision_patches", "vision_index",
-              "task_id", "valid")
-META_KEYS = ("sample_index", "record_index")
 
 # (3, 256) float32: the normalized value of every uint8 level per channel, from the same
 # normalization `patchify` uses (bit-identical to transformers').
@@ -57,7 +40,7 @@ class BatchSpec:
     slices: int
     grid_hw: tuple[int, int]
     pad_id: int
-    patch_dim: int = PATCH_DIM
+    patch_dim: int = QWEN_PATCH_DIM
     tokens_per_slice: int | None = None
 
     @property
@@ -68,27 +51,20 @@ class BatchSpec:
     def patches_per_slice(self) -> int:
         return self.grid_hw[0] * self.grid_hw[1]
 
+    def batch_shape(self, global_shapes: bool = True) -> BatchShape:
+        """The contract's sizes of the global batch (or of one host's rows)."""
+        return BatchShape(batch_size=self.global_batch_size if global_shapes else self.batch_size,
+                          length=self.max_length, slices=self.slices, grid_hw=tuple(self.grid_hw),
+                          patch_dim=self.patch_dim, tokens_per_slice=self.tokens_per_slice or 0)
+
     @property
     def vision_tokens(self) -> int:
         """P*T: vision tokens per row, padding included."""
-        per_slice = self.patches_per_slice // 4 if self.tokens_per_slice is None else self.tokens_per_slice
-        return self.slices * per_slice
+        return self.batch_shape().vision_tokens
 
     def shapes(self, global_shapes: bool = True) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """{key: (shape, dtype)} of `BATCH_KEYS`, for the global batch (or one host's)."""
-        b = self.global_batch_size if global_shapes else self.batch_size
-        l, p, s = self.max_length, self.slices, self.patches_per_slice
-        i32 = np.dtype(np.int32)
-        return {
-            "input_ids": ((b, l), i32),
-            "attention_mask": ((b, l), i32),
-            "position_ids": ((3, b, l), i32),
-            "loss_mask": ((b, l), i32),
-            "vision_patches": ((b, p, s, self.patch_dim), np.dtype(np.float32)),
-            "vision_index": ((b, self.vision_tokens), i32),
-            "task_id": ((b,), i32),
-            "valid": ((b,), i32),
-        }
+        return {k: (shape, FIELDS[k].dtype) for k, shape in self.batch_shape(global_shapes).shapes().items()}
 
 
 def collate(examples: Sequence[dict[str, Any]], spec: BatchSpec) -> dict[str, np.ndarray]:

@@ -37,12 +37,13 @@ class InputConfigError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
-    """Static shapes the config implies (per batch row).
+    """Static shapes the config implies per batch row: the batch contract's P, S and T
+    (sf2t_jax/batch.py), and what bounds them.
 
-    slices: P, temporal slices reserved per sample (vision_patches dim 1).
+    slices: P, temporal slices reserved per sample.
     grid_hw: (gh, gw), the patch grid of the resolution bucket.
-    patches_per_slice: S = gh * gw (vision_patches dim 2).
-    tokens_per_slice: LLM tokens per slice (Qwen-VL: S / 4, merged; LLaVA: the pooled frame).
+    patches_per_slice: S = gh * gw.
+    tokens_per_slice: T, LLM tokens per slice (Qwen-VL: S / 4, merged; LLaVA: the pooled frame).
     max_frames: the most frames any enabled task shows.
     max_vision_tokens: LLM tokens the largest sample's vision input takes, including its
       <|vision_start|>/<|vision_end|> markers.

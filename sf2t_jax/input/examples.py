@@ -41,7 +41,6 @@ from sf2t_jax.video import VideoDecodeError, decode_video, resize_frames
 from sf2t_jax.video.decode import DecodedVideo
 from sf2t_jax.video.sampling import shown_fps, uniform_indices
 
-PATCH_DIM = 1176  # Qwen-VL: 3 channels * 2 frames * 14 * 14 (a family's `SliceLayout.patch_dim`)
 TOO_LONG = "too_long"  # the sample's tokens exceed max_length (counted like a skip)
 SFT_RECORD = "sft"  # a record key: True on the video_sft records a joint SFT+SF²T stream mixes in
 

@@ -21,7 +21,7 @@ over `num_epochs=0`.
 
     pipeline = InputPipeline(InputConfig(source=..., tokenizer=...))
     it = pipeline.iterator(mesh)          # global jax.Arrays; mesh=None: numpy host batches
-    batch = next(it)                      # see batching.py for the contract
+    batch = next(it)                      # the batch contract: sf2t_jax/batch.py
     pipeline.prepare(g)                   # sample g alone (previews, debugging)
 """
 from __future__ import annotations
@@ -35,7 +35,9 @@ from typing import Any
 import grain
 import numpy as np
 
-from sf2t_jax.input.batching import META_KEYS, BatchSpec, collate
+from sf2t_jax import batch as batch_lib
+from sf2t_jax.batch import META_KEYS
+from sf2t_jax.input.batching import BatchSpec, collate
 from sf2t_jax.input.config import InputConfig, InputConfigError
 from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
@@ -44,6 +46,7 @@ from sf2t_jax.input.sources import FileSource, InputSourceError, RecordSource, o
 from sf2t_jax.input.workers import die_with_parent_init
 from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.models.rows import QWEN2_VL_ROWS, QwenRows, RowFormat
+from sf2t_jax.parallel.rules import DEFAULT_RULES, Rules
 from sf2t_jax.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -192,13 +195,14 @@ class InputPipeline:
                                 worker_init_fn=die_with_parent_init())  # even when we are SIGKILLed
         return ds
 
-    def iterator(self, mesh=None, batch_axes: Sequence[str] | None = None) -> "InputIterator":
-        """Batches: global `jax.Array`s over `mesh` (batch over `batch_axes`, default ('data',
-        'fsdp')), or numpy host batches when `mesh` is None."""
+    def iterator(self, mesh=None, rules: Rules | None = None) -> "InputIterator":
+        """Batches: global `jax.Array`s over `mesh`, sharded by the logical-axis `rules` (default
+        `parallel.rules.DEFAULT_RULES`: rows over ('data', 'fsdp')), or numpy host batches when
+        `mesh` is None."""
         return InputIterator(lambda start: iter(self.dataset(start)), self.spec,
                              records_per_epoch=self.records_per_epoch,
                              source_name=repr(self.source), drop_remainder=self.config.drop_remainder,
-                             mesh=mesh, batch_axes=batch_axes, task_names=self.config.task_names)
+                             mesh=mesh, rules=rules, task_names=self.config.task_names)
 
     __iter__ = iterator
 
@@ -220,7 +224,7 @@ class InputIterator(grain.DatasetIterator):
 
     def __init__(self, open_stream: Callable[[int], grain.DatasetIterator], spec: BatchSpec, *,
                  records_per_epoch: int, source_name: str, drop_remainder: bool = False, mesh=None,
-                 batch_axes=None, task_names: Sequence[str] = ()):
+                 rules: Rules | None = None, task_names: Sequence[str] = ()):
         super().__init__()
         self._task_names = tuple(task_names)
         self.spec = spec
@@ -239,11 +243,13 @@ class InputIterator(grain.DatasetIterator):
         self.last_meta: dict[str, np.ndarray] = {}
         self._mesh = mesh
         if mesh is not None:
-            from sf2t_jax.input import global_arrays
+            import jax
 
-            axes = tuple(global_arrays.DEFAULT_BATCH_AXES if batch_axes is None else batch_axes)
-            global_arrays.check_mesh(spec, mesh, axes)
-            self._shardings = global_arrays.batch_shardings(mesh, axes)
+            if spec.num_processes != jax.process_count():
+                raise InputConfigError(f"the pipeline was built for {spec.num_processes} processes but jax runs "
+                                       f"{jax.process_count()}")
+            self._shardings = batch_lib.batch_shardings(spec.batch_shape(), mesh,
+                                                        DEFAULT_RULES if rules is None else rules)
 
     def __next__(self) -> dict[str, Any]:
         if self._done:
@@ -275,9 +281,7 @@ class InputIterator(grain.DatasetIterator):
         self.last_meta = {k: batch.pop(k) for k in META_KEYS}
         if self._mesh is None:
             return batch
-        from sf2t_jax.input.global_arrays import to_global
-
-        return to_global(batch, self.spec, self._shardings)
+        return batch_lib.to_global(batch, self.spec.batch_shape(), self._shardings)
 
     def _finish(self) -> None:
         if self.samples == 0 and self.skips.total:

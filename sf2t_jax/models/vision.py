@@ -33,6 +33,15 @@ class VisionPatches:
     grid_hw: tuple[int, int] = flax.struct.field(pytree_node=False)
 
 
+def batch_vision(vision_patches: jax.Array, grid_hw: tuple[int, int]) -> tuple[VisionPatches]:
+    """A training batch's `vision_patches` (B, P, S, D) (sf2t_jax/batch.py) -> the model's
+    vision input: one group of B*P slices of the static grid `grid_hw`, row b's slices at
+    b*P .. b*P+P-1 (the order `vision_index` places merged tokens in; padding slices included,
+    their outputs dropped by the scatter)."""
+    b, p, s, d = vision_patches.shape
+    return (VisionPatches(patches=vision_patches.reshape(b * p, s, d), grid_hw=tuple(grid_hw)),)
+
+
 def quick_gelu(x: jax.Array) -> jax.Array:
     return x * jax.nn.sigmoid(1.702 * x)
 

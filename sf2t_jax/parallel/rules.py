@@ -21,7 +21,7 @@ from sf2t_jax.errors import InputError
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
 DEFAULT_RULES = (
-    # ---- input batches (sf2t_jax/train/data.py BATCH_AXES) --------------------------------
+    # ---- input batches (the logical axes of sf2t_jax/batch.py FIELDS) ------------------------
     ("batch", ("data", "fsdp")),
     ("length", None),
     # ---- activations (sf2t_jax/parallel/activations.py): rows stay on the devices that hold

@@ -1,17 +1,10 @@
 """Where batches come from, and how host rows become global arrays on the mesh.
 
 The trainer consumes any *host iterator*: `next(it)` gives this process's rows of the batch
-contract as numpy (or global `jax.Array`s already), and `it.get_state()` / `it.set_state(s)`
-save and restore its position as JSON-serialisable data (a grain `DatasetIterator` is one).
-
-    input_ids (B,L) int32; attention_mask (B,L) int32; position_ids (3,B,L) int32;
-    loss_mask (B,L) int32 (1 at target tokens); vision_patches (B,P,S,D) float32 (D = the
-    family's patch row: Qwen 1176, LLaVA 588); vision_index (B,P*T) int32 (T tokens per slice:
-    Qwen S/4; row positions, L = padding); task_id (B,) int32; valid (B,) int32
-
-B is the GLOBAL batch; each host holds B / process_count rows, and the global array is their
-concatenation in process order (`jax.make_array_from_process_local_data`), the batch dimension
-sharded over the mesh axes of the logical 'batch' axis (('data', 'fsdp') by default).
+contract (`sf2t_jax/batch.py`: names, shapes, dtypes, logical axes) as numpy (or global
+`jax.Array`s already), and `it.get_state()` / `it.set_state(s)` save and restore its position
+as JSON-serialisable data (a grain `DatasetIterator` is one). B is the GLOBAL batch; each host
+holds B / process_count rows, and `batch.to_global` makes the global arrays.
 
 Sources (`config.data.source`):
   synthetic  `train/synthetic_batches.py`: generated rows with the real shapes and a learnable answer.
@@ -28,63 +21,25 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from sf2t_jax.parallel.sharding import Rules, batch_sharding
+from sf2t_jax.batch import BatchShape, batch_shardings, to_global
+from sf2t_jax.parallel.sharding import Rules
 from sf2t_jax.train.errors import TrainConfigError
 
-# Logical axes of every batch array (the sharding rules map 'batch' onto mesh axes).
-BATCH_AXES = {
-    "input_ids": ("batch", "length"),
-    "attention_mask": ("batch", "length"),
-    "position_ids": (None, "batch", "length"),
-    "loss_mask": ("batch", "length"),
-    "vision_patches": ("batch", None, None, None),
-    "vision_index": ("batch", None),
-    "task_id": ("batch",),
-    "valid": ("batch",),
-}
-BATCH_KEYS = tuple(BATCH_AXES)
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BatchGeometry(BatchShape):
+    """The static shapes of every global batch (`BatchShape`: B is the global batch size), and
+    what the trainer needs to know about the stream.
 
-@dataclasses.dataclass(frozen=True)
-class BatchGeometry:
-    """The static shapes of every global batch.
-
-    batch_size: B (global); length: L; slices: P; grid_hw: (gh, gw), S = gh * gw;
     steps_per_epoch: global batches in one pass over the source (an estimate for video
     sources, whose skipped clips are only known when read); num_tasks: task ids in `task_id`;
-    patch_dim: D, one patch row; tokens_per_slice: LLM tokens of one slice (0: Qwen's S/4).
-    The last two come from the model family's `slice_layout`.
+    task_names: what they name. patch_dim and tokens_per_slice come from the model family's
+    `slice_layout`.
     """
 
-    batch_size: int
-    length: int
-    slices: int
-    grid_hw: tuple[int, int]
     steps_per_epoch: int
     num_tasks: int
     task_names: tuple[str, ...]
-    patch_dim: int = 1176
-    tokens_per_slice: int = 0
-
-    @property
-    def patches(self) -> int:
-        return self.grid_hw[0] * self.grid_hw[1]
-
-    @property
-    def slice_tokens(self) -> int:
-        return self.tokens_per_slice or self.patches // 4
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        b, l, p, s = self.batch_size, self.length, self.slices, self.patches
-        return {"input_ids": (b, l), "attention_mask": (b, l), "position_ids": (3, b, l), "loss_mask": (b, l),
-                "vision_patches": (b, p, s, self.patch_dim), "vision_index": (b, p * self.slice_tokens),
-                "task_id": (b,), "valid": (b,)}
-
-    def abstract(self, shardings: dict[str, NamedSharding] | None = None) -> dict[str, jax.ShapeDtypeStruct]:
-        """ShapeDtypeStructs of a global batch (for ahead-of-time lowering and planning)."""
-        dtypes = {k: np.float32 if k == "vision_patches" else np.int32 for k in BATCH_KEYS}
-        return {k: jax.ShapeDtypeStruct(shape, dtypes[k], sharding=None if shardings is None else shardings[k])
-                for k, shape in self.shapes().items()}
 
 
 def check_targets(batch: dict[str, np.ndarray], max_targets: int) -> None:
@@ -95,16 +50,6 @@ def check_targets(batch: dict[str, np.ndarray], max_targets: int) -> None:
         row = int(counts.argmax())
         raise TrainConfigError(f"train.loss_positions={max_targets}: row {row} of this host's batch has {int(counts[row])} "
                          "target tokens; raise train.loss_positions (or set 0: the LM head at every position)")
-
-
-def batch_shardings(geometry: BatchGeometry, mesh: Mesh, rules: Rules) -> dict[str, NamedSharding]:
-    """One NamedSharding per batch key; a batch the mesh cannot split evenly is refused."""
-    shapes = geometry.shapes()
-    try:
-        return {k: batch_sharding(axes, shapes[k], mesh, rules, what=k) for k, axes in BATCH_AXES.items()}
-    except ValueError as e:
-        raise TrainConfigError(f"input.batch_size={geometry.batch_size} does not divide over the mesh's batch axes: {e}") \
-            from None
 
 
 class GlobalBatches:
@@ -119,7 +64,6 @@ class GlobalBatches:
         self.host = host_iterator
         self.geometry = geometry
         self.shardings = shardings
-        self.shapes = geometry.shapes()
         self.max_targets = int(max_targets)
 
     def __iter__(self):
@@ -127,17 +71,9 @@ class GlobalBatches:
 
     def __next__(self) -> dict[str, jax.Array]:
         batch = next(self.host)
-        missing = [k for k in BATCH_KEYS if k not in batch]
-        if missing:
-            raise KeyError(f"the input pipeline's batch lacks {missing}; the trainer needs {list(BATCH_KEYS)}")
-        if self.max_targets and isinstance(batch["loss_mask"], np.ndarray):
+        if self.max_targets and isinstance(batch.get("loss_mask"), np.ndarray):
             check_targets(batch, self.max_targets)
-        return {k: self._global(k, batch[k]) for k in BATCH_KEYS}
-
-    def _global(self, key: str, value) -> jax.Array:
-        if isinstance(value, jax.Array) and value.shape == self.shapes[key]:
-            return value if value.sharding == self.shardings[key] else jax.device_put(value, self.shardings[key])
-        return jax.make_array_from_process_local_data(self.shardings[key], np.asarray(value), self.shapes[key])
+        return to_global(batch, self.geometry, self.shardings)
 
     def get_state(self) -> dict[str, Any]:
         return self.host.get_state()

@@ -37,7 +37,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from sf2t_jax.eval.bootstrap import interval
-from sf2t_jax.input.batching import META_KEYS, collate
+from sf2t_jax.batch import META_KEYS
+from sf2t_jax.input.batching import collate
 from sf2t_jax.input.heldout import HeldoutSet
 from sf2t_jax.models.lora import LoRALinear
 from sf2t_jax.parallel.activations import activation_sharding

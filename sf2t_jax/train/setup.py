@@ -19,9 +19,10 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding
 
+from sf2t_jax.batch import batch_axes
 from sf2t_jax.models.family import ModelConfig
 from sf2t_jax.parallel.mesh import make_hybrid_mesh
-from sf2t_jax.parallel.sharding import Rules, logical_to_spec, named_rules
+from sf2t_jax.parallel.sharding import Rules, named_rules
 from sf2t_jax.train import data as data_lib
 from sf2t_jax.train import model as model_lib
 from sf2t_jax.train import optimizer as optimizer_lib
@@ -67,8 +68,7 @@ def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: Mod
 
 def check_batch(config, batch: int, accum: int, mesh: Mesh, rules: Rules) -> None:
     """The global batch must split over the micro-steps and the mesh's batch shards."""
-    spec = logical_to_spec(("batch",), rules)[0]
-    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    axes = batch_axes(mesh, rules)
     shards = 1
     for a in axes:
         shards *= mesh.shape[a]

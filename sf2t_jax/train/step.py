@@ -22,10 +22,10 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from sf2t_jax.models.vision import VisionPatches
+from sf2t_jax.batch import FIELDS
+from sf2t_jax.models.vision import batch_vision
 from sf2t_jax.parallel.activations import activation_sharding
 from sf2t_jax.parallel.sharding import Rules
-from sf2t_jax.train.data import BATCH_AXES
 from sf2t_jax.train.digest import batch_digest
 from sf2t_jax.train.loss import chunked_token_sums, gather_targets, shifted_targets
 from sf2t_jax.train.state import TrainState
@@ -33,16 +33,12 @@ from sf2t_jax.train.state import TrainState
 Batch = dict[str, jax.Array]
 
 
-def _batch_dim(key: str) -> int:
-    return BATCH_AXES[key].index("batch")
-
-
 def split_micro(batch: Batch, accum: int, shardings: dict[str, NamedSharding] | None = None) -> Batch:
     """(.., B, ..) -> (A, .., B/A, ..) with micro-batch a = rows {j*A + a}; the row split stays
     on the devices that hold the rows (no data movement)."""
     out = {}
     for key, x in batch.items():
-        d = _batch_dim(key)
+        d = FIELDS[key].batch_dim
         b = x.shape[d]
         x = x.reshape(*x.shape[:d], b // accum, accum, *x.shape[d + 1:])
         x = jnp.moveaxis(x, d + 1, 0)
@@ -62,9 +58,7 @@ def target_weights(batch: Batch) -> jax.Array:
 def forward_hidden(model, batch: Batch, grid_hw: tuple[int, int]) -> jax.Array:
     """The model's final hidden states (B, L, D) for a batch of the contract (vision patches
     merged into the sequence): what the loss and the held-out scorer (train/heldout.py) read."""
-    b, p, s, d = batch["vision_patches"].shape
-    vision = (VisionPatches(patches=batch["vision_patches"].reshape(b * p, s, d), grid_hw=grid_hw),)
-    embeds = model.embed(batch["input_ids"], vision, batch["vision_index"])
+    embeds = model.embed(batch["input_ids"], batch_vision(batch["vision_patches"], grid_hw), batch["vision_index"])
     hidden, _ = model.model(embeds, batch["position_ids"], batch["attention_mask"])
     return hidden
 
@@ -173,7 +167,7 @@ def make_train_step(parts, tx: optax.GradientTransformation, schedule: optax.Sch
             "dropped_targets": sums["dropped"],
         }
         if digest:
-            metrics["batch_digest"] = batch_digest(batch, {k: _batch_dim(k) for k in batch})
+            metrics["batch_digest"] = batch_digest(batch, {k: FIELDS[k].batch_dim for k in batch})
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     jitted = jax.jit(train_step, in_shardings=(state_shardings, extra_shardings, batch_shardings),

@@ -1,7 +1,7 @@
 """Synthetic fragment batches with the exact shapes of the real input pipeline, through grain.
 
 For smoke runs, tests and benchmarks without videos: every batch follows the batch contract
-(`sf2t_jax.input.batching`), the geometry comes from the same `input` config fields (batch size,
+(`sf2t_jax/batch.py`), the geometry comes from the same `input` config fields (batch size,
 max_length, resolution bucket, frame budget, presentation, task weights), and the sequence has
 the real layout (a chat with one video, or one image per frame, then a question and a short
 answer) in the model family's slice layout (`models/slices.py`): Qwen's 2-frame slices with
