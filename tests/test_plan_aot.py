@@ -12,6 +12,7 @@ import pytest
 
 import launch
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import from_config
 from sf2t_jax.errors import InputError
 from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.plan import aot, flops, report, topology
@@ -28,7 +29,7 @@ OVERRIDES = ["input.max_length=64", "checkpoint.every=1000"]
 def _compile_as_the_trainer_does(config):
     """train/loop.py's set-up (train/setup.py) with real values and a real batch, compiled for the
     local devices."""
-    model = setup_lib.build_model(config, select_devices(int(config.mesh.devices)))
+    model = setup_lib.build_model(config, select_devices(config.mesh.devices))
     batches = data_lib.open_batches(config, model.shape, model.mesh, model.rules)
     built = setup_lib.build_step(config, model, batches.geometry, data_lib.total_steps(config, batches.geometry))
     values = model_lib.initial_values(model.parts, config, model.mesh, model.rules)
@@ -46,7 +47,7 @@ def test_planner_memory_is_the_memory_analysis_of_the_train_step_compiled_on_cpu
     planned = json.loads(out.read_text())
     assert "memory per device" in printed and "analytic (plan/flops.py)" in printed
 
-    compiled, geometry, mesh = _compile_as_the_trainer_does(load_config(CONFIG, overrides))
+    compiled, geometry, mesh = _compile_as_the_trainer_does(from_config(load_config(CONFIG, overrides)))
     stats = compiled.memory_analysis()
     measured = {name: getattr(stats, field) for name, field in aot.MEMORY_FIELDS.items()}
     assert {k: planned["memory"][k] for k in measured} == measured
@@ -58,7 +59,7 @@ def test_planner_memory_is_the_memory_analysis_of_the_train_step_compiled_on_cpu
     assert (b["rows"], b["length"], b["slices"], tuple(b["grid_hw"])) == (
         geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw)
     # The analytic count is plan/flops.py's for this method and batch (LoRA; ViT frozen, merger trained).
-    want = flops.train_step_flops(model_lib.model_config(load_config(CONFIG, overrides)),
+    want = flops.train_step_flops(model_lib.model_config(from_config(load_config(CONFIG, overrides))),
                                   flops.Workload(geometry.batch_size, geometry.length, geometry.slices,
                                                  geometry.patches), method="lora", lora_rank=16,
                                   train_vision=False, train_merger=True)
