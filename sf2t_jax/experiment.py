@@ -257,7 +257,7 @@ class Experiment:
     """The config as a nested dict of plain values, as given: what WORKDIR/config.json and each
     checkpoint record (the trainer adds the resolved `train.steps`)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def recorded_config(self) -> dict[str, Any]:
         """A deep copy of `recorded` (JSON-serialisable with `default=str`)."""
         return copy.deepcopy(dict(self.recorded))
 

@@ -148,7 +148,7 @@ def train(config: ExperimentLike, workdir: str) -> TrainResult:
         ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
     tx, shardings, train_step = built.tx, built.state_shardings, built.step
 
-    resolved = config.to_dict()  # the config as given, for config.json and each checkpoint
+    resolved = config.recorded_config()  # the config as given, for config.json and each checkpoint
     resolved["train"]["steps"] = total_steps
 
     # ================================================================================
