@@ -53,7 +53,7 @@ def test_checkpoint_from_2x4_restores_on_1x8_and_one_device(config, tmp_path):
     batches = data_lib.open_batches(config, shape, mesh, RULES)
     next(batches), next(batches)
     ckpt = checkpoint_lib.Checkpointer(str(tmp_path), config.checkpoint)
-    ckpt.save(2, state, batches, config.to_dict())
+    ckpt.save(2, state, batches, config.recorded_config())
     ckpt.close()
 
     for target_mesh in (make_mesh(fsdp=8), make_mesh(fsdp=1, devices=jax.devices()[:1])):
@@ -71,7 +71,7 @@ def test_checkpoint_from_2x4_restores_on_1x8_and_one_device(config, tmp_path):
     # checkpoint.save_frozen=false: frozen parameters stay out; restore passes the given ones through.
     lean = dataclasses.replace(config.checkpoint, save_frozen=False)
     ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "lean"), lean)
-    ckpt.save(2, state, batches, config.to_dict())
+    ckpt.save(2, state, batches, config.recorded_config())
     ckpt.close()
     with ocp.StandardCheckpointer() as reader:
         saved = reader.metadata(str(tmp_path / "lean" / "checkpoints" / "2" / "state")).item_metadata.tree
