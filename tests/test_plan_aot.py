@@ -111,12 +111,13 @@ def test_a_bug_in_the_build_is_not_reported_as_an_input_error(monkeypatch):
 
 
 def test_report_counts_a_refused_compile_as_not_fitting():
-    plan = aot.build_step(load_config(CONFIG, OVERRIDES), jax.devices()[:4])
+    experiment = from_config(load_config(CONFIG, OVERRIDES))
+    plan = aot.build_step(experiment, jax.devices()[:4])
     message = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO temporaries "
                "(20.50G) exceeds available HBM (15.75G).")
     result = aot.CompileResult(plan, None, {}, 1.0, oom=message, oom_bytes=aot._oom_bytes(message))
     topo = topology.Topology("v5e:2x2", "v5e", topology.CHIPS["v5e"], 1, tuple(jax.devices()[:4]))
-    p = report.project(load_config(CONFIG, OVERRIDES), topo, result)
+    p = report.project(experiment, topo, result)
     assert p["fits"] is False and p["oom_bytes"] == int(20.5 * 2**30)
     assert "DOES NOT FIT" in report.format_text(p, topo)
     assert "**no**" in report.table_row(p) and "> 20.5 GiB" in report.table_row(p)
@@ -172,7 +173,7 @@ def test_planner_compiles_a_qwen25vl_preset_as_the_trainer_does(tmp_path, capsys
     assert "model qwen25vl_tiny" in capsys.readouterr().out
     planned = json.loads(out.read_text())
     assert report.table_row(planned).startswith("| Qwen2.5-VL-TINY | lora | cpu:8 |")
-    compiled, _, _ = _compile_as_the_trainer_does(load_config(config, OVERRIDES))
+    compiled, _, _ = _compile_as_the_trainer_does(from_config(load_config(config, OVERRIDES)))
     stats = compiled.memory_analysis()
     assert {k: planned["memory"][k] for k in aot.MEMORY_FIELDS} == {
         name: getattr(stats, field) for name, field in aot.MEMORY_FIELDS.items()}
