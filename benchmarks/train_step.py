@@ -133,14 +133,15 @@ def make_batch(cfg: Qwen2VLConfig, shape: Shape, seed: int = 0) -> dict[str, np.
 # Ours
 # ----------------------------------------------------------------------------------------
 def train_config(dtype: str, overrides=()):
-    """The trainer's config (configs/sf2t.py: the recipe) with the dtype policy."""
+    """The trainer's experiment (configs/sf2t.py: the recipe) with the dtype policy."""
     from sf2t_jax.configuration import load_config
+    from sf2t_jax.experiment import from_config
 
     bf16 = dtype == "bf16"
-    return load_config("configs/sf2t.py", [
+    return from_config(load_config("configs/sf2t.py", [
         f"model.dtype={'bfloat16' if bf16 else 'float32'}", "model.param_dtype=float32",
         f"model.frozen_dtype={'bfloat16' if bf16 else 'float32'}", f"lora.rank={LORA_RANK}",
-        f"lora.alpha={LORA_ALPHA}", "train.steps=1000", "train.warmup_fraction=0.0", *overrides])
+        f"lora.alpha={LORA_ALPHA}", "train.steps=1000", "train.warmup_fraction=0.0", *overrides]))
 
 
 class Ours:

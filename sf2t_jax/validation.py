@@ -4,7 +4,8 @@ Every command of `launch.py` loads its config, applies the command-line override
 (`sf2t_jax.configuration`: unknown keys and unparsable or mistyped values are refused there), and
 then calls one `check_*` function here, before JAX, a model or a dataset is touched:
 
-    check_train(config)                     configs/sf2t.py layout (train, sweep, plan)
+    check_train(config)                     configs/sf2t.py layout (sweep; train and plan through
+                                            sf2t_jax.experiment.from_config, which then types it)
     check_input(section)                    an `input` section (preview; part of check_train)
     check_prepare(config, source)           configs/demo.py layout (prepare, demo)
     check_eval(config, checkpoint)          configs/eval_finevidbench.py layout (eval)

@@ -1,13 +1,15 @@
 """A checkpoint written on one mesh restores on others with equal values, and the data
 iterator resumes at the next batch; frozen parameters may be left out of checkpoints."""
+import dataclasses
+
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import from_config
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.parallel.sharding import named_rules
 from sf2t_jax.train import checkpoint as checkpoint_lib
@@ -21,13 +23,13 @@ RULES = named_rules("default")
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config("configs/sf2t.py:frames=4", ["input.max_length=64"])
+    return from_config(load_config("configs/sf2t.py:frames=4", ["input.max_length=64"]))
 
 
 def _setup(config, mesh, parts=None):
     shape = model_lib.model_config(config)
     parts = model_lib.split_model(config, shape, mesh, RULES) if parts is None else parts.on_mesh(mesh, RULES)
-    tx, _ = optimizer_lib.make_optimizer(ml_collections.ConfigDict(config.train.to_dict() | {"steps": 10}))
+    tx, _ = optimizer_lib.make_optimizer(dataclasses.replace(config.train, steps=10))
     return shape, parts, tx, state_lib.train_state_shardings(parts, tx, mesh)
 
 
@@ -51,7 +53,7 @@ def test_checkpoint_from_2x4_restores_on_1x8_and_one_device(config, tmp_path):
     batches = data_lib.open_batches(config, shape, mesh, RULES)
     next(batches), next(batches)
     ckpt = checkpoint_lib.Checkpointer(str(tmp_path), config.checkpoint)
-    ckpt.save(2, state, batches, config.to_dict())
+    ckpt.save(2, state, batches, config.recorded_config())
     ckpt.close()
 
     for target_mesh in (make_mesh(fsdp=8), make_mesh(fsdp=1, devices=jax.devices()[:1])):
@@ -67,9 +69,9 @@ def test_checkpoint_from_2x4_restores_on_1x8_and_one_device(config, tmp_path):
             np.testing.assert_array_equal(value, expected_next[key], err_msg=key)
 
     # checkpoint.save_frozen=false: frozen parameters stay out; restore passes the given ones through.
-    lean = ml_collections.ConfigDict(config.checkpoint.to_dict() | {"save_frozen": False})
+    lean = dataclasses.replace(config.checkpoint, save_frozen=False)
     ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "lean"), lean)
-    ckpt.save(2, state, batches, config.to_dict())
+    ckpt.save(2, state, batches, config.recorded_config())
     ckpt.close()
     with ocp.StandardCheckpointer() as reader:
         saved = reader.metadata(str(tmp_path / "lean" / "checkpoints" / "2" / "state")).item_metadata.tree

@@ -1,5 +1,7 @@
 """Golden shardings of the tiny model under the default rules on a 2x4 (fsdp x tensor) mesh:
 every parameter, the LoRA adapters, Adam's moments, and the batch."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import from_config
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.parallel.sharding import named_rules
 from sf2t_jax.train import data as data_lib
@@ -110,7 +113,7 @@ GOLDEN_FROZEN = {
 
 @pytest.fixture(scope="module")
 def setup():
-    config = load_config("configs/sf2t.py")
+    config = from_config(load_config("configs/sf2t.py"))
     mesh = make_mesh(fsdp=2, tensor=4)
     rules = named_rules("default")
     parts = model_lib.split_model(config, model_lib.model_config(config), mesh, rules)
@@ -130,10 +133,7 @@ def test_every_parameter_has_its_golden_sharding(setup):
 
 def test_adam_moments_follow_their_parameters_and_frozen_ones_have_none(setup):
     config, mesh, _, parts = setup
-    train_cfg = config.train.to_dict() | {"steps": 10}
-    import ml_collections
-
-    tx, _ = optimizer_lib.make_optimizer(ml_collections.ConfigDict(train_cfg))
+    tx, _ = optimizer_lib.make_optimizer(dataclasses.replace(config.train, steps=10))
     shardings = state_lib.train_state_shardings(parts, tx, mesh)
     abstract = state_lib.abstract_state(parts, tx)
     params = traverse_util.flatten_dict(parts.shardings["trainable"])
@@ -171,7 +171,7 @@ def test_batch_is_sharded_over_data_and_fsdp_and_must_divide(setup):
 def test_trained_state_is_split_over_every_state_axis_of_an_fsdp_mesh():
     """On an FSDP-only mesh the 'tensor' rules replicate nothing trained: every trained
     parameter with a dimension that 8 divides is split 8 ways (and its Adam moments with it)."""
-    config = load_config("configs/sf2t.py")
+    config = from_config(load_config("configs/sf2t.py"))
     mesh = make_mesh(fsdp=8)
     parts = model_lib.split_model(config, model_lib.model_config(config), mesh, named_rules("default"))
     shapes = traverse_util.flatten_dict(parts.abstract["trainable"])

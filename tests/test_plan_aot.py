@@ -12,6 +12,7 @@ import pytest
 
 import launch
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import from_config
 from sf2t_jax.errors import InputError
 from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.plan import aot, flops, report, topology
@@ -28,7 +29,7 @@ OVERRIDES = ["input.max_length=64", "checkpoint.every=1000"]
 def _compile_as_the_trainer_does(config):
     """train/loop.py's set-up (train/setup.py) with real values and a real batch, compiled for the
     local devices."""
-    model = setup_lib.build_model(config, select_devices(int(config.mesh.devices)))
+    model = setup_lib.build_model(config, select_devices(config.mesh.devices))
     batches = data_lib.open_batches(config, model.shape, model.mesh, model.rules)
     built = setup_lib.build_step(config, model, batches.geometry, data_lib.total_steps(config, batches.geometry))
     values = model_lib.initial_values(model.parts, config, model.mesh, model.rules)
@@ -46,7 +47,7 @@ def test_planner_memory_is_the_memory_analysis_of_the_train_step_compiled_on_cpu
     planned = json.loads(out.read_text())
     assert "memory per device" in printed and "analytic (plan/flops.py)" in printed
 
-    compiled, geometry, mesh = _compile_as_the_trainer_does(load_config(CONFIG, overrides))
+    compiled, geometry, mesh = _compile_as_the_trainer_does(from_config(load_config(CONFIG, overrides)))
     stats = compiled.memory_analysis()
     measured = {name: getattr(stats, field) for name, field in aot.MEMORY_FIELDS.items()}
     assert {k: planned["memory"][k] for k in measured} == measured
@@ -58,7 +59,7 @@ def test_planner_memory_is_the_memory_analysis_of_the_train_step_compiled_on_cpu
     assert (b["rows"], b["length"], b["slices"], tuple(b["grid_hw"])) == (
         geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw)
     # The analytic count is plan/flops.py's for this method and batch (LoRA; ViT frozen, merger trained).
-    want = flops.train_step_flops(model_lib.model_config(load_config(CONFIG, overrides)),
+    want = flops.train_step_flops(model_lib.model_config(from_config(load_config(CONFIG, overrides))),
                                   flops.Workload(geometry.batch_size, geometry.length, geometry.slices,
                                                  geometry.patches), method="lora", lora_rank=16,
                                   train_vision=False, train_merger=True)
@@ -110,12 +111,13 @@ def test_a_bug_in_the_build_is_not_reported_as_an_input_error(monkeypatch):
 
 
 def test_report_counts_a_refused_compile_as_not_fitting():
-    plan = aot.build_step(load_config(CONFIG, OVERRIDES), jax.devices()[:4])
+    experiment = from_config(load_config(CONFIG, OVERRIDES))
+    plan = aot.build_step(experiment, jax.devices()[:4])
     message = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO temporaries "
                "(20.50G) exceeds available HBM (15.75G).")
     result = aot.CompileResult(plan, None, {}, 1.0, oom=message, oom_bytes=aot._oom_bytes(message))
     topo = topology.Topology("v5e:2x2", "v5e", topology.CHIPS["v5e"], 1, tuple(jax.devices()[:4]))
-    p = report.project(load_config(CONFIG, OVERRIDES), topo, result)
+    p = report.project(experiment, topo, result)
     assert p["fits"] is False and p["oom_bytes"] == int(20.5 * 2**30)
     assert "DOES NOT FIT" in report.format_text(p, topo)
     assert "**no**" in report.table_row(p) and "> 20.5 GiB" in report.table_row(p)
@@ -174,7 +176,7 @@ def _plan_and_compile_a_preset_as_the_trainer_does(tmp_path, capsys, preset, lab
     assert f"model {preset}" in capsys.readouterr().out
     planned = json.loads(out.read_text())
     assert report.table_row(planned).startswith(f"| {label} | lora | cpu:8 |")
-    compiled, geometry, _ = _compile_as_the_trainer_does(load_config(config, OVERRIDES))
+    compiled, geometry, _ = _compile_as_the_trainer_does(from_config(load_config(config, OVERRIDES)))
     stats = compiled.memory_analysis()
     assert {k: planned["memory"][k] for k in aot.MEMORY_FIELDS} == {
         name: getattr(stats, field) for name, field in aot.MEMORY_FIELDS.items()}

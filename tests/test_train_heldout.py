@@ -17,6 +17,7 @@ from flax import traverse_util
 
 from sf2t_jax import prepare as prep
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import from_config
 from sf2t_jax.datasets import layout
 from sf2t_jax.input import InputConfig, InputPipeline, Prepared
 from sf2t_jax.input.config import training_section
@@ -139,7 +140,7 @@ def test_answers_given_names_each_prediction_by_the_gold_answer_it_spells():
 
 
 def test_scorer_counts_a_sample_right_exactly_when_greedy_decoding_writes_its_answer(tfds_dir, tmp_path):
-    config = _config(tfds_dir, "input.weights={'consistency': 1.0, 'disorder': 1.0, 'count': 1.0}")
+    config = from_config(_config(tfds_dir, "input.weights={'consistency': 1.0, 'disorder': 1.0, 'count': 1.0}"))
     model = setup_lib.build_model(config, jax.devices(), shape=qwen2vl_tiny(tie_word_embeddings=False))
     held = heldout_lib.open_heldout(config)
     spec = held.spec

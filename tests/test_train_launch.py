@@ -197,10 +197,11 @@ def _launch_two_processes(env, workdir, base, *extra):
 def _expected_data_states(step, process_count):
     """Each process's input-iterator state after `step` batches, from the pipeline itself."""
     from sf2t_jax.configuration import load_config
+    from sf2t_jax.experiment import from_config
     from sf2t_jax.train import model as model_lib
     from sf2t_jax.train.synthetic_batches import synthetic_dataset
 
-    config = load_config(TRAIN[1], [a[len("--config."):] for a in TRAIN[2:]])
+    config = from_config(load_config(TRAIN[1], [a[len("--config."):] for a in TRAIN[2:]]))
     states = {}
     for i in range(process_count):
         iterator = iter(synthetic_dataset(config.input, config.data, model_lib.model_config(config), process_index=i,

@@ -8,6 +8,7 @@ from flax import traverse_util
 
 from sf2t_jax import validation
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import from_config
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.parallel.sharding import named_rules
 from sf2t_jax.train import data as data_lib
@@ -36,8 +37,8 @@ def test_target_positions_keep_targets_in_order_and_never_repeat_a_position():
 
 
 def _setup(*overrides):
-    config = load_config("configs/sf2t.py:frames=4", ["input.max_length=64", "model.dtype=float32",
-                                                      "model.precision=highest", *overrides])
+    config = from_config(load_config("configs/sf2t.py:frames=4", ["input.max_length=64", "model.dtype=float32",
+                                                                  "model.precision=highest", *overrides]))
     shape = model_lib.model_config(config)
     mesh = make_mesh(fsdp=1, devices=jax.devices()[:1])
     parts = model_lib.split_model(config, shape, mesh, RULES)

@@ -1,11 +1,11 @@
 """The jitted train step, in process: loss normalisation across devices and accumulation steps,
 one compilation for many steps, frozen parameters untouched, and a tiny model that learns."""
 import jax
-import ml_collections
 import numpy as np
 from flax import nnx, traverse_util
 
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import Experiment, from_config
 from sf2t_jax.parallel.activations import activation_sharding
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.parallel.sharding import named_rules
@@ -21,8 +21,8 @@ RULES = named_rules("default")
 SMALL = ["input.max_length=64", "checkpoint.every=1000"]
 
 
-def _config(arg: str, *overrides: str) -> ml_collections.ConfigDict:
-    return load_config(f"configs/sf2t.py:frames=4,{arg}", [*SMALL, *overrides])
+def _config(arg: str, *overrides: str) -> Experiment:
+    return from_config(load_config(f"configs/sf2t.py:frames=4,{arg}", [*SMALL, *overrides]))
 
 
 def _eager_values(parts):

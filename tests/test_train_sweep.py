@@ -8,6 +8,7 @@ import pytest
 
 from sf2t_jax.cli.sweep import plan
 from sf2t_jax.configuration import load_config, set_by_path
+from sf2t_jax.experiment import from_config
 from sf2t_jax.parallel.mesh import make_mesh
 from sf2t_jax.parallel.sharding import named_rules
 from sf2t_jax.train import model as model_lib
@@ -43,7 +44,8 @@ def test_every_variant_is_a_valid_config(name):
         mesh, rules = make_mesh(fsdp=8), named_rules("default")
         trained = []
         for config in configs:
-            parts = model_lib.split_model(config, model_lib.model_config(config), mesh, rules)
+            experiment = from_config(config)
+            parts = model_lib.split_model(experiment, model_lib.model_config(experiment), mesh, rules)
             trained.append(sorted({k for k in parts.abstract["trainable"]["visual"]} if "visual" in parts.abstract[
                 "trainable"] else []))
         assert trained == [["merger"], [], ["blocks", "merger", "patch_embed"]]

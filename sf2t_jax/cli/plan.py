@@ -51,12 +51,13 @@ def _prepare_jax(topology: str) -> None:
 def run(args: argparse.Namespace) -> None:
     from sf2t_jax import validation
     from sf2t_jax.configuration import load_config
+    from sf2t_jax.experiment import from_config
 
     if args.mfu is not None:
         validation.check_value("--mfu", args.mfu, validation.Float(0.0, 1.0, lo_open=True))
     validation.check_value("--slices", args.slices, validation.Int(1))
-    config = load_config(args.config, list(args.overrides))
-    validation.check_train(config)  # before JAX starts: a bad setting fails in a second
+    # every field checked before JAX starts: a bad setting fails in a second
+    experiment = from_config(load_config(args.config, list(args.overrides)))
 
     from sf2t_jax.plan import aot, report, topology
 
@@ -64,9 +65,9 @@ def run(args: argparse.Namespace) -> None:
     _prepare_jax(args.topology)
     topo = topology.parse(args.topology, slices=args.slices)
     logging.info("plan: compiling the train step for %s", topo.describe())
-    result = aot.compile_step(config, topo)
+    result = aot.compile_step(experiment, topo)
     label = " ".join([args.config, *(f"--config.{o}" for o in args.overrides)])
-    projection = report.project(config, topo, result, mfu=mfu, label=label)
+    projection = report.project(experiment, topo, result, mfu=mfu, label=label)
     if args.json:  # first: the figures survive a closed stdout
         with open(args.json, "w") as f:
             f.write(report.to_json(projection))

@@ -43,20 +43,19 @@ def start_cluster(args: argparse.Namespace) -> None:
 
 
 def load(args: argparse.Namespace):
-    """The experiment config, overrides applied and every field checked (no JAX yet)."""
-    from sf2t_jax import validation
+    """The typed experiment (`sf2t_jax.experiment.Experiment`): the config file, overrides
+    applied, every field checked (no devices touched yet)."""
     from sf2t_jax.configuration import load_config
+    from sf2t_jax.experiment import from_config
 
     overrides = list(args.overrides)
     if args.init_from:
         overrides.append(f"init_from={args.init_from}")
-    config = load_config(args.config, overrides)
-    validation.check_train(config)
-    return config
+    return from_config(load_config(args.config, overrides))
 
 
 def run(args: argparse.Namespace) -> None:
-    config = load(args)  # bad settings stop here: one line, nothing written
+    experiment = load(args)  # bad settings stop here: one line, nothing written
     start_cluster(args)
     import jax
 
@@ -64,5 +63,5 @@ def run(args: argparse.Namespace) -> None:
 
     if jax.process_index() != 0:
         logging.getLogger().setLevel(logging.WARNING)  # one voice in the logs
-    result = train(config, args.workdir)  # a config that cannot work: TrainConfigError, one line (cli.main)
+    result = train(experiment, args.workdir)  # a config that cannot work: TrainConfigError, one line (cli.main)
     logging.info("train: %s at step %d of %d (%s)", result.status, result.step, result.total_steps, result.workdir)

@@ -11,13 +11,16 @@ import dataclasses
 
 import ml_collections
 
+from sf2t_jax.finevidbench.prompt import ANSWER_STYLES
 from sf2t_jax.finevidbench.schema import TASKS
+from sf2t_jax.sample import PRESENT_MODES
 
 METHODS = ("loglik", "generate")
-LOGLIK_TARGETS = ("text", "letter", "letter_text")
-HISTORY_ANSWERS = ("letter", "letter_text", "text")
+# How an option is written, as the scored continuation and in earlier turns: the benchmark's
+# answer styles (the training side's input.answer_style takes the same names).
+LOGLIK_TARGETS = ANSWER_STYLES
+HISTORY_ANSWERS = ANSWER_STYLES
 HISTORIES = ("own", "gold")
-PRESENT_MODES = ("video", "images")
 SHORT_CLIP = ("error", "skip")
 # What a run shows of each item (`visuals.apply_view`): the frames themselves, or a control.
 CONTROL_VIEWS = ("static", "blind")  # the first shown frame held still; blank frames (no video)

@@ -8,17 +8,13 @@ Each is restored directly into the mesh's shardings when a mesh is given.
 """
 from __future__ import annotations
 
-import jax.numpy as jnp
 from etils import epath
 
 from sf2t_jax.convert import from_hf
 from sf2t_jax.convert.native import load_native
-from sf2t_jax.models.layers import Numerics
-from sf2t_jax.models.options import DTYPE_NAMES
+from sf2t_jax.models.layers import DTYPES, Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model
 from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
-
-DTYPES = {name: getattr(jnp, name) for name in DTYPE_NAMES}
 
 
 def resolve_checkpoint(path: str) -> tuple[str, str]:

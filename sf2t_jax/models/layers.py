@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sf2t_jax.models.options import ATTENTION_IMPLEMENTATIONS, REMAT_POLICY_NAMES
+from sf2t_jax.models.options import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, PRECISION_NAMES, REMAT_POLICY_NAMES
 
 Dtype = Any
 Precision = Any
@@ -25,6 +25,10 @@ Precision = Any
 # Rematerialisation policies by name: what the backward pass may keep instead of recomputing.
 REMAT_POLICIES = {name: None if attr is None else getattr(jax.checkpoint_policies, attr)
                   for name, attr in REMAT_POLICY_NAMES.items()}
+# Dtypes and matmul precisions by the names configs use (the one name -> JAX object table; the
+# names themselves are models/options.py's, which validation checks configs against).
+DTYPES = {name: getattr(jnp, name) for name in DTYPE_NAMES}
+PRECISIONS = {name: None if member is None else jax.lax.Precision[member] for name, member in PRECISION_NAMES.items()}
 
 
 @dataclasses.dataclass(frozen=True)

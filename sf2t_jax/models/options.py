@@ -1,8 +1,8 @@
 """The names the `model` config section accepts, without importing JAX.
 
-`sf2t_jax.validation` checks a config against these tables before any heavy import; the
-modules that turn a name into a JAX object (`models/layers.py`, `train/model.py`,
-`eval/loading.py`) build their lookup tables from the same names, so the two cannot drift.
+`sf2t_jax.validation` checks a config against these tables before any heavy import;
+`models/layers.py` turns each name into its JAX object (`DTYPES`, `PRECISIONS`,
+`REMAT_POLICIES`) from the same names, so the two cannot drift.
 """
 
 # Parameter and compute dtypes by name (jax.numpy attribute names).

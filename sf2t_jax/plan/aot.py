@@ -20,10 +20,11 @@ import time
 from typing import Any
 
 import jax
-import ml_collections
 from flax import traverse_util
 
+from sf2t_jax import experiment as experiment_lib
 from sf2t_jax.errors import InputError
+from sf2t_jax.experiment import Experiment, ExperimentLike
 from sf2t_jax.plan.collectives import step_activation_collectives
 from sf2t_jax.plan.topology import Topology
 from sf2t_jax.train import data as data_lib
@@ -94,22 +95,21 @@ def attention_kernels(hlo_text: str) -> dict[str, int]:
     return counts
 
 
-def batch_geometry(config, shape) -> data_lib.BatchGeometry:
+def batch_geometry(config: Experiment, shape) -> data_lib.BatchGeometry:
     """The static batch shapes `data.open_batches` would give, computed from the config alone."""
     source = config.data.source
     if source == "synthetic":
         from sf2t_jax.train import synthetic_batches
 
         g = synthetic_batches.Geometry(config.input, shape)
-        return data_lib.BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
+        return data_lib.BatchGeometry(batch_size=config.input.batch_size, length=g.length, slices=g.slices,
                                       grid_hw=g.grid_hw, steps_per_epoch=1, num_tasks=synthetic_batches.NUM_TASK_IDS,
                                       task_names=synthetic_batches.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
                                       tokens_per_slice=g.tokens_per_slice)
     if source == "videos":
-        from sf2t_jax.input.config import InputConfig, training_section
         from sf2t_jax.models.family import row_format
 
-        input_config = InputConfig.from_dict(training_section(config.to_dict()))
+        input_config = config.input
         rows = row_format(shape)
         g = input_config.geometry_of(rows)
         return data_lib.BatchGeometry(batch_size=input_config.batch_size, length=input_config.max_length,
@@ -119,14 +119,15 @@ def batch_geometry(config, shape) -> data_lib.BatchGeometry:
     raise InputError(f"data.source={source!r}: expected 'synthetic' or 'videos'")
 
 
-def build_step(config: ml_collections.ConfigDict, devices) -> StepPlan:
+def build_step(config: ExperimentLike, devices) -> StepPlan:
     """Mesh, model parts, optimizer, shardings and the jitted train step over `devices`, by the
     trainer's own build (`train/setup.py`); arguments abstract. Config errors are InputErrors
     naming the field; anything else is a bug and keeps its traceback."""
+    config = experiment_lib.of(config)
     model = setup_lib.build_model(config, devices)
     geometry = batch_geometry(config, model.shape)
     # The schedule's length does not change the program.
-    built = setup_lib.build_step(config, model, geometry, max(int(config.train.steps), 1))
+    built = setup_lib.build_step(config, model, geometry, max(config.train.steps, 1))
     parts = model.parts
     state = state_lib.with_shardings(state_lib.abstract_state(parts, built.tx), built.state_shardings)
     extra = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -172,7 +173,7 @@ def _oom_bytes(message: str) -> int | None:
     return None
 
 
-def compile_step(config: ml_collections.ConfigDict, topology: Topology) -> CompileResult:
+def compile_step(config: ExperimentLike, topology: Topology) -> CompileResult:
     """Lowers and compiles the real train step for `topology`. A program the TPU compiler
     refuses for lack of HBM is a result (memory None, `oom` set), not an error."""
     plan = build_step(config, topology.devices)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sf2t_jax.experiment import Experiment
 from sf2t_jax.models import family as families
 from sf2t_jax.plan import flops as flops_lib
 from sf2t_jax.plan.aot import CompileResult
@@ -29,7 +30,7 @@ from sf2t_jax.plan.topology import GIB, Topology
 DEFAULT_MFU = 0.40
 
 
-def analytic_flops(config, result: CompileResult) -> dict[str, float]:
+def analytic_flops(config: Experiment, result: CompileResult) -> dict[str, float]:
     """plan/flops.py's train-step FLOPs for this config's method, trained parts and batch."""
     plan = result.plan
     g = plan.geometry
@@ -37,12 +38,12 @@ def analytic_flops(config, result: CompileResult) -> dict[str, float]:
     trained = plan.trained_paths
     family = families.family_of(plan.model_config)
     return flops_lib.train_step_flops(
-        plan.model_config, workload, method=config.method, lora_rank=int(config.lora.rank),
+        plan.model_config, workload, method=config.method, lora_rank=config.lora.rank,
         train_vision=any(p.startswith(family.tower_prefixes) for p in trained),
         train_merger=any(p.startswith(family.projector_prefixes) for p in trained))
 
 
-def project(config, topology: Topology, result: CompileResult, *, mfu: float = DEFAULT_MFU,
+def project(config: Experiment, topology: Topology, result: CompileResult, *, mfu: float = DEFAULT_MFU,
             label: str = "") -> dict[str, Any]:
     """Every figure of the plan as a JSON-serialisable dict (see the module docstring)."""
     plan = result.plan
@@ -53,12 +54,12 @@ def project(config, topology: Topology, result: CompileResult, *, mfu: float = D
     out: dict[str, Any] = {
         "config": label, "topology": topology.name, "slices": topology.slices, "chip": topology.kind,
         "chips": chips, "mesh": dict(plan.mesh.shape), "method": config.method, "model": config.model.name,
-        "remat": config.model.remat, "scan_layers": bool(config.model.scan_layers),
-        "frozen_dtype": config.model.frozen_dtype or config.model.param_dtype,
-        "grad_accum": int(config.train.grad_accum),
+        "remat": config.model.remat, "scan_layers": config.model.scan_layers,
+        "frozen_dtype": config.model.frozen_storage_dtype,
+        "grad_accum": config.train.grad_accum,
         "attention": {"setting": config.model.attention, "kernels": result.attention_kernels},
         "batch": {"rows": g.batch_size, "length": g.length, "slices": g.slices, "grid_hw": list(g.grid_hw),
-                  "frames": int(config.input.frame_budget), "resolution": list(config.input.resolution),
+                  "frames": config.input.frame_budget, "resolution": list(config.input.resolution),
                   "tokens": tokens},
         "parameters": {"trained": plan.trainable, "frozen": plan.frozen},
         "compile_seconds": round(result.compile_seconds, 1),

@@ -1,4 +1,7 @@
-"""SF²T training: `loop.train(config, workdir)` is the trainer; each module holds one idea.
+"""SF²T training: `loop.train(experiment, workdir)` is the trainer; each module holds one idea.
+
+Every module here receives the typed settings of `sf2t_jax.experiment.Experiment` (the config
+file converted once, at the entry point), never the ConfigDict.
 
   loop.py               the trainer, top to bottom: mesh, model, data, optimizer, state, loop, export
   model.py              what trains: the model with LoRA, trainable vs frozen, shardings, first values

@@ -38,6 +38,7 @@ import numpy as np
 from etils import epath
 
 from sf2t_jax.errors import InputError
+from sf2t_jax.experiment import CheckpointSettings
 from sf2t_jax.parallel.distributed import max_over_processes
 from sf2t_jax.train.digest import tree_digests
 from sf2t_jax.train.state import TrainState
@@ -106,9 +107,9 @@ def _to_tree(state: TrainState, save_frozen: bool) -> dict[str, Any]:
 
 
 class Checkpointer:
-    """Save / restore / resume for one workdir."""
+    """Save / restore / resume for one workdir, as the experiment's `checkpoint` settings say."""
 
-    def __init__(self, workdir: str, config):
+    def __init__(self, workdir: str, config: CheckpointSettings):
         self.directory = epath.Path(workdir) / "checkpoints"
         self.every = int(config.every)
         self.save_frozen = bool(config.save_frozen)

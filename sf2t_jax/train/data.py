@@ -22,6 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from sf2t_jax.batch import BatchShape, batch_shardings, to_global
+from sf2t_jax.experiment import Experiment
 from sf2t_jax.parallel.sharding import Rules
 from sf2t_jax.train.errors import TrainConfigError
 
@@ -82,17 +83,7 @@ class GlobalBatches:
         self.host.set_state(state)
 
 
-def loss_positions(config) -> int:
-    """`train.loss_positions`: answer positions per row the LM head runs at (0 = every position)."""
-    return int(config.train.get("loss_positions", 0))  # >= 0: validation.check_train
-
-
-def loss_chunk(config) -> int:
-    """`train.loss_chunk`: positions per block of the LM head and loss (0 = all at once)."""
-    return int(config.train.get("loss_chunk", 0))  # >= 0: validation.check_train
-
-
-def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatches:
+def open_batches(config: Experiment, model_config, mesh: Mesh, rules: Rules) -> GlobalBatches:
     """The batch iterator `config.data.source` names, for this process, on `mesh`."""
     source = config.data.source
     if source == "synthetic":
@@ -101,31 +92,31 @@ def open_batches(config, model_config, mesh: Mesh, rules: Rules) -> GlobalBatche
         dataset, g = synthetic_batches.synthetic_dataset(config.input, config.data, model_config,
                                                  process_index=jax.process_index(),
                                                  process_count=jax.process_count())
-        geometry = BatchGeometry(batch_size=int(config.input.batch_size), length=g.length, slices=g.slices,
+        geometry = BatchGeometry(batch_size=config.input.batch_size, length=g.length, slices=g.slices,
                                  grid_hw=g.grid_hw,
-                                 steps_per_epoch=int(config.data.synthetic_examples) // int(config.input.batch_size),
+                                 steps_per_epoch=config.data.synthetic_examples // config.input.batch_size,
                                  num_tasks=synthetic_batches.NUM_TASK_IDS,
                                  task_names=synthetic_batches.TASK_NAMES + ("sft",), patch_dim=g.patch_dim,
                                  tokens_per_slice=g.tokens_per_slice)
         host = iter(dataset)
     elif source == "videos":
         host, geometry = _video_batches(config, model_config)
-    else:  # validation.check_train allows only these two
+    else:  # experiment.from_config allows only these two
         raise AssertionError(f"data.source={source!r}")
-    return GlobalBatches(host, geometry, batch_shardings(geometry, mesh, rules), max_targets=loss_positions(config))
+    return GlobalBatches(host, geometry, batch_shardings(geometry, mesh, rules),
+                         max_targets=config.train.loss_positions)
 
 
-def _video_batches(config, model_config):
+def _video_batches(config: Experiment, model_config):
     """The input pipeline (`sf2t_jax.input`) over `config.input`, as numpy host rows, with the
     model family's video positions."""
-    from sf2t_jax.input import InputConfig, InputPipeline
-    from sf2t_jax.input.config import training_section
+    from sf2t_jax.input import InputPipeline
     from sf2t_jax.models.family import row_format
 
-    pipeline = InputPipeline(InputConfig.from_dict(training_section(config.to_dict())), rows=row_format(model_config))
+    pipeline = InputPipeline(config.input, rows=row_format(model_config))
     pipeline.check_usable()  # a source of broken videos is refused before the workdir is written
     spec = pipeline.spec
-    per_epoch = pipeline.records_per_epoch * jax.process_count() // int(config.input.batch_size)
+    per_epoch = pipeline.records_per_epoch * jax.process_count() // config.input.batch_size
     geometry = BatchGeometry(batch_size=spec.global_batch_size, length=spec.max_length, slices=spec.slices,
                              grid_hw=tuple(spec.grid_hw), steps_per_epoch=max(per_epoch, 1),
                              num_tasks=len(pipeline.config.task_names), task_names=pipeline.config.task_names,
@@ -133,11 +124,11 @@ def _video_batches(config, model_config):
     return pipeline.iterator(None), geometry
 
 
-def total_steps(config, geometry: BatchGeometry) -> int:
+def total_steps(config: Experiment, geometry: BatchGeometry) -> int:
     """`train.steps`, or (when 0) `input.num_epochs` passes over the source."""
-    if int(config.train.steps) > 0:
-        return int(config.train.steps)
-    epochs = int(config.input.num_epochs)
+    if config.train.steps > 0:
+        return config.train.steps
+    epochs = config.input.num_epochs
     if epochs <= 0:
         raise TrainConfigError("train.steps=0 means 'input.num_epochs passes', but input.num_epochs=0 (forever); "
                          "set train.steps")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import json
 import logging
 import time
@@ -38,6 +37,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from sf2t_jax.eval.bootstrap import interval
 from sf2t_jax.batch import META_KEYS
+from sf2t_jax.experiment import Experiment, HeldoutSettings
 from sf2t_jax.input.batching import collate
 from sf2t_jax.input.heldout import HeldoutSet
 from sf2t_jax.models.lora import LoRALinear
@@ -50,34 +50,6 @@ log = logging.getLogger(__name__)
 
 RECORDS = "metrics/heldout.jsonl"
 LAST = "heldout.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class HeldoutSettings:
-    """The `heldout` section of configs/sf2t.py (validated by `sf2t_jax.validation`).
-
-    split: the held-out split of the input source ('' = no held-out evaluation).
-    every: steps between evaluations; the last step is always evaluated (0 = only the last).
-    samples_per_task: held-out samples scored per task.
-    prior_samples_per_task: training samples per task whose majority answer is the prior.
-    resamples, ci: the video bootstrap's resamples and interval level.
-    """
-
-    split: str = ""
-    every: int = 0
-    samples_per_task: int = 48
-    prior_samples_per_task: int = 100
-    resamples: int = 1000
-    ci: float = 0.95
-
-    @classmethod
-    def of(cls, config) -> "HeldoutSettings":
-        section = config.get("heldout")
-        return cls() if section is None else cls(**section.to_dict())
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.split)
 
 
 def make_answer_scorer(parts, grid_hw: tuple[int, int], max_targets: int, *, param_shardings, frozen_shardings,
@@ -286,22 +258,21 @@ class HeldoutEvaluator:
         return record
 
 
-def open_heldout(config, rows=None) -> HeldoutSet | None:
+def open_heldout(config: Experiment, rows=None) -> HeldoutSet | None:
     """The held-out set `config.heldout` asks for (None when `heldout.split` is ''), drawn by
     the trainer's pipeline config (SFT mix included) on every process alike, as the model
     family's rows (`models.family.row_format`; None: Qwen2-VL's)."""
-    settings = HeldoutSettings.of(config)
+    settings = config.heldout
     if not settings.enabled:
         return None
-    from sf2t_jax.input.config import InputConfig, training_section
     from sf2t_jax.input.heldout import draw_heldout
 
-    return draw_heldout(InputConfig.from_dict(training_section(config.to_dict())), split=settings.split, per_task=settings.samples_per_task,
+    return draw_heldout(config.input, split=settings.split, per_task=settings.samples_per_task,
                         prior_per_task=settings.prior_samples_per_task, process_index=jax.process_index(),
                         process_count=jax.process_count(), rows=rows)
 
 
-def make_evaluator(config, heldout: HeldoutSet, model, built, geometry: data_lib.BatchGeometry, *, workdir: str,
+def make_evaluator(config: Experiment, heldout: HeldoutSet, model, built, geometry: data_lib.BatchGeometry, *, workdir: str,
                    first_step: int, total_steps: int) -> HeldoutEvaluator:
     """The evaluator over the trainer's model setup (`setup.ModelSetup`) and step shardings
     (`setup.StepSetup`): the scorer is jitted with the state's parameter shardings."""
@@ -311,9 +282,9 @@ def make_evaluator(config, heldout: HeldoutSet, model, built, geometry: data_lib
                                 frozen_shardings=built.state_shardings.frozen,
                                 extra_shardings=model.parts.shardings["extra"], batch_shardings=built.batch_shardings,
                                 rules=model.rules if config.mesh.constrain_activations else None)
-    return HeldoutEvaluator(HeldoutSettings.of(config), heldout, geometry, scorer, built.batch_shardings,
+    return HeldoutEvaluator(config.heldout, heldout, geometry, scorer, built.batch_shardings,
                             workdir=workdir, first_step=first_step, total_steps=total_steps,
-                            seed=int(config.input.seed))
+                            seed=config.input.seed)
 
 
 def read_last(workdir: str) -> dict[str, Any] | None:

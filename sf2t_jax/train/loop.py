@@ -1,6 +1,9 @@
 """The trainer, top to bottom: mesh, model, data, optimizer, state (resumed or fresh), loop.
 
-    result = train(config, "gs://bucket/run")      # or launch.py train --config ... --workdir ...
+    result = train(experiment, "gs://bucket/run")  # or launch.py train --config ... --workdir ...
+
+`experiment` is the typed `sf2t_jax.experiment.Experiment` (a configs/sf2t.py ConfigDict is
+converted, every field checked, before anything is built).
 
 Every process of a multi-host job runs this same function; process 0 writes logs, metrics
 and the resolved config. Running it again on the same workdir resumes from the latest
@@ -20,14 +23,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 from etils import epath
 from flax import nnx, traverse_util
 
-from sf2t_jax import validation
+from sf2t_jax import experiment as experiment_lib
 from sf2t_jax.errors import InputError
+from sf2t_jax.experiment import Experiment, ExperimentLike
 from sf2t_jax.models import lora
 from sf2t_jax.models import family as families
+from sf2t_jax.models.layers import DTYPES
 from sf2t_jax.parallel.distributed import every_process
 from sf2t_jax.parallel.mesh import select_devices
 from sf2t_jax.train import checkpoint as checkpoint_lib
@@ -100,15 +104,15 @@ class _Preemption:
             signal.signal(signum, previous)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+def train(config: ExperimentLike, workdir: str) -> TrainResult:
     # ================================================================================
     # Devices and workdir
     # ================================================================================
     workdir = str(workdir).rstrip("/")
     primary = jax.process_index() == 0
     with _config_errors():
-        validation.check_train(config)  # every field's type, range, name and path: nothing built yet
-        model = setup_lib.build_model(config, select_devices(int(config.mesh.devices)))
+        config = experiment_lib.of(config)  # every field's type, range, name and path: nothing built yet
+        model = setup_lib.build_model(config, select_devices(config.mesh.devices))
     mesh, rules, shape, parts = model.mesh, model.rules, model.shape, model.parts
     log.info("mesh %s over %d devices (%d processes), rules %r", dict(mesh.shape), mesh.size, jax.process_count(),
              config.mesh.rules)
@@ -131,7 +135,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         batches = data_lib.open_batches(config, shape, mesh, rules)
         geometry = batches.geometry
         total_steps = data_lib.total_steps(config, geometry)
-        accum = int(config.train.grad_accum)
+        accum = config.train.grad_accum
     log.info("batches: %d rows x %d tokens, %d slices of %s patches; %d steps (%.2f epochs), %d micro-steps each",
              geometry.batch_size, geometry.length, geometry.slices, geometry.grid_hw, total_steps,
              total_steps / max(geometry.steps_per_epoch, 1), accum)
@@ -144,7 +148,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         ckpt = checkpoint_lib.Checkpointer(workdir, config.checkpoint)
     tx, shardings, train_step = built.tx, built.state_shardings, built.step
 
-    resolved = config.to_dict()
+    resolved = config.recorded_config()  # the config as given, for config.json and each checkpoint
     resolved["train"]["steps"] = total_steps
 
     # ================================================================================
@@ -165,7 +169,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     else:
         latest = None
         values = model_lib.initial_values(parts, config, mesh, rules)
-        state = state_lib.create(values["trainable"], values["frozen"], tx, int(config.seed), shardings)
+        state = state_lib.create(values["trainable"], values["frozen"], tx, config.seed, shardings)
         log.info("fresh start%s", f" from {config.init_from}" if config.init_from else " (random init)")
     extra = values["extra"]
     step = int(jax.device_get(state.step))
@@ -187,15 +191,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     # ================================================================================
     # Loop
     # ================================================================================
-    metrics = MetricsWriter(workdir, first_step=step, total_steps=total_steps, every=int(config.log.every),
-                            task_names=geometry.task_names, tensorboard=bool(config.log.tensorboard),
+    metrics = MetricsWriter(workdir, first_step=step, total_steps=total_steps, every=config.log.every,
+                            task_names=geometry.task_names, tensorboard=config.log.tensorboard,
                             flush_seconds=float(config.log.flush_seconds))
     preemption = _Preemption()
     status, first_step, last_saved = "completed", step, step
     fresh_session = latest is None  # fault injection fires only here, so a restart goes on
     try:
         while step < total_steps:
-            if fresh_session and step + 1 == int(config.debug.signal_at_step):
+            if fresh_session and step + 1 == config.debug.signal_at_step:
                 _inject_signal(config.debug.signal, ckpt)
             batch = _next_batch(batches, step, config.debug)
             if not every_process(batch is not None):  # all stop at the same step, none hangs
@@ -261,10 +265,10 @@ def _config_errors():
         raise TrainConfigError(e.args[0] if e.args else str(e)) from e
 
 
-def _next_batch(batches, step: int, debug) -> dict | None:
+def _next_batch(batches, step: int, debug: experiment_lib.DebugSettings) -> dict | None:
     """The next global batch, or None when this process's input is exhausted (or, for tests,
     `debug.input_ends_at_step` says this process's input ends here)."""
-    if jax.process_index() == int(debug.input_ends_process) and step == int(debug.input_ends_at_step):
+    if jax.process_index() == debug.input_ends_process and step == debug.input_ends_at_step:
         log.warning("debug: this process's input ends at step %d", step)
         return None
     try:
@@ -273,7 +277,7 @@ def _next_batch(batches, step: int, debug) -> dict | None:
         return None
 
 
-def _check_skips(batches, config, workdir: str, *, final: bool) -> None:
+def _check_skips(batches, config: Experiment, workdir: str, *, final: bool) -> None:
     """Stops the run when a task lost more than `train.max_skip_share` of its samples to one
     skip reason (`SkipCounter.check_share`; every process agrees, so none hangs); writes the
     skip rates per task and reason to WORKDIR/input_skips.json at the end and when stopping."""
@@ -334,7 +338,7 @@ def _inject_signal(name: str, ckpt) -> None:
     os.kill(os.getpid(), getattr(signal, name))
 
 
-def _export(config, workdir: str, parts, state, extra) -> None:
+def _export(config: Experiment, workdir: str, parts, state, extra) -> None:
     """WORKDIR/export: the trained model with adapters merged, per layer (unscanned), in
     `export.dtype`; `launch.py convert --to-hf` turns it into a Hugging Face checkpoint."""
     if not config.export.final:
@@ -343,7 +347,7 @@ def _export(config, workdir: str, parts, state, extra) -> None:
     if (out / "config.json").exists():
         log.info("export: %s exists", out)
         return
-    dtype = model_lib.DTYPES[config.export.dtype or config.model.param_dtype]
+    dtype = DTYPES[config.export.dtype or config.model.param_dtype]
     model = parts.merge(state.params, state.frozen, extra)
     lora.merge_lora(model)
     flat = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))

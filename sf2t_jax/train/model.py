@@ -28,30 +28,27 @@ from flax import nnx, traverse_util
 from sf2t_jax.models import family as families
 from sf2t_jax.models import lora
 from sf2t_jax.models.family import ModelConfig
-from sf2t_jax.models.layers import Numerics
-from sf2t_jax.models.options import DTYPE_NAMES, PRECISION_NAMES
+from sf2t_jax.experiment import Experiment, ModelSettings
+from sf2t_jax.models.layers import DTYPES, PRECISIONS, Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model (type hints)
 from sf2t_jax.parallel.sharding import Rules, fully_shard, variable_shardings
 from sf2t_jax.train.errors import TrainConfigError
 
 log = logging.getLogger(__name__)
 
-# Name -> JAX object, from the name tables `sf2t_jax.validation` checks the config against
-# (names are validated once, at start-up, by `validation.check_train`).
-DTYPES = {name: getattr(jnp, name) for name in DTYPE_NAMES}
-PRECISIONS = {name: None if member is None else jax.lax.Precision[member] for name, member in PRECISION_NAMES.items()}
 
 
-def numerics(config) -> Numerics:
-    """The `model` section -> compute dtype, master-weight dtype, matmul precision, remat
-    policy, layer scanning and the attention implementation."""
-    return Numerics(dtype=DTYPES[config.dtype], param_dtype=DTYPES[config.param_dtype],
-                    precision=PRECISIONS[config.precision], remat=config.remat, scan_layers=bool(config.scan_layers),
-                    attention=config.attention)
+def numerics(model: ModelSettings) -> Numerics:
+    """The `model` settings -> compute dtype, master-weight dtype, matmul precision, remat
+    policy, layer scanning and the attention implementation (names checked by
+    `sf2t_jax.experiment.from_config`)."""
+    return Numerics(dtype=DTYPES[model.dtype], param_dtype=DTYPES[model.param_dtype],
+                    precision=PRECISIONS[model.precision], remat=model.remat, scan_layers=model.scan_layers,
+                    attention=model.attention)
 
 
-def frozen_dtype(config):
-    return DTYPES[config.frozen_dtype or config.param_dtype]
+def frozen_dtype(model: ModelSettings):
+    return DTYPES[model.frozen_storage_dtype]
 
 
 def dotted(path) -> str:
@@ -75,7 +72,7 @@ def init_kind(path: str) -> str:
     raise FileNotFoundError(f"init_from={path}: has config.json but neither params/ (our format) nor *.safetensors")
 
 
-def model_config(config) -> ModelConfig:
+def model_config(config: Experiment) -> ModelConfig:
     """The preset `model.name`; with `init_from`, the checkpoint's shape, which must match it:
     its config.json's `model_type` picks the family, which must be the preset's."""
     family = families.family_of_preset(config.model.name)
@@ -99,7 +96,7 @@ def model_config(config) -> ModelConfig:
     return have
 
 
-def builder(config, shape: ModelConfig) -> Callable[[], Qwen2VL]:
+def builder(config: Experiment, shape: ModelConfig) -> Callable[[], Qwen2VL]:
     """A function that constructs the model (with adapters for method=lora). Call it inside
     `nnx.eval_shape` or `jax.jit`; the same seed gives the same values on any mesh."""
     num = numerics(config.model)
@@ -122,14 +119,14 @@ def builder(config, shape: ModelConfig) -> Callable[[], Qwen2VL]:
 # ----------------------------------------------------------------------------------------
 # Trainable vs frozen
 # ----------------------------------------------------------------------------------------
-def trainable_filter(config, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
+def trainable_filter(config: Experiment, abstract: Qwen2VL) -> Callable[[tuple, Any], bool]:
     """An `nnx` filter (path, variable) -> bool selecting the trained parameters.
 
     full: every parameter not matching `params.frozen`; lora: adapters and parameters matching
     `params.extra_trainable`, unless they match `params.frozen`. Every regex must match some
     parameter, and something must train; otherwise a ValueError names the field.
     """
-    frozen = [re.compile(p) for p in config.params.frozen]  # valid regexes: validation.check_train
+    frozen = [re.compile(p) for p in config.params.frozen]  # valid regexes: checked by from_config
     extra = [re.compile(p) for p in config.params.extra_trainable]
     names = [dotted(p) for p, _ in nnx.to_flat_state(nnx.state(abstract, nnx.Param))]
     for field, patterns in (("params.frozen", frozen), ("params.extra_trainable", extra)):
@@ -181,7 +178,7 @@ class Parts:
 PART_NAMES = ("trainable", "frozen", "extra")
 
 
-def split_model(config, shape: ModelConfig, mesh, rules: Rules) -> Parts:
+def split_model(config: Experiment, shape: ModelConfig, mesh, rules: Rules) -> Parts:
     """Builds the abstract model, decides what trains, and computes every sharding. No memory."""
     build = builder(config, shape)
     abstract = nnx.eval_shape(build)
@@ -211,7 +208,7 @@ def _cast_frozen(tree, dtype):
     return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def initial_values(parts: Parts, config, mesh, rules: Rules, *, only: tuple[str, ...] = ("trainable", "frozen", "extra")
+def initial_values(parts: Parts, config: Experiment, mesh, rules: Rules, *, only: tuple[str, ...] = ("trainable", "frozen", "extra")
                    ) -> dict[str, Any]:
     """{'trainable', 'frozen', 'extra'} values, each created directly in its sharding.
 
@@ -267,7 +264,7 @@ def _select(tree: dict, wanted: frozenset) -> dict:
     return traverse_util.unflatten_dict({k: v for k, v in flat.items() if k in wanted})
 
 
-def _load_base(config, mesh, rules: Rules) -> dict[tuple, jax.Array]:
+def _load_base(config: Experiment, mesh, rules: Rules) -> dict[tuple, jax.Array]:
     """Every parameter of the converted checkpoint, flat by path, in the model's shardings
     (and in the scanned layout when `model.scan_layers`)."""
     from sf2t_jax.convert import from_hf

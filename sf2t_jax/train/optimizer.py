@@ -8,11 +8,13 @@ from __future__ import annotations
 import jax
 import optax
 
+from sf2t_jax.experiment import TrainSettings
 
-def schedule(config) -> optax.Schedule:
+
+def schedule(config: TrainSettings) -> optax.Schedule:
     """lr(step): 0 -> `lr` linearly over `warmup_fraction` of the steps, then cosine -> `lr * end_lr_fraction`.
 
-    `config` is the `train` section; `config.steps` must already be resolved (> 0).
+    `config` is the `train` settings; `config.steps` must already be resolved (> 0).
     """
     steps = int(config.steps)
     warmup = int(round(config.warmup_fraction * steps))
@@ -26,8 +28,8 @@ def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The `train` section -> (transformation, schedule). Clipping comes first, so the clipped
+def make_optimizer(config: TrainSettings) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The `train` settings -> (transformation, schedule). Clipping comes first, so the clipped
     gradient is what Adam sees (as in PyTorch's clip_grad_norm_ before step())."""
     lr = schedule(config)
     parts = []

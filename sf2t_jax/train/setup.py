@@ -1,5 +1,5 @@
 """The one build function: mesh, model, optimizer, shardings and the jitted train step, from a
-config, for the trainer (`train/loop.py`), the planner (`plan/aot.py`) and the benchmarks alike,
+typed experiment (`sf2t_jax.experiment.Experiment`), for the trainer (`train/loop.py`), the planner (`plan/aot.py`) and the benchmarks alike,
 so the planner compiles exactly what `launch.py train` runs.
 
     model = build_model(config, devices)                    # mesh, rules, shape, parts: no memory
@@ -15,11 +15,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding
 
 from sf2t_jax.batch import batch_axes
+from sf2t_jax.experiment import Experiment
 from sf2t_jax.models.family import ModelConfig
 from sf2t_jax.parallel.mesh import make_hybrid_mesh
 from sf2t_jax.parallel.sharding import Rules, named_rules
@@ -54,11 +54,11 @@ class StepSetup:
     accum: int
 
 
-def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: ModelConfig | None = None) -> ModelSetup:
+def build_model(config: Experiment, devices: Sequence, shape: ModelConfig | None = None) -> ModelSetup:
     """The mesh over `devices` (`mesh.devices` > 0 takes the first that many) and the split model
     of `config.model.name`'s shape, or of `shape` when given (benchmarks' own shapes)."""
-    count = int(config.mesh.devices)
-    if count > len(devices):  # (>= 0: validation.check_train; the count is known only here)
+    count = config.mesh.devices
+    if count > len(devices):  # (>= 0: checked by experiment.from_config; the count is known only here)
         raise TrainConfigError(f"mesh.devices={count}: expected 0 (all) or 1..{len(devices)}")
     mesh = make_hybrid_mesh(config.mesh.ici, config.mesh.dcn, list(devices[:count] if count else devices))
     rules = named_rules(config.mesh.rules)
@@ -66,7 +66,7 @@ def build_model(config: ml_collections.ConfigDict, devices: Sequence, shape: Mod
     return ModelSetup(mesh, rules, shape, model_lib.split_model(config, shape, mesh, rules))
 
 
-def check_batch(config, batch: int, accum: int, mesh: Mesh, rules: Rules) -> None:
+def check_batch(batch: int, accum: int, mesh: Mesh, rules: Rules) -> None:
     """The global batch must split over the micro-steps and the mesh's batch shards."""
     axes = batch_axes(mesh, rules)
     shards = 1
@@ -77,17 +77,15 @@ def check_batch(config, batch: int, accum: int, mesh: Mesh, rules: Rules) -> Non
                          f"shards ({' x '.join(axes) or 'none'} = {shards}), i.e. by {shards * accum}")
 
 
-def build_step(config: ml_collections.ConfigDict, model: ModelSetup, geometry: data_lib.BatchGeometry,
+def build_step(config: Experiment, model: ModelSetup, geometry: data_lib.BatchGeometry,
                total_steps: int) -> StepSetup:
     """Optimizer (its schedule over `total_steps`), state and batch shardings, and the jitted
     step with every training option the config sets (accumulation, dropout, activation
     constraints, `loss_positions`, `loss_chunk`, batch digests)."""
     mesh, rules, parts = model.mesh, model.rules, model.parts
-    accum = int(config.train.grad_accum)
-    check_batch(config, geometry.batch_size, accum, mesh, rules)
-    train_cfg = ml_collections.ConfigDict(config.train.to_dict())
-    train_cfg.steps = max(int(total_steps), 1)
-    tx, schedule = optimizer_lib.make_optimizer(train_cfg)
+    accum = config.train.grad_accum
+    check_batch(geometry.batch_size, accum, mesh, rules)
+    tx, schedule = optimizer_lib.make_optimizer(dataclasses.replace(config.train, steps=max(int(total_steps), 1)))
     shardings = state_lib.train_state_shardings(parts, tx, mesh)
     batch_shardings = data_lib.batch_shardings(geometry, mesh, rules)
     step = make_train_step(
@@ -95,6 +93,6 @@ def build_step(config: ml_collections.ConfigDict, model: ModelSetup, geometry: d
         dropout=config.method == "lora" and config.lora.dropout > 0, state_shardings=shardings,
         extra_shardings=parts.shardings["extra"], batch_shardings=batch_shardings,
         rules=rules if config.mesh.constrain_activations else None,
-        loss_positions=data_lib.loss_positions(config), loss_chunk=data_lib.loss_chunk(config),
-        digest=bool(config.debug.batch_digest))
+        loss_positions=config.train.loss_positions, loss_chunk=config.train.loss_chunk,
+        digest=config.debug.batch_digest)
     return StepSetup(tx, schedule, shardings, batch_shardings, step, accum)

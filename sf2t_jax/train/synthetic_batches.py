@@ -170,7 +170,7 @@ def synthetic_dataset(input_config, data_config, model: ModelConfig, *, process_
     batch = int(input_config.batch_size)
     if batch % process_count:
         raise TrainConfigError(f"input.batch_size={batch} does not split over {process_count} processes")
-    samples = SyntheticSamples(geometry, model, seed=int(input_config.seed), weights=dict(input_config.weights),
+    samples = SyntheticSamples(geometry, model, seed=int(input_config.seed), weights=dict(input_config.fragments.weights),
                                sft_weight=float(data_config.sft_weight))
     n = int(data_config.synthetic_examples)
     if n < batch:
