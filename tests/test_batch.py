@@ -16,6 +16,7 @@ from sf2t_jax.batch import (
     to_global,
 )
 from sf2t_jax.configuration import load_config
+from sf2t_jax.experiment import from_config
 from sf2t_jax.input import InputConfig, InputPipeline
 from sf2t_jax.input.fixture_clips import write_clips
 from sf2t_jax.models.vision import batch_vision
@@ -79,7 +80,7 @@ def test_the_input_pipeline_makes_batches_of_the_contract(tmp_path):
 
 
 def test_synthetic_batches_follow_the_contract_and_become_its_global_arrays():
-    config = load_config(CONFIG, OVERRIDES)
+    config = from_config(load_config(CONFIG, OVERRIDES))
     model = setup_lib.build_model(config, select_devices(0))
     batches = data_lib.open_batches(config, model.shape, model.mesh, model.rules)
     want = _contract(BatchShape(batch_size=8, length=64, slices=2, grid_hw=(4, 4)))  # 4 frames, 56 x 56
@@ -91,7 +92,7 @@ def test_synthetic_batches_follow_the_contract_and_become_its_global_arrays():
 
 
 def test_the_planners_abstract_batch_is_the_trainers_batch():
-    config = load_config(CONFIG, OVERRIDES)
+    config = from_config(load_config(CONFIG, OVERRIDES))
     plan = aot.build_step(config, select_devices(0))
     abstract = plan.args[2]
     model = setup_lib.build_model(config, select_devices(0))
