@@ -17,10 +17,11 @@ PACKAGE = os.path.join(ROOT, "sf2t_jax")
 
 # Where a ConfigDict may be read: the loading and checking of config files, the conversion, the
 # command line, and the package's default experiment files.
-CONVERSION = ("configuration.py", "experiment.py", "validation.py", "cli/", "defaults/")
-# Modules of the other config layouts (configs/demo.py, configs/eval_finevidbench.py) that still
-# read their ConfigDict directly (issue 16). This list may only shrink.
-OTHER_LAYOUTS = ("demo/run.py", "demo/stages.py", "prepare.py", "eval/config.py", "eval/runner.py")
+# eval/config.py is the eval section's conversion (`EvalSettings.of`).
+CONVERSION = ("configuration.py", "experiment.py", "validation.py", "cli/", "defaults/", "eval/config.py")
+# Modules of the other config layouts (configs/demo.py, the prepare section) that still read
+# their ConfigDict directly (issue 16). This list may only shrink.
+OTHER_LAYOUTS = ("demo/run.py", "demo/stages.py", "prepare.py")
 CONFIGDICT_METHODS = {"to_dict", "unlocked", "lock", "copy_and_resolve_references", "get_ref"}
 
 

@@ -13,7 +13,7 @@
     report.py     results.json, predictions.jsonl, markdown tables, figures, --compare
     controls.py   static (first frame held) and blind (blank frames) controls: real vs controls,
                   real - static per task with video-clustered CIs, the "uses motion" verdict
-    runner.py     evaluate(model, items, config, ...) -> EvalRun(records, metrics, meta)
+    runner.py     evaluate(model, items, settings, ...) -> EvalRun(records, metrics, meta)
     loading.py    load_model(path), load_tokenizer(spec, checkpoint)
     config.py     eval_config() defaults and their checked form, EvalSettings
 """

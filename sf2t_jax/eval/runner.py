@@ -1,6 +1,6 @@
 """The evaluation loop: items -> prompts -> batches -> scorer -> records -> metrics.
 
-    run = evaluate(model, items, config, tokenizer=tok, video_root=root)
+    run = evaluate(model, items, EvalSettings.of(config), tokenizer=tok, video_root=root)
     run.metrics["loglik"]["tasks"]["action"]["value"]
 
 Batches are planned up front from the items alone (`batching.plan_batches`: questions about
@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 
-import ml_collections
 import numpy as np
 
 from sf2t_jax.eval.batching import (WINDOW_BATCHES, Batch, build_prompt, make_batch, plan_batches, plan_shapes,
@@ -80,7 +79,7 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.ConfigDict | EvalSettings, *,
+def evaluate(model_or_scorer, items: Sequence[Item], settings: EvalSettings, *,
              tokenizer: Tokenizer, video_root: str, history_items: Sequence[Item] | None = None,
              mesh=None, rules=None, view: str = "real") -> EvalRun:
     """Scores `items` (after the config's task / video selection) and computes the metrics.
@@ -95,7 +94,9 @@ def evaluate(model_or_scorer, items: Sequence[Item], config: ml_collections.Conf
       view: "real", or a control ("static", "blind"): every item's frames shown that way
         (`visuals.apply_view`), everything else (items, prompts, batches, methods) the same.
     """
-    settings = EvalSettings.of(config)
+    if not isinstance(settings, EvalSettings):  # an eval config is converted once, by its entry point
+        raise TypeError(f"evaluate takes EvalSettings (EvalSettings.of converts an eval config), got "
+                        f"{type(settings).__name__}")
     inquiry = Inquiry(history_items if history_items is not None else items)
     selected = select(items, tasks=settings.tasks, max_videos=settings.max_videos)
     if not selected:
