@@ -20,6 +20,7 @@ from sf2t_jax.models.llava_next_video.config import llava_next_video_tiny
 from sf2t_jax.models.rows import QWEN2_VL_ROWS
 from sf2t_jax.text import SpecialTokenError, Tokenizer, build_tiny_llama_tokenizer, write_tiny_llama_tokenizer
 from sf2t_jax.text.llava_chat import LLAVA_NEXT_VIDEO_CHAT_TEMPLATE, LlavaTokens, encode_llava_answer, encode_llava_chat
+from test_llava_chat import CONVERSATION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 1000
@@ -55,15 +56,6 @@ def test_the_llama_pipeline_and_the_ids_the_tiny_model_expects(llama):
     moved = type(moved)(**{**moved.__dict__, "eos_token_id": 5})
     with pytest.raises(InputError, match=r"eos_token_id=5 but </s> is 999"):
         llama.check_model_config(moved)
-
-
-CONVERSATION = [
-    {"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]},
-    {"role": "user", "content": [{"type": "text", "text": "How many frames does this video contain?"},
-                                 {"type": "video"}]},
-    {"role": "assistant", "content": [{"type": "text", "text": "frames 3 to 5"}]},
-    {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Are these two exactly the same?"}]},
-]
 
 
 def test_ids_equal_the_transformers_processor_over_llama_tokenizer_fast(llama):

@@ -23,7 +23,7 @@ import os
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from sf2t_jax.text.tiny_tokenizer import tiny_corpus
+from sf2t_jax.text.tiny_tokenizer import save_tokenizer_json, tiny_corpus
 
 WORD_START = "\u2581"  # "▁", SentencePiece's space marker
 UNKNOWN = "<unk>"  # id 0
@@ -78,8 +78,4 @@ def _merges_of(tok: tokenizers.Tokenizer) -> list:
 
 def write_tiny_llama_tokenizer(path: str | os.PathLike, vocab_size: int = 1000) -> str:
     """Builds the tiny Llama-style tokenizer and writes it as a `tokenizer.json` (path may be a directory)."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, "tokenizer.json")
-    build_tiny_llama_tokenizer(vocab_size).save(path, pretty=False)
-    return path
+    return save_tokenizer_json(build_tiny_llama_tokenizer(vocab_size), path)

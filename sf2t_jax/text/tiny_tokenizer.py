@@ -118,10 +118,15 @@ def build_tiny_tokenizer(vocab_size: int = 1000) -> tokenizers.Tokenizer:
 
 def write_tiny_tokenizer(path: str | os.PathLike, vocab_size: int = 1000) -> str:
     """Builds the tiny tokenizer and writes it as a `tokenizer.json` (path may be a directory)."""
+    return save_tokenizer_json(build_tiny_tokenizer(vocab_size), path)
+
+
+def save_tokenizer_json(tok: tokenizers.Tokenizer, path: str | os.PathLike) -> str:
+    """Writes `tok` as a `tokenizer.json` at `path`, or inside it when it is a directory; returns the file."""
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, "tokenizer.json")
-    build_tiny_tokenizer(vocab_size).save(path, pretty=False)
+    tok.save(path, pretty=False)
     return path
 
 
