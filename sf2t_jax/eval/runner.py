@@ -107,6 +107,7 @@ def evaluate(model_or_scorer, items: Sequence[Item], settings: EvalSettings, *,
         scorer = ModelScorer(model_or_scorer, settings, tokenizer, mesh=mesh, rules=rules)
     # Prompts in the scored family's rows (a scorer that runs no model may leave them Qwen2-VL's).
     rows = getattr(scorer, "row_format", QWEN2_VL_ROWS)
+    stops = rows.stop_ids(tokenizer)
     own = settings.history == "own"
     # Own history: a turn's prompt holds the model's answers to the earlier turns, so turns are
     # asked in rounds (every first turn, then every second turn, ...), each earlier turn asked
@@ -187,10 +188,10 @@ def evaluate(model_or_scorer, items: Sequence[Item], settings: EvalSettings, *,
                 timing[name] += n
             dispatched = (batch, scorer.dispatch(batch))  # asynchronous: overlaps the next host batch
             if pending is not None:
-                keep(_grade(*pending, scorer, tokenizer, settings, rows.stop_ids(tokenizer)), pending[0], method)
+                keep(_grade(*pending, scorer, tokenizer, settings, stops), pending[0], method)
             pending = dispatched
         if pending is not None:  # the next round's prompts need these answers
-            keep(_grade(*pending, scorer, tokenizer, settings, rows.stop_ids(tokenizer)), pending[0], method)
+            keep(_grade(*pending, scorer, tokenizer, settings, stops), pending[0], method)
     chosen = {it.item_id for it in selected}
     records = [r for r in records if r["item_id"] in chosen]
     skipped = [s for s in skipped.values() if s["item_id"] in chosen]

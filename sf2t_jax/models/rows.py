@@ -139,10 +139,7 @@ class LlavaRows:
     def check_tokenizer(self, tokenizer: Tokenizer) -> None:
         """InputError when the vocabulary has `<s>`, `</s>`, `<video>` or `<image>` at other ids than
         the model config's (the template writes those ids itself, so a vocabulary may lack them)."""
-        t = self.tokens
-        tokenizer.check_named_ids({"bos_token_id": ("<s>", t.bos), "eos_token_id": ("</s>", t.eos),
-                                   "video_token_id": ("<video>", t.video), "image_token_id": ("<image>", t.image)},
-                                  "model config")
+        tokenizer.check_named_ids(self.tokens.named_ids(), "model config")
 
     def answer_ids(self, tokenizer: Tokenizer, text: str) -> np.ndarray:
         """(T,) int32: the tokens after `ASSISTANT:` that training targets for this answer."""

@@ -79,6 +79,12 @@ class LlavaTokens:
         return cls(bos=config.bos_token_id, eos=config.eos_token_id, image=config.image_token_id,
                    video=config.video_token_id, tokens_per_frame=config.tokens_per_frame)
 
+    def named_ids(self) -> dict[str, tuple[str, int]]:
+        """{config field: (the token's string in a Llama vocabulary, its id here)}, for
+        `Tokenizer.check_named_ids`."""
+        return {"bos_token_id": ("<s>", self.bos), "eos_token_id": ("</s>", self.eos),
+                "video_token_id": (VIDEO_TOKEN, self.video), "image_token_id": (IMAGE_TOKEN, self.image)}
+
 
 def render_llava_chat(messages: Sequence[Message], *, add_generation_prompt: bool = False) -> str:
     """The template as text, one `<image>` / `<video>` per item (apply_chat_template's output)."""

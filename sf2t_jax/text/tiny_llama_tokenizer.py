@@ -18,6 +18,7 @@ normalizer runs per segment), which is how transformers' fast tokenizer reads a 
 """
 from __future__ import annotations
 
+import json
 import os
 
 import tokenizers
@@ -44,16 +45,12 @@ def build_tiny_llama_tokenizer(vocab_size: int = 1000) -> tokenizers.Tokenizer:
     learner.pre_tokenizer = pre_tokenizers.Split(WORD_START, behavior="merged_with_next")
     trainer = trainers.BpeTrainer(vocab_size=merged_size, min_frequency=1, show_progress=False, special_tokens=[])
     learner.train_from_iterator(tiny_corpus(), trainer=trainer)
-    learned = learner.get_vocab()
-    if len(learned) < merged_size:
-        raise ValueError(f"the tiny corpus yields {len(learned)} BPE tokens, fewer than the {merged_size} needed for "
-                         f"vocab_size {vocab_size}; use a smaller vocab_size")
     vocab = {t: i for i, t in enumerate((UNKNOWN,) + BYTE_TOKENS)}
-    for token, _ in sorted(learned.items(), key=lambda kv: kv[1]):
+    for token, _ in sorted(learner.get_vocab().items(), key=lambda kv: kv[1]):
         vocab.setdefault(token, len(vocab))
     if len(vocab) != vocab_size - len(TOP_TOKENS):
         raise ValueError(f"the tiny corpus yields {len(vocab) - 1 - len(BYTE_TOKENS)} merged tokens beside the bytes; "
-                         f"vocab_size {vocab_size} needs {merged_size}")
+                         f"vocab_size {vocab_size} needs {merged_size}: use a smaller vocab_size")
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in _merges_of(learner)]
     tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=UNKNOWN, fuse_unk=True,
                                           byte_fallback=True))
@@ -71,8 +68,6 @@ def build_tiny_llama_tokenizer(vocab_size: int = 1000) -> tokenizers.Tokenizer:
 
 def _merges_of(tok: tokenizers.Tokenizer) -> list:
     """The learned merges, in rank order (the model's JSON is the only public view of them)."""
-    import json
-
     return json.loads(tok.to_str())["model"]["merges"]
 
 

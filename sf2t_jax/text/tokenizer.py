@@ -140,10 +140,9 @@ class Tokenizer:
             ]
             self._check_pairs(pairs, "model config")
         else:
-            self.check_named_ids({"image_token_id": ("<image>", config.image_token_id),
-                                  "video_token_id": ("<video>", config.video_token_id),
-                                  "bos_token_id": ("<s>", config.bos_token_id),
-                                  "eos_token_id": ("</s>", config.eos_token_id)}, "model config")
+            from sf2t_jax.text.llava_chat import LlavaTokens  # it imports this module
+
+            self.check_named_ids(LlavaTokens.from_config(config).named_ids(), "model config")
         if config.text.vocab_size < self.vocab_size:
             raise InputError(f"model vocab_size {config.text.vocab_size} is smaller than the {self.vocab_size} ids "
                              f"of {self.source}")
