@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import ml_collections
-
 from sf2t_jax.datasets import build, layout, report
 from sf2t_jax.datasets.inventory import Roles, check_videos, resolve_roles, take_inventory
 from sf2t_jax.datasets.plans import Planner
@@ -69,29 +67,37 @@ class PrepareResult:
         return "\n".join(lines)
 
 
-def configs_from(config: ml_collections.ConfigDict) -> tuple[BenchConfig, SftConfig]:
-    return (BenchConfig(**config.data.benchmark.to_dict()),
-            SftConfig(**config.data.sft.to_dict()))
+@dataclasses.dataclass(frozen=True)
+class PrepareSettings:
+    """What ``prepare`` builds: the ``world`` and ``data`` sections of a configs/demo.py-shaped
+    config, typed and checked (``validation.check_prepare`` makes it from the config)."""
+
+    data_dir: str  # world/, tfds/, finevidbench/, prepare.json go here
+    world: WorldConfig
+    bench: BenchConfig  # FineVidBench construction
+    sft: SftConfig  # the SFT baseline's questions per training video
+    source: str = ""  # an SSv2-format folder to build from instead of rendering the world ("" = render)
+    # label split per role; "auto": see datasets.inventory.resolve_roles
+    train_split: str = "train"
+    heldout_split: str = "auto"
+    benchmark_split: str = "auto"
+    check_videos: bool = True  # open every video once; skip and list those that do not decode
 
 
-def prepare(config: ml_collections.ConfigDict, *, source: str | None = None,
-            progress: bool = True) -> PrepareResult:
-    """Runs every step for ``config`` (sections ``world`` and ``data``; see configs/demo.py).
+def prepare(settings: PrepareSettings, *, progress: bool = True) -> PrepareResult:
+    """Runs every step for ``settings``.
 
-    Args:
-      source: an SSv2-format folder to build from instead of rendering the world (default:
-        ``config.data.source``; empty -> render).
     Raises:
       SSv2FolderError: the source cannot give a usable dataset (a label file missing or broken,
         a split left empty); skipped records are reported instead.
     """
     start = time.perf_counter()
     seconds: dict[str, float] = {}
-    paths = layout.DataPaths.from_dir(config.data.dir)
-    source = source or config.data.source or None
+    paths = layout.DataPaths.from_dir(settings.data_dir)
+    source = settings.source or None
     world = None
     if source is None:
-        world = write_world(paths.world, WorldConfig(**config.world.to_dict()), progress=progress)
+        world = write_world(paths.world, settings.world, progress=progress)
         root = paths.world
         seconds["world"] = world.seconds
     else:
@@ -100,11 +106,10 @@ def prepare(config: ml_collections.ConfigDict, *, source: str | None = None,
             raise SSv2FolderError(f"--source {root}: not a folder (expected an SSv2-format folder "
                               "with videos/ and labels/)")
 
-    roles = resolve_roles(root, config.data.train_split, config.data.heldout_split,
-                          config.data.benchmark_split)
+    roles = resolve_roles(root, settings.train_split, settings.heldout_split, settings.benchmark_split)
     inventory = take_inventory(root, roles)
-    bench, sft = configs_from(config)
-    checking = bool(config.data.check_videos)
+    bench, sft = settings.bench, settings.sft
+    checking = settings.check_videos
     planner = Planner(inventory, bench, sft, check_videos=checking)
     fingerprints = {name: planner.fingerprint(name) for name in layout.DATASETS}
     summary = _read_summary(paths)

@@ -7,7 +7,7 @@ then calls one `check_*` function here, before JAX, a model or a dataset is touc
     check_train(config)                     configs/sf2t.py layout (sweep; train and plan through
                                             sf2t_jax.experiment.from_config, which then types it)
     check_input(section)                    an `input` section (preview; part of check_train)
-    check_prepare(config, source)           configs/demo.py layout (prepare, demo)
+    check_prepare(config, source)           configs/demo.py layout (prepare, demo) -> PrepareSettings
     check_eval(config, checkpoint)          configs/eval_finevidbench.py layout (eval)
     check_value(name, value, rule)          one command-line argument (--n, --mfu, ...)
 
@@ -28,7 +28,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ml_collections
 
@@ -39,6 +39,9 @@ from sf2t_jax.models.presets import PRESETS
 from sf2t_jax.models.options import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, PRECISION_NAMES, REMAT_POLICY_NAMES
 from sf2t_jax.parallel.rules import RULES
 from sf2t_jax.train.options import DATA_SOURCES, METHODS, SIGNALS
+
+if TYPE_CHECKING:
+    from sf2t_jax.prepare import PrepareSettings
 
 REMOTE = ("gs://",)  # paths on object storage are not checked here (no credentials at start-up)
 
@@ -498,8 +501,9 @@ def check_eval(config: ml_collections.ConfigDict, checkpoint: str | None = None)
         raise _as_config_error("eval config", e) from None
 
 
-def check_prepare(config: ml_collections.ConfigDict, source: str | None = None) -> None:
-    """A configs/demo.py-shaped config (and prepare's --source)."""
+def check_prepare(config: ml_collections.ConfigDict, source: str | None = None) -> PrepareSettings:
+    """A configs/demo.py-shaped config (and prepare's --source, which replaces `data.source`)
+    -> the typed settings `prepare` takes."""
     check_table(config, PREPARE)
     if source:
         PREPARE["data.source"].check("--source", source)
@@ -507,15 +511,23 @@ def check_prepare(config: ml_collections.ConfigDict, source: str | None = None) 
     from sf2t_jax.finevidbench.build import BenchConfig
     from sf2t_jax.world.config import WorldConfig
 
+    sections = {}
     for field, cls in (("world", WorldConfig), ("data.benchmark", BenchConfig), ("data.sft", SftConfig)):
         node = config
         for part in field.split("."):
             node = node[part]
         try:
             _check_dataclass_types(cls, node.to_dict(), field)
-            cls(**node.to_dict())
+            sections[field] = cls(**node.to_dict())
         except (InputError, ValueError, TypeError) as e:
             raise _as_config_error(field, e) from None
+    from sf2t_jax.prepare import PrepareSettings  # the datasets' code: imported once the config is known good
+
+    data = config.data
+    return PrepareSettings(
+        data_dir=data.dir, world=sections["world"], bench=sections["data.benchmark"], sft=sections["data.sft"],
+        source=source or data.source, train_split=data.train_split, heldout_split=data.heldout_split,
+        benchmark_split=data.benchmark_split, check_videos=data.check_videos)
 
 
 def _check_dataclass_types(cls, values: Mapping[str, Any], section: str) -> None:

@@ -18,6 +18,7 @@ from sf2t_jax.datasets.inventory import Roles
 from sf2t_jax.finevidbench.schema import LETTERS, SPEED_FACTORS
 from sf2t_jax.finevidbench.source import SSv2FolderError
 from sf2t_jax.prepare import prepare
+from sf2t_jax.validation import check_prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo.py")
@@ -89,7 +90,7 @@ def fake(tmp_path_factory):
     _write_fake_ssv2(root)
     data_dir = tmp_path_factory.mktemp("data")
     config = load_config(DEMO, [f"data.dir={data_dir}"])
-    return root, data_dir, prepare(config, source=str(root), progress=False)
+    return root, data_dir, prepare(check_prepare(config, str(root)), progress=False)
 
 
 def _ids(source):
@@ -215,7 +216,7 @@ def test_a_split_without_usable_videos_is_a_clear_error(fake, tmp_path):
     config = load_config(DEMO, [f"data.dir={tmp_path / 'data'}"])
     with pytest.raises(SSv2FolderError, match=r"validation\.json: no usable record for the "
                                           r"benchmark role; its skipped records: missing_video 12"):
-        prepare(config, source=str(root), progress=False)
+        prepare(check_prepare(config, str(root)), progress=False)
 
 
 def test_unlabelled_test_file_cannot_be_the_benchmark(fake, tmp_path):
@@ -223,4 +224,4 @@ def test_unlabelled_test_file_cannot_be_the_benchmark(fake, tmp_path):
     with pytest.raises(SSv2FolderError, match=r"test\.json: no usable record for the benchmark "
                                           r"role; its skipped records: malformed 2 \(e\.g\. "
                                           r"300: missing \['label', 'template'"):
-        prepare(config, source=str(fake[0]), progress=False)
+        prepare(check_prepare(config, str(fake[0])), progress=False)

@@ -9,8 +9,8 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from sf2t_jax.configuration import ConfigValueError, load_config
-from sf2t_jax.demo import CLAIMS, run_demo, stage_config
-from sf2t_jax.demo.run import DISPLAY, _stage_order
+from sf2t_jax.demo import CLAIMS, DemoSettings, run_demo
+from sf2t_jax.demo.run import DISPLAY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo.py")
@@ -27,8 +27,12 @@ for _s in STAGES:  # 8 rows: one per fake device; x4 at 2 frames fits the 8-fram
 MINI += [f"stages.{s}.frame_budget=2" for s in ("base", "sft")]
 
 
-def _config(data_dir):
-    return load_config(DEMO, MINI + [f"data.dir={data_dir}"])
+def _config(data_dir, *extra):
+    return load_config(DEMO, MINI + [f"data.dir={data_dir}", *extra])
+
+
+def _settings(data_dir, *extra):
+    return DemoSettings.of(_config(data_dir, *extra))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,7 +58,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first(tmp_path_factory, data_dir):
     workdir = tmp_path_factory.mktemp("demo_run")
-    return run_demo(_config(data_dir), str(workdir), progress=False)
+    return run_demo(_settings(data_dir), str(workdir), progress=False)
 
 
 def test_run_folder_holds_results_table_figures_configs_and_logs(first):
@@ -129,30 +133,29 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
 
 
 def test_stage_configs_chain_the_paper_settings(data_dir):
-    config = _config(data_dir)
-    assert _stage_order(config) == ["base", "sft", "sf2t", "sft_sf2t"]
-    sf2t = stage_config(config, "sf2t", data_dir=data_dir, init_from="x/base/export")
+    settings = _settings(data_dir)
+    assert settings.order == ("base", "sft", "sf2t", "sft_sf2t")
+    sf2t = settings.stage_config("sf2t", init_from="x/base/export")
     assert (sf2t.input.mode, sf2t.input.source, sf2t.input.split) == ("fragments", "tfds:sf2t_corpus", "train")
-    assert stage_config(config, "sft", data_dir=data_dir, init_from="x").input.mode == "scene_qa"
+    assert sf2t.input.data_dir == os.path.join(data_dir, "tfds")
+    assert settings.stage_config("sft", init_from="x").input.mode == "scene_qa"
     with pytest.raises(ValueError, match="init"):
-        stage_config(config, "base", data_dir=data_dir, init_from="")  # base starts from the tower's export
-    base = stage_config(config, "base", data_dir=data_dir, init_from="x/tower/export")
+        settings.stage_config("base", init_from="")  # base starts from the tower's export
+    base = settings.stage_config("base", init_from="x/tower/export")
     assert base.params.frozen == (r"^visual\.(patch_embed|blocks)\.",)  # freeze_tower: the ViT, not the merger
-    config.stages.sft.freeze_tower = False
-    assert stage_config(config, "sft", data_dir=data_dir, init_from="x").params.frozen == ()
+    thawed = _settings(data_dir, "stages.sft.freeze_tower=False")
+    assert thawed.stage_config("sft", init_from="x").params.frozen == ()
 
 
 def test_a_stage_that_starts_from_a_disabled_tower_is_refused(data_dir):
-    config = load_config(DEMO, MINI + [f"data.dir={data_dir}", "tower.steps=0"])
     with pytest.raises(ConfigValueError, match="tower.steps=0.*base"):
-        _stage_order(config)
-    config = load_config(DEMO, MINI + [f"data.dir={data_dir}", "tower.steps=0", "stages.base.init="])
-    assert _stage_order(config) == ["base", "sft", "sf2t", "sft_sf2t"]
+        _settings(data_dir, "tower.steps=0")
+    assert _settings(data_dir, "tower.steps=0", "stages.base.init=").order == ("base", "sft", "sf2t", "sft_sf2t")
 
 
 def test_same_seed_same_numbers(first, data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative run folder, as `launch.py demo --workdir runs/demo` gives
-    again = run_demo(_config(data_dir), "again", progress=False)
+    again = run_demo(_settings(data_dir), "again", progress=False)
     assert again.workdir == str(tmp_path / "again")
     assert again.metrics == first.metrics
     assert again.claims == first.claims
@@ -169,7 +172,7 @@ def test_a_resumed_demo_keeps_finished_controls_and_redoes_a_missing_one(first, 
     predictions = os.path.join(root, "eval", "sft", "controls", "blind", "predictions.jsonl")
     before = open(predictions).read()
     os.remove(os.path.join(root, "eval", "sft", "controls", "blind", "results.json"))
-    again = run_demo(_config(data_dir), root, progress=False)
+    again = run_demo(_settings(data_dir), root, progress=False)
     log = open(os.path.join(root, "demo.log")).read().split("demo: scale")[-1]  # this session's lines
     for stage in STAGES:
         assert f"static control {stage}: " in log and f"eval {stage}: " in log  # kept: "... exists ...; kept"

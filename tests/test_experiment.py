@@ -17,11 +17,10 @@ PACKAGE = os.path.join(ROOT, "sf2t_jax")
 
 # Where a ConfigDict may be read: the loading and checking of config files, the conversion, the
 # command line, and the package's default experiment files.
-# eval/config.py is the eval section's conversion (`EvalSettings.of`).
-CONVERSION = ("configuration.py", "experiment.py", "validation.py", "cli/", "defaults/", "eval/config.py")
-# Modules of the other config layouts (configs/demo.py, the prepare section) that still read
-# their ConfigDict directly (issue 16). This list may only shrink.
-OTHER_LAYOUTS = ("demo/run.py", "demo/stages.py", "prepare.py")
+# eval/config.py is the eval section's conversion (`EvalSettings.of`), demo/settings.py the demo
+# config's (`DemoSettings.of`, which also builds each stage's training config).
+CONVERSION = ("configuration.py", "experiment.py", "validation.py", "cli/", "defaults/", "eval/config.py",
+              "demo/settings.py")
 CONFIGDICT_METHODS = {"to_dict", "unlocked", "lock", "copy_and_resolve_references", "get_ref"}
 
 
@@ -52,7 +51,7 @@ def test_no_configdict_is_read_outside_the_conversion_and_the_command_line():
                 continue
             path = os.path.join(folder, name)
             rel = os.path.relpath(path, PACKAGE).replace(os.sep, "/")
-            if rel.startswith(CONVERSION) or rel in OTHER_LAYOUTS:
+            if rel.startswith(CONVERSION):
                 continue
             uses = _configdict_uses(path)
             if uses:

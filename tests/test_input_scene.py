@@ -15,6 +15,7 @@ from sf2t_jax.finevidbench.schema import Item
 from sf2t_jax.input import InputConfig, InputPipeline
 from sf2t_jax.input.scene import CAPTION_QUESTIONS, SCENE_TASK_NAMES
 from sf2t_jax.video import centered_speed_indices, decode_video, resize_frames
+from sf2t_jax.validation import check_prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["world.train_clips=6", "world.validation_clips=1", "world.test_clips=2", "world.height=56",
@@ -24,7 +25,8 @@ TINY = ["world.train_clips=6", "world.validation_clips=1", "world.test_clips=2",
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("scene")
-    prep.prepare(load_config(os.path.join(ROOT, "configs", "demo.py"), TINY + [f"data.dir={path}"]), progress=False)
+    config = load_config(os.path.join(ROOT, "configs", "demo.py"), TINY + [f"data.dir={path}"])
+    prep.prepare(check_prepare(config), progress=False)
     return path
 
 

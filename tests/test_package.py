@@ -34,19 +34,18 @@ from sf2t_jax.configuration import make_config
 from sf2t_jax.datasets.build import BUILDER_MODULES, builder_class
 from sf2t_jax.defaults.demo import demo_config
 from sf2t_jax.defaults.sf2t import sf2t_config
-from sf2t_jax.demo.stages import stage_config
+from sf2t_jax.demo.settings import DemoSettings
 from sf2t_jax.parallel.sharding import named_rules
 from sf2t_jax.ssv2 import ssv2_templates
 
 train = make_config(sf2t_config, "model=qwen2vl_7b")
 validation.check_train(train)
-demo = make_config(demo_config)
-validation.check_prepare(demo)
+demo = DemoSettings.of(make_config(demo_config, None, ["data.dir=/data"]))
 print(json.dumps({
     "package": sf2t_jax.__file__,
     "rules": {name: named_rules(name) for name in ("default", "replicated")},
     "train": train.to_dict(),
-    "stage": stage_config(demo, "sf2t", data_dir="/data", init_from="/runs/base/export").to_dict(),
+    "stage": demo.stage_config("sf2t", init_from="/runs/base/export").to_dict(),
     "builders": {name: builder_class(name).name for name in BUILDER_MODULES},
     "ssv2_templates": len(ssv2_templates()),
 }, sort_keys=True))
@@ -91,14 +90,14 @@ def test_an_installed_package_finds_its_defaults_from_another_folder(site, tmp_p
     assert pathlib.Path(got["package"]).parent == site / "sf2t_jax"  # not the repository's copy
 
     from sf2t_jax.datasets.build import BUILDER_MODULES
-    from sf2t_jax.demo.stages import stage_config
+    from sf2t_jax.demo.settings import DemoSettings
     from sf2t_jax.ssv2 import ssv2_templates
 
-    demo = make_config(demo_config)
+    demo = DemoSettings.of(make_config(demo_config, None, ["data.dir=/data"]))
     expected = {
         "rules": {name: rules.RULES[name] for name in ("default", "replicated")},
         "train": make_config(sf2t_config, "model=qwen2vl_7b").to_dict(),
-        "stage": stage_config(demo, "sf2t", data_dir="/data", init_from="/runs/base/export").to_dict(),
+        "stage": demo.stage_config("sf2t", init_from="/runs/base/export").to_dict(),
         "builders": {name: name.partition("/")[0] for name in BUILDER_MODULES},
         "ssv2_templates": len(ssv2_templates()),
     }

@@ -11,6 +11,7 @@ from sf2t_jax.datasets import layout, plans, read
 from sf2t_jax.finevidbench.schema import SPEEDS
 from sf2t_jax.ssv2 import CATEGORIES
 from sf2t_jax.world import build as world_build
+from sf2t_jax.validation import check_prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo.py")
@@ -19,14 +20,14 @@ TINY = ["world.train_clips=4", "world.validation_clips=2", "world.test_clips=24"
         "world.height=32", "world.width=32", "world.num_frames=8"]
 
 
-def _config(data_dir, *extra):
-    return load_config(DEMO, TINY + [f"data.dir={data_dir}", *extra])
+def _settings(data_dir, *extra):
+    return check_prepare(load_config(DEMO, TINY + [f"data.dir={data_dir}", *extra]))
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("demo")
-    return data_dir, prep.prepare(_config(data_dir), progress=False)
+    return data_dir, prep.prepare(_settings(data_dir), progress=False)
 
 
 def test_demo_config_scales_and_refuses_unknown_keys():
@@ -82,7 +83,7 @@ def test_rerun_opens_no_video(prepared, monkeypatch):
         raise AssertionError("an up-to-date prepare must not open videos")
 
     monkeypatch.setattr(prep, "check_videos", fail)
-    again = prep.prepare(_config(data_dir), progress=False)
+    again = prep.prepare(_settings(data_dir), progress=False)
     assert set(again.datasets.values()) == {"up to date"}
     assert again.benchmark == first.benchmark and again.examples == first.examples
 
@@ -103,7 +104,7 @@ def test_splits_are_disjoint_and_the_benchmark_uses_test_videos_only(prepared):
 
 def test_interrupted_prepare_reruns_cleanly(tmp_path, monkeypatch, prepared):
     data_dir = tmp_path / "data"
-    config = _config(data_dir)
+    settings = _settings(data_dir)
 
     # 1. killed while rendering the world
     write_clip, calls = world_build.write_clip, []
@@ -116,7 +117,7 @@ def test_interrupted_prepare_reruns_cleanly(tmp_path, monkeypatch, prepared):
 
     monkeypatch.setattr(world_build, "write_clip", crash_in_world)
     with pytest.raises(KeyboardInterrupt):
-        prep.prepare(config, progress=False)
+        prep.prepare(settings, progress=False)
     monkeypatch.setattr(world_build, "write_clip", write_clip)
     assert len(list((data_dir / "world" / "videos").glob("*.webm"))) == 5
 
@@ -131,7 +132,7 @@ def test_interrupted_prepare_reruns_cleanly(tmp_path, monkeypatch, prepared):
 
     monkeypatch.setattr(plans, "sft_examples", crash_in_sft)
     with pytest.raises(KeyboardInterrupt):
-        prep.prepare(config, progress=False)
+        prep.prepare(settings, progress=False)
     monkeypatch.setattr(plans, "sft_examples", sft_examples)
     paths = layout.DataPaths.from_dir(data_dir)
     assert (paths.dataset(layout.CORPUS) / "dataset_info.json").is_file()
@@ -146,7 +147,7 @@ def test_interrupted_prepare_reruns_cleanly(tmp_path, monkeypatch, prepared):
     junk.mkdir(parents=True)
     (junk / "video_sft-train.array_record-00000-of-00001").write_bytes(b"half")
 
-    result = prep.prepare(config, progress=False)
+    result = prep.prepare(settings, progress=False)
     assert result.datasets == {layout.CORPUS: "up to date", layout.SFT: "built",
                                layout.BENCH_ITEMS: "built", layout.BENCH_VIDEOS: "built"}
     assert not junk.exists()
@@ -166,8 +167,8 @@ def test_interrupted_prepare_reruns_cleanly(tmp_path, monkeypatch, prepared):
 
 def test_changed_config_rebuilds_only_what_depends_on_it(tmp_path, prepared):
     data_dir = tmp_path / "data"
-    prep.prepare(_config(data_dir), progress=False)
-    result = prep.prepare(_config(data_dir, "data.benchmark.seed=7"), progress=False)
+    prep.prepare(_settings(data_dir), progress=False)
+    result = prep.prepare(_settings(data_dir, "data.benchmark.seed=7"), progress=False)
     assert result.datasets == {layout.CORPUS: "up to date", layout.SFT: "up to date",
                                layout.BENCH_ITEMS: "built", layout.BENCH_VIDEOS: "built"}
     items = read.benchmark_items(data_dir)

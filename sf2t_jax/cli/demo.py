@@ -27,7 +27,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from sf2t_jax import validation
     from sf2t_jax.configuration import load_config, make_config
     from sf2t_jax.defaults.demo import demo_config
 
@@ -35,11 +34,10 @@ def run(args: argparse.Namespace) -> None:
         config = load_config(args.config, args.overrides)
     else:  # the package's own defaults: no repository folder needed
         config = make_config(demo_config, f"scale={args.scale}", args.overrides)
-    validation.check_prepare(config)
+    from sf2t_jax.demo import DemoSettings, run_demo
 
-    from sf2t_jax.demo import run_demo
-
-    workdir = args.workdir or f"runs/demo_{config.scale}"
-    result = run_demo(config, workdir, progress=args.progress)
+    settings = DemoSettings.of(config)  # every section checked before anything is written
+    workdir = args.workdir or f"runs/demo_{settings.scale}"
+    result = run_demo(settings, workdir, progress=args.progress)
     logging.info("demo: run folder %s (comparison.md, claims.md, demo.log); %.0f s", result.workdir,
                  result.seconds["total"])

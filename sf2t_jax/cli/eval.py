@@ -60,26 +60,27 @@ def _evaluate(args: argparse.Namespace) -> None:
     import jax
 
     from sf2t_jax.eval import controls, evaluate, load_items, load_model, load_tokenizer, report
-    from sf2t_jax.eval.config import EvalSettings
+    from sf2t_jax.eval.config import EvalJob
     from sf2t_jax.parallel.mesh import make_mesh, select_devices
     from sf2t_jax.parallel.rules import named_rules
 
-    settings = EvalSettings.of(config)
-    items = load_items(config.benchmark)  # a broken benchmark file: BenchmarkError, one line (cli.main)
-    mesh = make_mesh(*config.mesh.ici, devices=select_devices(int(config.mesh.devices)))
-    rules = named_rules(config.mesh.rules)
+    job = EvalJob.of(config)
+    settings = job.settings
+    items = load_items(job.benchmark)  # a broken benchmark file: BenchmarkError, one line (cli.main)
+    mesh = make_mesh(*job.ici, devices=select_devices(job.devices))
+    rules = named_rules(job.rules)
     t0 = time.perf_counter()
-    model = load_model(args.checkpoint, dtype=config.dtype, mesh=mesh, rules=rules)
-    tokenizer = load_tokenizer(config.tokenizer, args.checkpoint)
+    model = load_model(args.checkpoint, dtype=job.dtype, mesh=mesh, rules=rules)
+    tokenizer = load_tokenizer(job.tokenizer, args.checkpoint)
     tokenizer.check_model_config(model.config)
     logging.info("loaded %s in %.1fs", args.checkpoint, time.perf_counter() - t0)
     name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
-    extra_meta = {"checkpoint": args.checkpoint, "benchmark": config.benchmark, "config": config.to_dict()}
+    extra_meta = {"checkpoint": args.checkpoint, "benchmark": job.benchmark, "config": job.resolved}
     # The real run, then each control: the same items, prompts, batches and methods; only the
     # frames shown differ. Each is written as soon as it is scored.
     for view in ("real", *settings.controls):
         # video.on_short_clip='error' and a clip too short for its speed: ShortClip, one line
-        result = evaluate(model, items, settings, tokenizer=tokenizer, video_root=config.videos, mesh=mesh,
+        result = evaluate(model, items, settings, tokenizer=tokenizer, video_root=job.videos, mesh=mesh,
                           rules=rules, view=view)
         if jax.process_index() != 0:
             continue  # every process evaluated (and holds) the same results; one writes them

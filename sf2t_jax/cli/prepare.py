@@ -28,10 +28,10 @@ def run(args: argparse.Namespace) -> None:
     from sf2t_jax.configuration import load_config
 
     config = load_config(args.config, args.overrides)
-    validation.check_prepare(config, args.source)  # before anything is rendered or written
+    settings = validation.check_prepare(config, args.source)  # before anything is rendered or written
 
     from sf2t_jax.prepare import prepare
 
     # bad input (SSv2FolderError, UnknownTemplateError, ...) is printed in one line by cli.main
-    result = prepare(config, source=args.source, progress=args.progress)
+    result = prepare(settings, progress=args.progress)
     print(result.report())

@@ -2,7 +2,7 @@
 arguments, inside the package so that an installed sf2t_jax has it.
 
 `configs/sf2t.py` (the experiment file users pass and copy) returns `sf2t_config(arg)`; the demo
-builds each training stage on it (`sf2t_jax.demo.stages`).
+builds each training stage on it (`sf2t_jax.demo.settings`).
 
 The recipe: LoRA rank 16, alpha 32 on the LLM's q/k/v/o/gate/up/down; the vision tower frozen,
 the merger trained; AdamW, lr 1e-4, 3% warmup, cosine decay; one epoch; loss on answer tokens

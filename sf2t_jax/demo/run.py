@@ -1,6 +1,6 @@
 """The embedded demo, top to bottom: data, the four training stages, evaluation, the verdict.
 
-    result = run_demo(load_config("configs/demo.py:scale=small"), "runs/demo")
+    result = run_demo(DemoSettings.of(load_config("configs/demo.py:scale=small")), "runs/demo")
 
 The run folder (WORKDIR):
     demo.json               the demo config, resolved; seconds per stage; the headline numbers
@@ -31,12 +31,11 @@ import os
 import time
 from pathlib import Path
 
-import ml_collections
-
 from sf2t_jax.configuration import ConfigValueError
 from sf2t_jax.demo.claims import check_claims, claims_markdown
 from sf2t_jax.demo.progress import Plan, duration
-from sf2t_jax.demo.stages import stage_config
+from sf2t_jax.demo.settings import DemoSettings, as_json_dict
+from sf2t_jax.eval.config import METHODS, EvalJob
 
 log = logging.getLogger("sf2t_jax.demo")
 
@@ -64,7 +63,7 @@ class DemoResult:
     controls: dict = dataclasses.field(default_factory=dict)
 
 
-def run_demo(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> DemoResult:
+def run_demo(settings: DemoSettings, workdir: str, *, progress: bool = True) -> DemoResult:
     # ================================================================================
     # Run folder and logs
     # ================================================================================
@@ -78,32 +77,34 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, *, progress: bool 
     top.addHandler(handler)
     top.setLevel(min(level, logging.INFO) if level else logging.INFO)  # progress lines are INFO
     try:
-        return _run(config, root, progress)
+        return _run(settings, root, progress)
     finally:
         top.removeHandler(handler)
         top.setLevel(level)
         handler.close()
 
 
-def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoResult:
+def _run(settings: DemoSettings, root: Path, progress: bool) -> DemoResult:
     from sf2t_jax.prepare import prepare
 
-    order = _stage_order(config)
-    data_dir = config.data.dir
-    bench_items = _estimate_items(config)
-    views = _control_views(config)
+    order = list(settings.order)
+    data_dir = settings.prepare.data_dir
+    bench_items = _estimate_items(settings)
+    views = settings.eval.settings.controls
     evals = []
     for s in order:  # each stage's evaluation, then its controls (compiled already: same shapes)
         evals.append((f"eval {s}", COMPILE_S + QUESTION_S * bench_items))
         if views:
             evals.append((f"controls {s}", len(views) * QUESTION_S * bench_items))
-    tower_steps = int(config.tower.steps)
-    plan = Plan([("prepare", PREPARE_S_PER_CLIP * _clips(config))]
-                + ([("tower", COMPILE_S + TOWER_S_PER_CLIP * _clips(config) + TOWER_STEP_S * tower_steps)]
+    tower_steps = settings.tower.steps
+    w = settings.prepare.world
+    clips = w.train_clips + w.validation_clips + w.test_clips
+    plan = Plan([("prepare", PREPARE_S_PER_CLIP * clips)]
+                + ([("tower", COMPILE_S + TOWER_S_PER_CLIP * clips + TOWER_STEP_S * tower_steps)]
                    if tower_steps else [])
-                + [(f"train {s}", COMPILE_S + STEP_S[config.stages[s].mode] * config.stages[s].steps) for s in order]
+                + [(f"train {s}", COMPILE_S + STEP_S[settings.stages[s].mode] * settings.stages[s].steps) for s in order]
                 + evals + [("compare", 5.0)])
-    log.info("demo: scale %s, seed %d, stages %s, run folder %s", config.scale, config.seed,
+    log.info("demo: scale %s, seed %d, stages %s, run folder %s", settings.scale, settings.seed,
              " -> ".join((["tower"] if tower_steps else []) + order), root)
 
     # ================================================================================
@@ -111,14 +112,16 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     # ================================================================================
     plan.banner("prepare")
     t0 = time.perf_counter()
-    prepared = prepare(config, progress=progress)
+    prepared = prepare(settings.prepare, progress=progress)
     log.info("data:\n%s", prepared.report())
     plan.finish("prepare", time.perf_counter() - t0,
                 skipped=all(v == "up to date" for v in prepared.datasets.values()))
-    benchmark = str(Path(data_dir) / "finevidbench" / "finevidbench_test.jsonl")
+    job = settings.eval
+    benchmark = job.benchmark
     if not os.path.isfile(benchmark):
         raise FileNotFoundError(f"demo: prepare wrote no benchmark at {benchmark}")
-    videos = str(prepared.source)
+    if str(prepared.source) != job.videos:  # DemoSettings derives it from the same data settings
+        raise RuntimeError(f"demo: prepare read videos from {prepared.source}, the scorer would from {job.videos}")
 
     # ================================================================================
     # 2. The tower stage: the vision tower on the world's per-frame object labels
@@ -126,7 +129,7 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     if tower_steps:
         plan.banner("tower")
         t0 = time.perf_counter()
-        kept = _tower_stage(config, root, prepared.world.root if prepared.world else None)
+        kept = _tower_stage(settings, root, prepared.world.root if prepared.world else None)
         plan.finish("tower", time.perf_counter() - t0, skipped=kept)
 
     # ================================================================================
@@ -136,19 +139,18 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     for stage in order:
         plan.banner(f"train {stage}")
         t0 = time.perf_counter()
-        completed_before[stage] = _train_stage(config, stage, root, data_dir)
+        completed_before[stage] = _train_stage(settings, stage, root)
         plan.finish(f"train {stage}", time.perf_counter() - t0, skipped=completed_before[stage])
 
     # ================================================================================
     # 7. Evaluation of every setting on the benchmark, and its controls (static, blind)
     # ================================================================================
-    eval_cfg = _eval_config(config, benchmark, videos)
-    (root / "configs" / "eval.json").write_text(json.dumps(eval_cfg.to_dict(), indent=2, default=str))
-    from sf2t_jax.eval import EvalSettings, controls
+    (root / "configs" / "eval.json").write_text(json.dumps(job.resolved, indent=2, default=str))
+    from sf2t_jax.eval import controls
 
     control_tables = {}
     for stage in order:
-        scorer = _StageScorer(eval_cfg, root, stage)
+        scorer = _StageScorer(job, root, stage)
         redo = not completed_before[stage]
         plan.banner(f"eval {stage}")
         t0 = time.perf_counter()
@@ -158,9 +160,9 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
             plan.banner(f"controls {stage}")
             t0 = time.perf_counter()
             kept = all([_evaluate_stage(scorer, view, redo=redo) for view in views])
-            settings = EvalSettings.of(eval_cfg)
+            e = job.settings
             table = controls.report_from_dirs(scorer.out, DISPLAY.get(stage, stage), views,
-                                              resamples=settings.bootstrap, ci=settings.ci, seed=settings.seed)
+                                              resamples=e.bootstrap, ci=e.ci, seed=e.seed)
             controls.log_table(table, prefix=f"controls {stage}")
             control_tables[DISPLAY.get(stage, stage)] = table
             plan.finish(f"controls {stage}", time.perf_counter() - t0, skipped=kept)
@@ -180,8 +182,8 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
         (root / "heldout.md").write_text(heldout)
         log.info("held-out accuracy of each stage on its own tasks (stages/<stage>/heldout.json):\n%s", heldout)
     claims = check_claims({DISPLAY.get(s, s): root / "eval" / s for s in shown},
-                          methods=tuple(m for m in ("loglik", "generate") if m in config.eval.methods),
-                          bootstrap=int(config.eval.bootstrap), seed=int(config.seed))
+                          methods=tuple(m for m in METHODS if m in job.settings.methods),
+                          bootstrap=job.settings.bootstrap, seed=settings.seed)
     (root / "claims.json").write_text(json.dumps(claims, indent=1))
     (root / "claims.md").write_text("# The paper's claims on this run\n\n" + claims_markdown(claims))
     plan.finish("compare", time.perf_counter() - t0)
@@ -194,7 +196,7 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
     found_done = plan.skipped()
     seconds_first = {name: earlier.get(name, seconds[name]) for name in found_done if name in seconds}
     (root / "demo.json").write_text(json.dumps({
-        "config": config.to_dict(), "seconds": seconds, "found_done": found_done,
+        "config": settings.resolved, "seconds": seconds, "found_done": found_done,
         "seconds_when_computed": {**seconds, **seconds_first},  # per stage; "total" is this session's
         "data": str(data_dir), "benchmark": benchmark,
         "headline": {name: _headline(m, control_tables.get(name)) for name, m in metrics.items()}},
@@ -210,28 +212,7 @@ def _run(config: ml_collections.ConfigDict, root: Path, progress: bool) -> DemoR
 # ----------------------------------------------------------------------------------------
 # Stages
 # ----------------------------------------------------------------------------------------
-def _stage_order(config) -> list[str]:
-    """Training stages in an order where every stage comes after the one it starts from (the
-    tower stage, when `tower.steps` > 0, comes before all of them)."""
-    known = list(DISPLAY)
-    order = []
-    before = ["tower"] if int(config.tower.steps) else []
-    if int(config.tower.steps) == 0 and any(config.stages[s].init == "tower" for s in config.stages):
-        raise ConfigValueError("demo: tower.steps=0 (no tower stage) but stages "
-                               f"{[s for s in config.stages if config.stages[s].init == 'tower']} start from it; set "
-                               "their init to \"\" (random init) or tower.steps > 0")
-    pending = sorted(config.stages, key=lambda s: (known.index(s) if s in known else len(known), s))
-    while pending:
-        ready = [s for s in pending if not config.stages[s].init or config.stages[s].init in order + before][:1]
-        if not ready:
-            raise ValueError(f"demo: stages {pending} start from stages that do not exist or form a cycle "
-                             f"(init: { {s: config.stages[s].init for s in pending} })")
-        order += ready
-        pending = [s for s in pending if s not in ready]
-    return order
-
-
-def _tower_stage(config, root: Path, world_root: Path | None) -> bool:
+def _tower_stage(settings: DemoSettings, root: Path, world_root: Path | None) -> bool:
     """Pretrains the vision tower (sf2t_jax/demo/tower.py) and writes stages/tower/ (tower.json,
     probes.md, then export/: a directory with config.json is complete); True if it was done."""
     from flax import nnx
@@ -252,26 +233,24 @@ def _tower_stage(config, root: Path, world_root: Path | None) -> bool:
         raise ConfigValueError("demo: the tower stage learns from the synthetic world's ground truth (tracks/), "
                                "which an external --source lacks; set --config.tower.steps=0 and "
                                "--config.stages.base.init=\"\"")
-    t = config.tower
-    size = tuple(int(v) for v in config.model.resolution)
-    pairs = dict(gaps=tuple(int(g) for g in t.gaps), min_cover=float(t.min_cover))
-    fit = tower_data.load_pairs(world_root, "train", size, pairs_per_clip=int(t.pairs_per_clip), seed=int(config.seed),
-                                **pairs)
-    heldout = tower_data.load_pairs(world_root, "validation", size, pairs_per_clip=int(t.heldout_pairs_per_clip),
-                                    seed=int(config.seed) + 1, **pairs)
+    t, seed = settings.tower, settings.seed
+    size = settings.model.resolution
+    pairs = dict(gaps=t.gaps, min_cover=float(t.min_cover))
+    fit = tower_data.load_pairs(world_root, "train", size, pairs_per_clip=t.pairs_per_clip, seed=seed, **pairs)
+    heldout = tower_data.load_pairs(world_root, "validation", size, pairs_per_clip=t.heldout_pairs_per_clip,
+                                    seed=seed + 1, **pairs)
     # The base stage's model, as its random init would build it (train/model.py's builder, method full).
-    dtype = DTYPES[config.model.dtype]
-    model = Qwen2VL(preset(config.model.name), Numerics(dtype=dtype),
-                    rngs=nnx.Rngs(params=int(config.seed), dropout=int(config.seed) + 1))
+    dtype = DTYPES[settings.model.dtype]
+    model = Qwen2VL(preset(settings.model.name), Numerics(dtype=dtype), rngs=nnx.Rngs(params=seed, dropout=seed + 1))
     random_tower = nnx.clone(model.visual)
-    settings = tower.TowerSettings(steps=int(t.steps), batch=int(t.batch), lr=float(t.lr), seed=int(config.seed))
-    history = tower.pretrain_tower(model.visual, fit, settings, heldout=heldout)
+    training = tower.TowerSettings(steps=t.steps, batch=t.batch, lr=float(t.lr), seed=seed)
+    history = tower.pretrain_tower(model.visual, fit, training, heldout=heldout)
     probes = tower.probe_tower({"pretrained": model.visual, "random init": random_tower}, fit, heldout)
     table = tower.probes_markdown(probes)
     log.info("tower probes (ridge on merged tokens, fitted on %d training pairs, scored on %d held-out pairs):\n%s",
              len(fit), len(heldout), table)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "tower.json", {"settings": dataclasses.asdict(settings), "config": t.to_dict(),
+    atomic_write_json(out / "tower.json", {"settings": dataclasses.asdict(training), "config": settings.resolved["tower"],
                                            "pairs": {"train": len(fit), "heldout": len(heldout)},
                                            "history": history, "probes": probes}, indent=1)
     (out / "probes.md").write_text("# Probes of the tower (ridge on merged tokens, held-out clips)\n\n" + table)
@@ -279,14 +258,14 @@ def _tower_stage(config, root: Path, world_root: Path | None) -> bool:
     return False
 
 
-def _train_stage(config, stage: str, root: Path, data_dir: str) -> bool:
+def _train_stage(settings: DemoSettings, stage: str, root: Path) -> bool:
     """Trains `stage` (resuming a finished or interrupted workdir); True if it was already complete."""
     from sf2t_jax.train.loop import train
 
-    init = config.stages[stage].init
+    init = settings.stages[stage].init
     init_from = str(root / "stages" / init / "export") if init else ""  # "tower" too: stages/tower/export
-    cfg = stage_config(config, stage, data_dir=data_dir, init_from=init_from)
-    (root / "configs" / f"{stage}.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+    cfg = settings.stage_config(stage, init_from=init_from)
+    (root / "configs" / f"{stage}.json").write_text(json.dumps(as_json_dict(cfg), indent=2, default=str))
     result = train(cfg, str(root / "stages" / stage))
     if result.status not in ("completed", "already_complete"):
         raise RuntimeError(f"demo: stage {stage} ended {result.status!r} at step {result.step} of "
@@ -298,63 +277,32 @@ def _train_stage(config, stage: str, root: Path, data_dir: str) -> bool:
     return result.status == "already_complete"
 
 
-def _eval_config(config, benchmark: str, videos: str) -> ml_collections.ConfigDict:
-    from sf2t_jax.eval import eval_config
-
-    e = config.eval
-    c = eval_config()
-    c.benchmark, c.videos, c.tokenizer = benchmark, videos, config.model.tokenizer
-    c.dtype = config.model.dtype
-    c.methods, c.batch_size, c.max_videos = e.methods, int(e.batch_size), int(e.max_videos)
-    c.controls = e.controls
-    c.video.scene_frames = int(e.scene_frames)
-    c.video.size = tuple(config.model.resolution)
-    c.prompt.instruction = e.instruction
-    c.prompt.history = e.history
-    c.prompt.history_answer = e.history_answer
-    c.loglik.target = e.loglik_target
-    c.metrics.bootstrap = int(e.bootstrap)
-    c.metrics.seed = int(config.seed)
-    c.mesh.devices = int(config.devices)
-    return c
-
-
-def _control_views(config) -> tuple[str, ...]:
-    """The controls each evaluation runs (the eval section checked now, before any training)."""
-    from sf2t_jax.eval.config import EvalSettings
-
-    try:
-        return EvalSettings.of(_eval_config(config, "", "")).controls
-    except ValueError as e:
-        raise ConfigValueError(f"demo: {e}") from None
-
-
 class _StageScorer:
     """A stage's export and the benchmark, loaded on first use: a resumed run that keeps every
     result loads nothing; the real run and the controls share one loaded model."""
 
-    def __init__(self, eval_cfg, root: Path, stage: str):
-        self.eval_cfg, self.stage = eval_cfg, stage
+    def __init__(self, job: EvalJob, root: Path, stage: str):
+        self.job, self.stage = job, stage
         self.name = DISPLAY.get(stage, stage)
         self.out = root / "eval" / stage
         self.checkpoint = str(root / "stages" / stage / "export")
         self._loaded = None
 
     def evaluate(self, view: str):
-        from sf2t_jax.eval import EvalSettings, evaluate, load_items, load_model, load_tokenizer
+        from sf2t_jax.eval import evaluate, load_items, load_model, load_tokenizer
         from sf2t_jax.parallel.mesh import make_mesh, select_devices
         from sf2t_jax.parallel.sharding import named_rules
 
-        c = self.eval_cfg
+        job = self.job
         if self._loaded is None:
-            mesh = make_mesh(*c.mesh.ici, devices=select_devices(int(c.mesh.devices)))
-            rules = named_rules(c.mesh.rules)
-            model = load_model(self.checkpoint, dtype=c.dtype, mesh=mesh, rules=rules)
-            tokenizer = load_tokenizer(c.tokenizer, self.checkpoint)
+            mesh = make_mesh(*job.ici, devices=select_devices(job.devices))
+            rules = named_rules(job.rules)
+            model = load_model(self.checkpoint, dtype=job.dtype, mesh=mesh, rules=rules)
+            tokenizer = load_tokenizer(job.tokenizer, self.checkpoint)
             tokenizer.check_model_config(model.config)
-            self._loaded = dict(model=model, tokenizer=tokenizer, items=load_items(c.benchmark), mesh=mesh, rules=rules)
+            self._loaded = dict(model=model, tokenizer=tokenizer, items=load_items(job.benchmark), mesh=mesh, rules=rules)
         x = self._loaded
-        return evaluate(x["model"], x["items"], EvalSettings.of(c), tokenizer=x["tokenizer"], video_root=c.videos,
+        return evaluate(x["model"], x["items"], job.settings, tokenizer=x["tokenizer"], video_root=job.videos,
                         mesh=x["mesh"], rules=x["rules"], view=view)
 
 
@@ -371,7 +319,7 @@ def _evaluate_stage(scorer: _StageScorer, view: str, *, redo: bool) -> bool:
     run = scorer.evaluate(view)
     name = scorer.name if view == "real" else f"{scorer.name} ({view})"
     report.write_run(run, out, name, extra_meta={
-        "checkpoint": scorer.checkpoint, "benchmark": scorer.eval_cfg.benchmark, "config": scorer.eval_cfg.to_dict()})
+        "checkpoint": scorer.checkpoint, "benchmark": scorer.job.benchmark, "config": scorer.job.resolved})
     for method, m in run.metrics.items():
         levels = ", ".join(f"{k} {100 * v['value']:.1f}%" for k, v in m["levels"].items())
         log.info("%s %s (%s): overall %.1f%% (%s)", what, scorer.stage, method, 100 * m["overall"]["value"], levels)
@@ -421,14 +369,9 @@ def _headline(metrics: dict, table: dict | None) -> dict:
     return out
 
 
-def _clips(config) -> int:
-    w = config.world
-    return int(w.train_clips + w.validation_clips + w.test_clips)
-
-
-def _estimate_items(config) -> int:
+def _estimate_items(settings: DemoSettings) -> int:
     """Benchmark questions, before the benchmark exists: about 25 per test clip."""
-    videos = int(config.world.test_clips)
-    if int(config.eval.max_videos):
-        videos = min(videos, int(config.eval.max_videos))
+    videos = settings.prepare.world.test_clips
+    if settings.eval.settings.max_videos:
+        videos = min(videos, settings.eval.settings.max_videos)
     return 25 * videos

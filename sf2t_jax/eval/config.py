@@ -184,3 +184,26 @@ class EvalSettings:
             max_new_tokens_open=int(c.generate.max_new_tokens_open), min_length=int(c.buckets.min_length),
             min_option_length=int(c.buckets.min_option_length), bootstrap=int(c.metrics.bootstrap),
             ci=float(c.metrics.ci), seed=int(c.metrics.seed), progress_every_s=float(c.progress_every_s))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalJob:
+    """One evaluation's inputs beyond the scorer's `settings`: the files, the dtype and the mesh;
+    `resolved` is the config it came from, as plain values (written beside the results)."""
+
+    settings: EvalSettings
+    benchmark: str  # finevidbench_{split}.jsonl
+    videos: str  # SSv2-format root holding videos/
+    tokenizer: str  # tokenizer.json; "" = the checkpoint directory's
+    dtype: str
+    ici: tuple[int, ...]  # (data, fsdp, tensor) mesh sizes, one may be -1
+    rules: str  # a key of sf2t_jax.parallel.rules.RULES
+    devices: int  # 0 = all
+    resolved: dict
+
+    @classmethod
+    def of(cls, config: ml_collections.ConfigDict) -> EvalJob:
+        """From an `eval_config()`-shaped ConfigDict."""
+        return cls(settings=EvalSettings.of(config), benchmark=config.benchmark, videos=config.videos,
+                   tokenizer=config.tokenizer, dtype=config.dtype, ici=tuple(int(v) for v in config.mesh.ici),
+                   rules=config.mesh.rules, devices=int(config.mesh.devices), resolved=config.to_dict())
