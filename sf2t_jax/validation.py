@@ -370,6 +370,7 @@ PREPARE: dict[str, Rule] = {
     "stages.*.sft_weight": FRACTION,
     "stages.*.heldout": Bool(),
     "stages.*.fact_share": FRACTION,
+    "stages.*.clip_cache_mb": Int(0, note="0 = decode every time"),
     "heldout.split": Str(),
     "heldout.every": Int(0, note="0 = the last step only"),
     "heldout.samples_per_task": Int(1),

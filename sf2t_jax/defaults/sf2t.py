@@ -189,6 +189,7 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.input.workers = 0  # grain worker processes per host
     c.input.threads = 1  # reader threads per process (0: make each batch when the step asks for it)
     c.input.prefetch = 8  # samples each worker keeps ready
+    c.input.clip_cache_mb = 0  # MiB of decoded, resized clips kept between epochs per process; 0 = off
     c.input.weights = {t: (1.0 if t in tasks else 0.0) for t in TASKS}  # task mix; 0 = off
     c.input.tasks = _task_frames(arg.frames)  # per-task config overrides: frame ranges for `frames`
 

@@ -53,6 +53,7 @@ class StageSettings:
     sft_weight: float
     heldout: bool
     fact_share: float
+    clip_cache_mb: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +169,7 @@ class DemoSettings:
             "input.batch_size": s.batch_size,
             "input.seed": self.seed,
             "input.num_epochs": 0,  # repeat the source; `steps` decides how long a stage trains
+            "input.clip_cache_mb": s.clip_cache_mb,
             "train.steps": s.steps,
             "train.lr": float(s.lr),
             "train.warmup_fraction": float(s.warmup_fraction),

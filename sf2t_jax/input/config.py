@@ -138,6 +138,10 @@ class InputConfig:
     """Reader threads per process (grain ReadOptions.num_threads); 0 reads synchronously."""
     prefetch: int = 8
     """Samples each worker (or the reader threads) keeps ready."""
+    clip_cache_mb: int = 0
+    """MiB of decoded, resized clips each process keeps between epochs (`clip_cache.ClipCache`,
+    least recently used out first); 0 = decode every time. Worth it when a run repeats a source
+    that fits: a clip is T x H x W x 3 bytes at the bucket resolution (24 x 56 x 56 x 3 = 226 KB)."""
 
     def __post_init__(self):
         def fail(field, expected, value):
@@ -147,7 +151,7 @@ class InputConfig:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fail(field, "an integer >= 1", value)
-        for field in ("slices", "source_frames", "seed", "num_epochs", "workers", "threads"):
+        for field in ("slices", "source_frames", "seed", "num_epochs", "workers", "threads", "clip_cache_mb"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 fail(field, "an integer >= 0", value)

@@ -8,7 +8,8 @@ Steps, for a clip:
   1. decode up to `source_frames` evenly spaced frames (PyAV), keeping the stream's frame rate
      and frame count;
   2. resize every frame to the resolution bucket, so the task's pixel guarantees (identical
-     pairs, visible edits, sprite spans) hold on exactly the pixels the model sees;
+     pairs, visible edits, sprite spans) hold on exactly the pixels the model sees (steps 1-2
+     are kept per clip between epochs when `clip_cache` is set: `input.clip_cache_mb`);
   3. `make_sample`: the task's frames, question and answer;
   4. patchify by the model family's `RowFormat` (`models.rows`; Qwen-VL 'video': one clip of
      ceil(N/2) two-frame slices, 'images': N images of one slice each; LLaVA-NeXT-Video: N
@@ -32,13 +33,14 @@ from typing import Any
 import numpy as np
 
 from sf2t_jax.fragments import TASK_NAMES, FragmentsConfig, make_sample
+from sf2t_jax.input.clip_cache import ClipCache
 from sf2t_jax.input.scene import SceneConfig, make_scene_sample
 from sf2t_jax.models.rope_index import VideoTime
 from sf2t_jax.models.rows import QWEN2_VL_ROWS, QwenRows, RowFormat
 from sf2t_jax.sample import Sample, SampleSkip
 from sf2t_jax.text import Tokenizer
 from sf2t_jax.video import VideoDecodeError, decode_video, resize_frames
-from sf2t_jax.video.decode import DecodedVideo
+from sf2t_jax.video.decode import VideoInfo
 from sf2t_jax.video.sampling import shown_fps, uniform_indices
 
 TOO_LONG = "too_long"  # the sample's tokens exceed max_length (counted like a skip)
@@ -114,6 +116,8 @@ class ExampleMaker:
     video_time: VideoTime | None = None
     # The model family's rows (`models.family.row_format`); None: Qwen-VL's with `video_time`.
     rows: RowFormat | None = None
+    # Decoded, resized clips kept between epochs (`input.clip_cache_mb`); None: decode every time.
+    clip_cache: ClipCache | None = None
 
     @property
     def row_format(self) -> RowFormat:
@@ -139,12 +143,11 @@ class ExampleMaker:
 
     def _prepare(self, index: int, record: dict[str, Any], label: str) -> Prepared | Skipped:
         rec = int(record["record_index"])
+        scene = self._scene_of(record)
         try:
-            decoded = self._decode(record, label)
+            clip, info = self._clip(record, label, scene)
         except VideoDecodeError as e:
             return Skipped(index, rec, e.path, e.reason, None, e.detail)
-        clip = resize_frames(decoded.frames, self.resolution)
-        scene = self._scene_of(record)
         try:
             if scene is None:
                 sample = make_sample(clip, self.seed, index, self.fragments)
@@ -152,7 +155,7 @@ class ExampleMaker:
                 sample = make_scene_sample(clip, record, self.seed, index, scene)
         except SampleSkip as e:
             return Skipped(index, rec, label, e.reason, e.task, e.detail)
-        fps = shown_fps(decoded.info.fps, decoded.info.num_frames, len(sample.frames), replayed=scene is not None)
+        fps = shown_fps(info.fps, info.num_frames, len(sample.frames), replayed=scene is not None)
         example, num_tokens = self._encode(sample, fps)
         if example is None:
             return Skipped(index, rec, label, TOO_LONG, sample.task,
@@ -168,14 +171,22 @@ class ExampleMaker:
             return self.scene
         return self.sft if record.get(SFT_RECORD) else None
 
-    def _decode(self, record: dict[str, Any], label: str) -> DecodedVideo:
-        """Up to `source_frames` evenly spaced frames of the clip ((T, H, W, 3) uint8; every frame
-        for scene samples, whose speed plans index the whole clip), and the stream's rate and
-        frame count."""
-        cap = 0 if self._scene_of(record) is not None else self.source_frames
+    def _clip(self, record: dict[str, Any], label: str, scene: SceneConfig | None) -> tuple[np.ndarray, VideoInfo]:
+        """The clip's frames at the bucket resolution ((T, H, W, 3) uint8: up to `source_frames`
+        evenly spaced frames; every frame for scene samples, whose speed plans index the whole
+        clip) and the stream's info (rate, frame count), from the cache when it holds them."""
+        cap = 0 if scene is not None else self.source_frames
+        key = (label, cap, bool(record.get(SFT_RECORD)))
+        cached = self.clip_cache.get(key) if self.clip_cache is not None else None
+        if cached is not None:
+            return cached
         select = None if cap == 0 else (lambda n: uniform_indices(n, min(n, cap)))
         source = record["path"] if "path" in record else record["video"]
-        return decode_video(source, select, name=label)
+        decoded = decode_video(source, select, name=label)
+        clip = resize_frames(decoded.frames, self.resolution)
+        if self.clip_cache is not None:
+            clip = self.clip_cache.put(key, clip, decoded.info)
+        return clip, decoded.info
 
     def _encode(self, sample: Sample, fps: float | None = None) -> tuple[dict[str, Any] | None, int]:
         """Patchify + chat template + padding. `fps`: the rate of the sample's frames (None: the

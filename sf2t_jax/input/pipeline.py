@@ -38,6 +38,7 @@ import numpy as np
 from sf2t_jax import batch as batch_lib
 from sf2t_jax.batch import META_KEYS
 from sf2t_jax.input.batching import BatchSpec, collate
+from sf2t_jax.input.clip_cache import ClipCache
 from sf2t_jax.input.config import InputConfig, InputConfigError
 from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
@@ -110,7 +111,8 @@ class InputPipeline:
                                   resolution=config.resolution, slices=geometry.slices,
                                   max_length=config.max_length, source_frames=config.source_frames,
                                   scene=config.scene_config(), task_names=config.task_names,
-                                  sft=config.sft_scene_config(), rows=rows)
+                                  sft=config.sft_scene_config(), rows=rows,
+                                  clip_cache=ClipCache(config.clip_cache_mb << 20) if config.clip_cache_mb else None)
         self.sft_source = None
         if config.mixes_sft:  # joint SFT+SF²T: labelled video_sft records mixed into the fragment stream
             self.sft_source = open_source(config.sft_source, split=config.split, data_dir=config.data_dir,
