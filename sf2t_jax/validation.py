@@ -335,6 +335,7 @@ EVAL: dict[str, Rule] = {
     "mesh.rules": Str(sharding_rules()),
     "mesh.devices": Int(0, note="0 = all"),
     "progress_every_s": NON_NEGATIVE,
+    "cache_mb": Int(0),
 }
 
 WORLD_DELEGATED = Delegated("sf2t_jax.world.WorldConfig")

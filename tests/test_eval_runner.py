@@ -480,3 +480,23 @@ def test_own_history_asks_the_earlier_turns_a_task_filter_leaves_out(bench):
     assert asked == {it.item_id for it in items if it.conversation in convs
                      and it.turn <= comparisons[0].turn}
     assert run.meta["items"] == len(comparisons)
+
+
+def test_each_video_is_decoded_once_per_evaluation_while_it_fits_the_cache(bench, monkeypatch):
+    """Under own history the turns are asked in rounds over every video; the scorer keeps decoded
+    clips (eval cache_mb) so a video is decoded once, not once per round, with the same records."""
+    from sf2t_jax.eval import visuals as visuals_module
+
+    decoded = []
+    real = visuals_module.decode_video
+    monkeypatch.setattr(visuals_module, "decode_video", lambda path, *a, **kw: decoded.append(path) or real(path, *a, **kw))
+    scorer = oracle_scorer(SETTINGS, bench["tok"])
+    videos = {it.video_id for it in bench["items"]}
+    cached = _run(bench, scorer)
+    assert sorted(decoded) == sorted(set(decoded)) and len(decoded) == len(videos)
+    decoded.clear()
+    window_only = _run(bench, scorer, dataclasses.replace(SETTINGS, cache_mb=0))
+    assert len(decoded) > len(videos)  # what the cache saves: the rounds came back to decoded videos
+    assert cached.records == window_only.records
+    with pytest.raises(ValueError, match="cache_mb"):
+        dataclasses.replace(SETTINGS, cache_mb=-1)

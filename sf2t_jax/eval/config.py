@@ -96,6 +96,10 @@ def eval_config() -> ml_collections.ConfigDict:
     c.mesh.rules = "default"  # a key of sf2t_jax.parallel.rules.RULES; batch rows split over its 'batch' axes
     c.mesh.devices = 0  # devices the mesh spans: 0 = all; N = the first N (single process only)
 
+    # MiB of decoded clips and of patchified frames (half each) the scorer keeps beyond what its
+    # batch window needs: under own history the inquiry asks its turns in rounds over every video,
+    # and a video that stays decoded is decoded once per evaluation instead of once per round.
+    c.cache_mb = 1024
     c.progress_every_s = 10.0  # seconds between progress lines (0: none)
     return c
 
@@ -133,6 +137,7 @@ class EvalSettings:
     ci: float = 0.95
     seed: int = 0
     progress_every_s: float = 10.0
+    cache_mb: int = 1024
 
     def __post_init__(self):
         def need(ok: bool, field: str, message: str):
@@ -159,6 +164,7 @@ class EvalSettings:
         need(self.min_length >= 1 and self.min_option_length >= 1, "min_length", "expected >= 1")
         need(0.0 < self.ci < 1.0, "ci", "expected a level in (0, 1)")
         need(self.bootstrap >= 0, "bootstrap", "expected >= 0")
+        need(self.cache_mb >= 0, "cache_mb", "expected >= 0 (0: keep only the batch window's clips)")
 
     def rows_for(self, shards: int = 1) -> int:
         """Packed rows per batch on a mesh with `shards` batch shards (`rows`, or automatic)."""
@@ -183,7 +189,8 @@ class EvalSettings:
             max_new_tokens=int(c.generate.max_new_tokens),
             max_new_tokens_open=int(c.generate.max_new_tokens_open), min_length=int(c.buckets.min_length),
             min_option_length=int(c.buckets.min_option_length), bootstrap=int(c.metrics.bootstrap),
-            ci=float(c.metrics.ci), seed=int(c.metrics.seed), progress_every_s=float(c.progress_every_s))
+            ci=float(c.metrics.ci), seed=int(c.metrics.seed), progress_every_s=float(c.progress_every_s),
+            cache_mb=int(c.cache_mb))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,17 +66,24 @@ class Visual:
 
 
 class _LRU(collections.OrderedDict):
-    def __init__(self, size: int):
+    """Least recently used out first, once it holds more than `size` entries and more than
+    `max_bytes` (each entry's `nbytes(value)`): the first bound is what a batch window needs,
+    the second what memory allows beyond it."""
+
+    def __init__(self, size: int, max_bytes: int = 0, nbytes=lambda value: 0):
         super().__init__()
-        self.size = size
+        self.size, self.max_bytes, self.nbytes = size, max_bytes, nbytes
+        self.bytes = 0
 
     def get_or(self, key, make):
         if key in self:
             self.move_to_end(key)
             return self[key]
         value = self[key] = make()
-        if len(self) > self.size:
-            self.popitem(last=False)
+        self.bytes += self.nbytes(value)
+        while len(self) > self.size and self.bytes > self.max_bytes:
+            _, old = self.popitem(last=False)
+            self.bytes -= self.nbytes(old)
         return value
 
 
@@ -101,9 +108,10 @@ class VisualLoader:
     """Decodes, samples and patchifies the frames of benchmark items, shown as `view` (`apply_view`),
     in the slices of the scored family's `rows` (default: Qwen2-VL's).
 
-    Items of one video are contiguous in a benchmark file, so a small cache of decoded clips
-    decodes each video once; items that show the same frames (Action and Effect at one
-    speed, every turn of a conversation) share one patchified result.
+    Decoded clips are kept for the batch window (`clips`) and, beyond it, while they fit half of
+    `settings.cache_mb`, so a video is decoded once per evaluation even when the inquiry comes
+    back to it round after round; items that show the same frames (Action and Effect at one
+    speed, every turn of a conversation) share one patchified result, kept the same way.
     """
 
     def __init__(self, video_root: str | Path, settings: EvalSettings, *, rows: RowFormat = QWEN2_VL_ROWS,
@@ -115,8 +123,10 @@ class VisualLoader:
         self.settings = settings
         self.rows = rows
         self.view = view
-        self._clips = _LRU(clips)
-        self._visuals = _LRU(visuals)
+        half = (settings.cache_mb << 20) // 2
+        # a clip, or the VideoDecodeError a video gave (remembered too, at no cost)
+        self._clips = _LRU(clips, half, lambda clip: clip.frames.nbytes if isinstance(clip, DecodedVideo) else 0)
+        self._visuals = _LRU(visuals, half, lambda visual: visual.slices.nbytes)
 
     def video_path(self, video_id: str) -> Path:
         """The clip's file; a `VideoDecodeError('missing')` when there is none."""
