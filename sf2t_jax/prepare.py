@@ -82,6 +82,7 @@ class PrepareSettings:
     heldout_split: str = "auto"
     benchmark_split: str = "auto"
     check_videos: bool = True  # open every video once; skip and list those that do not decode
+    workers: int = 0  # processes rendering the world (0 = one per CPU)
 
 
 def prepare(settings: PrepareSettings, *, progress: bool = True) -> PrepareResult:
@@ -97,7 +98,7 @@ def prepare(settings: PrepareSettings, *, progress: bool = True) -> PrepareResul
     source = settings.source or None
     world = None
     if source is None:
-        world = write_world(paths.world, settings.world, progress=progress)
+        world = write_world(paths.world, settings.world, progress=progress, workers=settings.workers)
         root = paths.world
         seconds["world"] = world.seconds
     else:

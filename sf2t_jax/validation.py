@@ -353,6 +353,7 @@ PREPARE: dict[str, Rule] = {
     "data.heldout_split": Str(),
     "data.benchmark_split": Str(nonempty=True),
     "data.check_videos": Bool(),
+    "data.workers": Int(0, note="0 = one per CPU"),
     "data.benchmark.*": BENCH_DELEGATED,
     "data.sft.*": BENCH_DELEGATED,
     "model.name": Str(QWEN2_VL_PRESETS),  # the demo's stages (tower pretraining) are Qwen2-VL's
@@ -529,7 +530,7 @@ def check_prepare(config: ml_collections.ConfigDict, source: str | None = None) 
     return PrepareSettings(
         data_dir=data.dir, world=sections["world"], bench=sections["data.benchmark"], sft=sections["data.sft"],
         source=source or data.source, train_split=data.train_split, heldout_split=data.heldout_split,
-        benchmark_split=data.benchmark_split, check_videos=data.check_videos)
+        benchmark_split=data.benchmark_split, check_videos=data.check_videos, workers=data.workers)
 
 
 def _check_dataclass_types(cls, values: Mapping[str, Any], section: str) -> None:

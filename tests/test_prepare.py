@@ -104,7 +104,7 @@ def test_splits_are_disjoint_and_the_benchmark_uses_test_videos_only(prepared):
 
 def test_interrupted_prepare_reruns_cleanly(tmp_path, monkeypatch, prepared):
     data_dir = tmp_path / "data"
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, "data.workers=1")  # rendering in this process: the patch below applies
 
     # 1. killed while rendering the world
     write_clip, calls = world_build.write_clip, []

@@ -21,7 +21,7 @@ def _read(path):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    summary = build.write_world(root, TINY, progress=False)
+    summary = build.write_world(root, TINY, progress=False, workers=2)
     return root, summary
 
 
@@ -55,15 +55,18 @@ def test_video_files_decode_to_the_configured_size(world):
     assert len(frames) == 16 and frames[0].shape == (64, 64, 3)
 
 
-def test_same_seed_same_labels_and_tracks(world, tmp_path):
-    root, _ = world
+def test_same_seed_same_folder_byte_for_byte_whatever_the_rendering_processes(world, tmp_path):
+    root, _ = world  # rendered by two processes
     other = tmp_path / "again"
-    build.write_world(other, TINY, progress=False)
+    build.write_world(other, TINY, progress=False, workers=1)
     for split in SPLITS:
         assert (other / "labels" / f"{split}.json").read_bytes() == (
             root / "labels" / f"{split}.json").read_bytes()
-    for path in sorted((root / "tracks").glob("*.json")):
-        assert (other / "tracks" / path.name).read_bytes() == path.read_bytes(), path.name
+    for sub in ("tracks", "videos"):
+        paths = sorted((root / sub).iterdir())
+        assert [p.name for p in paths] == sorted(p.name for p in (other / sub).iterdir())
+        for path in paths:
+            assert (other / sub / path.name).read_bytes() == path.read_bytes(), path.name
 
 
 def test_another_seed_gives_another_world():
@@ -111,7 +114,7 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(build, "encode_clip", failing_encode)
     with pytest.raises(KeyboardInterrupt):
-        build.write_world(tmp_path, config, progress=False)
+        build.write_world(tmp_path, config, progress=False, workers=1)  # in this process: the patch applies
     assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["1.webm", "2.webm"]
     assert not (tmp_path / "labels" / "train.json").exists()  # labels come last
     monkeypatch.setattr(build, "encode_clip", real_encode)

@@ -75,6 +75,7 @@ def demo_config(arg: str | None = None) -> ml_collections.ConfigDict:
         heldout_split="auto",
         benchmark_split="auto",
         check_videos=True,  # open every video once; skip and list those that do not decode
+        workers=0,  # processes rendering the world (0 = one per CPU); the clips are the same whatever the count
     ))
     # FineVidBench construction (sf2t_jax.finevidbench.BenchConfig): about 24 items per video
     config.data.benchmark = ml_collections.ConfigDict(dict(

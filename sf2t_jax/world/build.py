@@ -17,8 +17,12 @@ last, so a folder whose label files exist is complete.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
+import multiprocessing
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -117,11 +121,14 @@ def _check_manifest(root: Path, config: WorldConfig) -> None:
 
 
 def write_world(root: str | Path, config: WorldConfig = WorldConfig(), *,
-                progress: bool = True) -> WorldSummary:
+                progress: bool = True, workers: int = 0) -> WorldSummary:
     """Renders the world into ``root`` (created if needed) and writes its label files.
 
     Re-running with the same config skips finished clips; more clips per split extends it.
-    Raises ValueError if ``root`` was rendered with different render settings.
+    ``workers`` processes render and encode clips (0 = one per CPU); a clip is a function of
+    (config, split, index) and each is written atomically by one process, so the folder is the
+    same byte for byte whatever the count. Raises ValueError if ``root`` was rendered with
+    different render settings.
     """
     root = Path(root)
     for sub in ("videos", "labels", "tracks"):
@@ -130,28 +137,39 @@ def write_world(root: str | Path, config: WorldConfig = WorldConfig(), *,
     _check_manifest(root, config)
 
     start = time.perf_counter()
-    rendered = skipped = 0
-    total = sum(config.clips(s) for s in SPLITS)
-    with tqdm(total=total, desc="rendering world", unit="clip", disable=not progress) as bar:
-        for split in SPLITS:
-            records = []
-            for i in range(config.clips(split)):
-                cid = clip_id(split, i)
-                done = ((root / "videos" / f"{cid}.{config.extension}").exists()
-                        and (root / "tracks" / f"{cid}.json").exists())
-                scene = scene_for(config, split, i)
-                if done:
-                    skipped += 1
-                else:
-                    write_clip(config, root, cid, scene)
-                    rendered += 1
-                records.append(label_record(cid, scene))
+    records: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    todo = []
+    for split in SPLITS:
+        for i in range(config.clips(split)):
+            cid = clip_id(split, i)
+            scene = scene_for(config, split, i)
+            records[split].append(label_record(cid, scene))
+            if not ((root / "videos" / f"{cid}.{config.extension}").exists()
+                    and (root / "tracks" / f"{cid}.json").exists()):
+                todo.append((cid, scene))
+    total = sum(len(r) for r in records.values())
+    workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+    with tqdm(total=total, initial=total - len(todo), desc="rendering world", unit="clip",
+              disable=not progress) as bar:
+        if workers == 1:
+            for cid, scene in todo:
+                write_clip(config, root, cid, scene)
                 bar.update()
-            fileio.atomic_write_json(root / "labels" / f"{split}.json", records)
+        else:  # spawned, not forked: the parent may hold JAX's threads
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+                for _ in pool.map(functools.partial(_write_clip_of, config, root), todo, chunksize=4):
+                    bar.update()
+    for split in SPLITS:
+        fileio.atomic_write_json(root / "labels" / f"{split}.json", records[split])
     fileio.atomic_write_json(root / "labels" / "labels.json", ssv2.label_map(), indent=1)
     return WorldSummary(root=root, clips={s: config.clips(s) for s in SPLITS},
-                        rendered=rendered, skipped=skipped,
+                        rendered=len(todo), skipped=total - len(todo),
                         seconds=time.perf_counter() - start)
+
+
+def _write_clip_of(config: WorldConfig, root: Path, todo: tuple[str, Scene]) -> None:
+    write_clip(config, root, *todo)
 
 
 def load_tracks(root: str | Path, cid: str) -> dict[str, Any]:
