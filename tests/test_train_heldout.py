@@ -28,6 +28,7 @@ from sf2t_jax.train import heldout as heldout_lib
 from sf2t_jax.train import model as model_lib
 from sf2t_jax.train import setup as setup_lib
 from sf2t_jax.train.metrics import read_metrics
+from sf2t_jax.validation import check_prepare
 from test_train_launch import env  # noqa: F401  (the launch tests' fixture: CPU, a module-wide compilation cache)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +41,8 @@ PER_TASK, PRIOR_PER_TASK = 8, 12
 def tfds_dir(tmp_path_factory):
     """sf2t_corpus and video_sft with train (6 videos) and validation (3 other videos) splits."""
     path = tmp_path_factory.mktemp("heldout_data")
-    prep.prepare(load_config(os.path.join(ROOT, "configs", "demo.py"), WORLD + [f"data.dir={path}"]), progress=False)
+    config = load_config(os.path.join(ROOT, "configs", "demo.py"), WORLD + [f"data.dir={path}"])
+    prep.prepare(check_prepare(config), progress=False)
     return str(layout.DataPaths.from_dir(path).tfds)
 
 

@@ -7,8 +7,10 @@ resolution and the stream's info. A sample is a function of (seed, index, clip),
 clip gives the sample a fresh decode gives, bit for bit. The frames are stored read-only: a task
 that wrote into its input would fail loudly instead of changing later samples.
 
-Bounded by bytes, least recently used out first. Each process has its own: pickling (grain
-workers) keeps the bound and drops the contents.
+Bounded by bytes, least recently used out first. One cache per process (`process_cache`), so
+pipelines over the same source in one process (the demo's stages one after another: SF²T and
+SFT+SF²T both read sf2t_corpus) share it; the maker's keys name the source, split and bucket.
+Pickling (grain workers) keeps the bound and drops the contents: each worker fills its own.
 """
 from __future__ import annotations
 
@@ -68,3 +70,17 @@ class ClipCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["max_bytes"])
+
+
+_PROCESS_CACHE: ClipCache | None = None
+
+
+def process_cache(max_bytes: int) -> ClipCache:
+    """This process's cache, its bound raised to `max_bytes` if that is more (never lowered: a
+    pipeline asking for less shares what another kept)."""
+    global _PROCESS_CACHE
+    if _PROCESS_CACHE is None:
+        _PROCESS_CACHE = ClipCache(max_bytes)
+    elif max_bytes > _PROCESS_CACHE.max_bytes:
+        _PROCESS_CACHE.max_bytes = max_bytes
+    return _PROCESS_CACHE

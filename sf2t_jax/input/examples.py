@@ -117,7 +117,11 @@ class ExampleMaker:
     # The model family's rows (`models.family.row_format`); None: Qwen-VL's with `video_time`.
     rows: RowFormat | None = None
     # Decoded, resized clips kept between epochs (`input.clip_cache_mb`); None: decode every time.
+    # Keys start with the record's source (`cache_scope`, `sft_cache_scope` for SFT_RECORD records):
+    # the cache is the process's, shared with other pipelines.
     clip_cache: ClipCache | None = None
+    cache_scope: tuple = ()
+    sft_cache_scope: tuple = ()
 
     @property
     def row_format(self) -> RowFormat:
@@ -176,7 +180,8 @@ class ExampleMaker:
         evenly spaced frames; every frame for scene samples, whose speed plans index the whole
         clip) and the stream's info (rate, frame count), from the cache when it holds them."""
         cap = 0 if scene is not None else self.source_frames
-        key = (label, cap, bool(record.get(SFT_RECORD)))
+        scope = self.sft_cache_scope if record.get(SFT_RECORD) else self.cache_scope
+        key = (*scope, label, cap, self.resolution)
         cached = self.clip_cache.get(key) if self.clip_cache is not None else None
         if cached is not None:
             return cached

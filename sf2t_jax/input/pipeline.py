@@ -38,7 +38,7 @@ import numpy as np
 from sf2t_jax import batch as batch_lib
 from sf2t_jax.batch import META_KEYS
 from sf2t_jax.input.batching import BatchSpec, collate
-from sf2t_jax.input.clip_cache import ClipCache
+from sf2t_jax.input.clip_cache import ClipCache, process_cache
 from sf2t_jax.input.config import InputConfig, InputConfigError
 from sf2t_jax.input.examples import SFT_RECORD, ExampleMaker, Prepared, Skipped
 from sf2t_jax.input.scene import SCENE_FIELDS
@@ -112,7 +112,9 @@ class InputPipeline:
                                   max_length=config.max_length, source_frames=config.source_frames,
                                   scene=config.scene_config(), task_names=config.task_names,
                                   sft=config.sft_scene_config(), rows=rows,
-                                  clip_cache=ClipCache(config.clip_cache_mb << 20) if config.clip_cache_mb else None)
+                                  clip_cache=self._clip_cache(config, shared=source is None),
+                                  cache_scope=(config.source, config.split, config.data_dir),
+                                  sft_cache_scope=(config.sft_source, config.split, config.data_dir))
         self.sft_source = None
         if config.mixes_sft:  # joint SFT+SF²T: labelled video_sft records mixed into the fragment stream
             self.sft_source = open_source(config.sft_source, split=config.split, data_dir=config.data_dir,
@@ -129,6 +131,14 @@ class InputPipeline:
         if self.sft_source is not None:
             log.info("input: joint SFT+SF²T: %.3g of the samples are scene QA from %r", config.sft_weight,
                      self.sft_source)
+
+    @staticmethod
+    def _clip_cache(config: InputConfig, *, shared: bool) -> ClipCache | None:
+        """The process's clip cache when the records come from `config.source` (its keys name
+        that source); a cache of this pipeline's own for a source object passed in."""
+        if not config.clip_cache_mb:
+            return None
+        return process_cache(config.clip_cache_mb << 20) if shared else ClipCache(config.clip_cache_mb << 20)
 
     def _stream_records(self, num_epochs: int) -> grain.MapDataset:
         """Record g of the stream: the source shuffled (reshuffled every epoch), repeated
