@@ -84,6 +84,12 @@ class PrepareSettings:
     check_videos: bool = True  # open every video once; skip and list those that do not decode
     workers: int = 0  # processes rendering the world (0 = one per CPU)
 
+    @property
+    def videos_root(self) -> Path:
+        """The SSv2-format folder the datasets are built from (and the benchmark's videos are
+        read from): `source`, or the world rendered under `data_dir`."""
+        return Path(self.source).expanduser() if self.source else layout.DataPaths.from_dir(self.data_dir).world
+
 
 def prepare(settings: PrepareSettings, *, progress: bool = True) -> PrepareResult:
     """Runs every step for ``settings``.
@@ -95,14 +101,12 @@ def prepare(settings: PrepareSettings, *, progress: bool = True) -> PrepareResul
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     paths = layout.DataPaths.from_dir(settings.data_dir)
-    source = settings.source or None
+    root = settings.videos_root
     world = None
-    if source is None:
-        world = write_world(paths.world, settings.world, progress=progress, workers=settings.workers)
-        root = paths.world
+    if not settings.source:
+        world = write_world(root, settings.world, progress=progress, workers=settings.workers)
         seconds["world"] = world.seconds
     else:
-        root = Path(source).expanduser()
         if not root.is_dir():
             raise SSv2FolderError(f"--source {root}: not a folder (expected an SSv2-format folder "
                               "with videos/ and labels/)")

@@ -59,20 +59,15 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     import jax
 
-    from sf2t_jax.eval import controls, evaluate, load_items, load_model, load_tokenizer, report
+    from sf2t_jax.eval import controls, evaluate, load_items, report
     from sf2t_jax.eval.config import EvalJob
-    from sf2t_jax.parallel.mesh import make_mesh, select_devices
-    from sf2t_jax.parallel.rules import named_rules
+    from sf2t_jax.eval.loading import load_for_job
 
     job = EvalJob.of(config)
     settings = job.settings
     items = load_items(job.benchmark)  # a broken benchmark file: BenchmarkError, one line (cli.main)
-    mesh = make_mesh(*job.ici, devices=select_devices(job.devices))
-    rules = named_rules(job.rules)
     t0 = time.perf_counter()
-    model = load_model(args.checkpoint, dtype=job.dtype, mesh=mesh, rules=rules)
-    tokenizer = load_tokenizer(job.tokenizer, args.checkpoint)
-    tokenizer.check_model_config(model.config)
+    model, tokenizer, mesh, rules = load_for_job(job, args.checkpoint)
     logging.info("loaded %s in %.1fs", args.checkpoint, time.perf_counter() - t0)
     name = args.name or os.path.basename(os.path.normpath(args.checkpoint))
     extra_meta = {"checkpoint": args.checkpoint, "benchmark": job.benchmark, "config": job.resolved}

@@ -120,8 +120,6 @@ def _run(settings: DemoSettings, root: Path, progress: bool) -> DemoResult:
     benchmark = job.benchmark
     if not os.path.isfile(benchmark):
         raise FileNotFoundError(f"demo: prepare wrote no benchmark at {benchmark}")
-    if str(prepared.source) != job.videos:  # DemoSettings derives it from the same data settings
-        raise RuntimeError(f"demo: prepare read videos from {prepared.source}, the scorer would from {job.videos}")
 
     # ================================================================================
     # 2. The tower stage: the vision tower on the world's per-frame object labels
@@ -289,17 +287,12 @@ class _StageScorer:
         self._loaded = None
 
     def evaluate(self, view: str):
-        from sf2t_jax.eval import evaluate, load_items, load_model, load_tokenizer
-        from sf2t_jax.parallel.mesh import make_mesh, select_devices
-        from sf2t_jax.parallel.sharding import named_rules
+        from sf2t_jax.eval import evaluate, load_items
+        from sf2t_jax.eval.loading import load_for_job
 
         job = self.job
         if self._loaded is None:
-            mesh = make_mesh(*job.ici, devices=select_devices(job.devices))
-            rules = named_rules(job.rules)
-            model = load_model(self.checkpoint, dtype=job.dtype, mesh=mesh, rules=rules)
-            tokenizer = load_tokenizer(job.tokenizer, self.checkpoint)
-            tokenizer.check_model_config(model.config)
+            model, tokenizer, mesh, rules = load_for_job(job, self.checkpoint)
             self._loaded = dict(model=model, tokenizer=tokenizer, items=load_items(job.benchmark), mesh=mesh, rules=rules)
         x = self._loaded
         return evaluate(x["model"], x["items"], job.settings, tokenizer=x["tokenizer"], video_root=job.videos,

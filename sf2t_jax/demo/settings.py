@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -26,6 +25,7 @@ from sf2t_jax.configuration import ConfigValueError, make_config, set_by_path
 from sf2t_jax.datasets.layout import DataPaths
 from sf2t_jax.defaults.sf2t import sf2t_config
 from sf2t_jax.eval.config import EvalJob, eval_config
+from sf2t_jax.experiment import HeldoutSettings
 from sf2t_jax.prepare import PrepareSettings
 
 # The paper's settings in table order (then any other stage, by name).
@@ -78,14 +78,6 @@ class DemoModel:
 
 
 @dataclasses.dataclass(frozen=True)
-class DemoHeldout:
-    split: str
-    every: int
-    samples_per_task: int
-    prior_samples_per_task: int
-
-
-@dataclasses.dataclass(frozen=True)
 class DemoSettings:
     """The whole demo, typed. `order` lists the training stages so that each comes after the one
     it starts from; `resolved` is the config as plain values (demo.json)."""
@@ -98,7 +90,7 @@ class DemoSettings:
     tower: TowerStage
     stages: dict[str, StageSettings]
     order: tuple[str, ...]
-    heldout: DemoHeldout
+    heldout: HeldoutSettings  # the demo's `heldout` section (its bootstrap settings: the defaults)
     eval: EvalJob
     resolved: dict
 
@@ -106,13 +98,12 @@ class DemoSettings:
     def of(cls, config: ml_collections.ConfigDict) -> DemoSettings:
         """Checks every section (errors name the field) and converts it."""
         prepare = validation.check_prepare(config)
-        stages = {}
+        stages, known = {}, [f.name for f in dataclasses.fields(StageSettings)]
         for name in config.stages:
             values = config.stages[name].to_dict()
-            unknown = sorted(set(values) - {f.name for f in dataclasses.fields(StageSettings)})
+            unknown = sorted(set(values) - set(known))
             if unknown:
-                raise ConfigValueError(f"demo: stages.{name} has unknown fields {unknown}; known: "
-                                       f"{[f.name for f in dataclasses.fields(StageSettings)]}")
+                raise ConfigValueError(f"demo: stages.{name} has unknown fields {unknown}; known: {known}")
             try:
                 stages[name] = StageSettings(**values)
             except TypeError as e:
@@ -120,15 +111,14 @@ class DemoSettings:
         tower = TowerStage(**{**config.tower.to_dict(), "gaps": tuple(int(g) for g in config.tower.gaps)})
         model = DemoModel(name=config.model.name, tokenizer=config.model.tokenizer,
                           resolution=tuple(int(v) for v in config.model.resolution), dtype=config.model.dtype)
-        paths = DataPaths.from_dir(prepare.data_dir)
-        videos = str(Path(prepare.source).expanduser()) if prepare.source else str(paths.world)
+        benchmark = DataPaths.from_dir(prepare.data_dir).jsonl
         try:
-            job = EvalJob.of(_eval_config(config, str(paths.jsonl), videos))
+            job = EvalJob.of(_eval_config(config, str(benchmark), str(prepare.videos_root)))
         except ValueError as e:
             raise ConfigValueError(f"demo: {e}") from None
         return cls(scale=config.scale, seed=int(config.seed), devices=int(config.devices), prepare=prepare,
                    model=model, tower=tower, stages=stages, order=_stage_order(stages, tower.steps > 0),
-                   heldout=DemoHeldout(**config.heldout.to_dict()), eval=job, resolved=config.to_dict())
+                   heldout=HeldoutSettings(**config.heldout.to_dict()), eval=job, resolved=config.to_dict())
 
     def stage_config(self, stage: str, *, init_from: str = "") -> ml_collections.ConfigDict:
         """The resolved training config of `stage`.

@@ -14,7 +14,7 @@
     controls.py   static (first frame held) and blind (blank frames) controls: real vs controls,
                   real - static per task with video-clustered CIs, the "uses motion" verdict
     runner.py     evaluate(model, items, settings, ...) -> EvalRun(records, metrics, meta)
-    loading.py    load_model(path), load_tokenizer(spec, checkpoint)
+    loading.py    load_model(path), load_tokenizer(spec, checkpoint), load_for_job(job, checkpoint)
     config.py     eval_config() defaults and their checked form, EvalSettings
 """
 from sf2t_jax.eval.config import EvalSettings, eval_config

@@ -8,10 +8,13 @@ Each is restored directly into the mesh's shardings when a mesh is given.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from etils import epath
 
 from sf2t_jax.convert import from_hf
 from sf2t_jax.convert.native import load_native
+from sf2t_jax.eval.config import EvalJob
 from sf2t_jax.models.layers import DTYPES, Numerics
 from sf2t_jax.models.qwen2_vl import Qwen2VL  # the base class of every family's model
 from sf2t_jax.text import Tokenizer, build_tiny_tokenizer
@@ -59,3 +62,17 @@ def load_tokenizer(spec: str, checkpoint: str = "") -> Tokenizer:
     if not (epath.Path(directory) / "tokenizer.json").exists():
         raise FileNotFoundError(f"{directory} holds no tokenizer.json; set the eval config field 'tokenizer'")
     return Tokenizer.from_file(directory)
+
+
+def load_for_job(job: EvalJob, checkpoint: str) -> tuple[Qwen2VL, Tokenizer, Any, Any]:
+    """(model, tokenizer, mesh, rules) that an evaluation `job` scores `checkpoint` with: the
+    model restored into the job's mesh, the tokenizer checked against the model's config."""
+    from sf2t_jax.parallel.mesh import make_mesh, select_devices
+    from sf2t_jax.parallel.rules import named_rules
+
+    mesh = make_mesh(*job.ici, devices=select_devices(job.devices))
+    rules = named_rules(job.rules)
+    model = load_model(checkpoint, dtype=job.dtype, mesh=mesh, rules=rules)
+    tokenizer = load_tokenizer(job.tokenizer, checkpoint)
+    tokenizer.check_model_config(model.config)
+    return model, tokenizer, mesh, rules

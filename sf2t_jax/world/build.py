@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
+import itertools
 import json
 import multiprocessing
 import os
@@ -158,7 +158,9 @@ def write_world(root: str | Path, config: WorldConfig = WorldConfig(), *,
         else:  # spawned, not forked: the parent may hold JAX's threads
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-                for _ in pool.map(functools.partial(_write_clip_of, config, root), todo, chunksize=4):
+                cids, scenes = zip(*todo)
+                for _ in pool.map(write_clip, itertools.repeat(config), itertools.repeat(root), cids, scenes,
+                                  chunksize=4):
                     bar.update()
     for split in SPLITS:
         fileio.atomic_write_json(root / "labels" / f"{split}.json", records[split])
@@ -166,10 +168,6 @@ def write_world(root: str | Path, config: WorldConfig = WorldConfig(), *,
     return WorldSummary(root=root, clips={s: config.clips(s) for s in SPLITS},
                         rendered=len(todo), skipped=total - len(todo),
                         seconds=time.perf_counter() - start)
-
-
-def _write_clip_of(config: WorldConfig, root: Path, todo: tuple[str, Scene]) -> None:
-    write_clip(config, root, *todo)
 
 
 def load_tracks(root: str | Path, cid: str) -> dict[str, Any]:
