@@ -9,7 +9,9 @@ from sf2t_jax.demo.tower_data import (COLOUR_CLASSES, SHAPE_CLASSES, cell_owner,
                                       load_pairs)
 from sf2t_jax.models.config import qwen2vl_tiny
 from sf2t_jax.models.qwen2_vl import Qwen2VL
+from sf2t_jax.video.decode import decode_video
 from sf2t_jax.video.patchify import patchify_video
+from sf2t_jax.video.resize import resize_frames
 from sf2t_jax.world import WorldConfig, write_world
 from sf2t_jax.world.build import scene_for
 from sf2t_jax.world.render import owner_map, render
@@ -92,6 +94,27 @@ def test_load_pairs_shapes_and_determinism(world):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
     with pytest.raises(FileNotFoundError, match="labels/nosuch.json"):
         load_pairs(world, "nosuch", SIZE, pairs_per_clip=1, gaps=(0,), min_cover=0.15, seed=0)
+
+
+def test_load_pairs_show_resized_frames_and_do_not_depend_on_the_threads(world):
+    """Pairs at a size the world was not rendered at: each pair's rows are two of its clip's
+    frames, `gap` apart, resized as a whole clip would be; the pairs are the same with one
+    decoding thread or three."""
+    size, gaps = (28, 28), (0, 2)
+    one = load_pairs(world, "train", size, pairs_per_clip=3, gaps=gaps, min_cover=0.15, seed=0, threads=1)
+    three = load_pairs(world, "train", size, pairs_per_clip=3, gaps=gaps, min_cover=0.15, seed=0, threads=3)
+    for field in ("rows", "colour", "shape", "window_colour", "window_shape", "clip"):
+        assert np.array_equal(getattr(one, field), getattr(three, field)), field
+    gapped = 0
+    for c, clip_id in enumerate(one.ids):
+        frames = resize_frames(decode_video(str(next((world / "videos").glob(f"{clip_id}.*")))).frames, size)
+        shown = {(i, i + g): patchify_video(frames[[i, i + g]], normalized=False)[0]
+                 for g in gaps for i in range(len(frames) - g)}
+        for rows in one.rows[one.clip == c]:
+            matches = [pair for pair, r in shown.items() if np.array_equal(r, rows)]
+            assert matches, (clip_id, "a pair that is no two frames of its clip")
+            gapped += all(j > i for i, j in matches)
+    assert gapped > 0  # some pairs show two different frames
 
 
 def test_ridge_probe_separates_what_is_linear_and_not_noise():

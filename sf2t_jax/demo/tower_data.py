@@ -17,9 +17,12 @@ it, when that object covers at least `min_cover` of a patch's area; otherwise 0.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -111,7 +114,8 @@ def frame_labels(tracks, t: int, size: tuple[int, int], min_cover: float) -> dic
 
 
 def load_pairs(world_root: str | Path, split: str, size: tuple[int, int], *, pairs_per_clip: int,
-               gaps: tuple[int, ...], min_cover: float, seed: int, max_clips: int = 0) -> FramePairs:
+               gaps: tuple[int, ...], min_cover: float, seed: int, max_clips: int = 0,
+               threads: int = 0) -> FramePairs:
     """Decodes the split's clips and draws `pairs_per_clip` pairs from each.
 
     Args:
@@ -119,6 +123,8 @@ def load_pairs(world_root: str | Path, split: str, size: tuple[int, int], *, pai
       size: (height, width) the frames are resized to (the model's resolution).
       gaps: frame distances a pair is drawn with (uniformly).
       max_clips: use the split's first clips only (0 = all).
+      threads: clips decoded at once (0 = one per CPU). A clip's pairs are drawn from its own
+        seed, so the pairs are the same whatever the count.
     Raises:
       FileNotFoundError / ValueError naming the file when a label, video or tracks file is
       missing or unreadable: the tower stage needs the world's ground truth.
@@ -131,40 +137,57 @@ def load_pairs(world_root: str | Path, split: str, size: tuple[int, int], *, pai
     ids = tuple(str(r["id"]) for r in json.loads(label_file.read_text()))
     if max_clips:
         ids = ids[:max_clips]
-    rows, labels, clip = [], {k: [] for k in ("patch_colour", "patch_shape", "window_colour", "window_shape")}, []
+    videos = {}  # clip id -> its video file; one listing, not a glob per clip
+    if (root / "videos").is_dir():
+        for path in sorted((root / "videos").iterdir()):
+            videos.setdefault(path.name.split(".", 1)[0], path)
+    draw = functools.partial(_clip_pairs, root, size=size, pairs_per_clip=pairs_per_clip, gaps=gaps,
+                             min_cover=min_cover, seed=seed)
+    per_clip = []
     start, last = time.perf_counter(), 0.0
-    for c, clip_id in enumerate(ids):
-        videos = list((root / "videos").glob(f"{clip_id}.*"))
-        if not videos:
-            raise FileNotFoundError(f"tower stage: no video for clip {clip_id} in {root / 'videos'}")
-        frames = resize_frames(decode_video(str(videos[0])).frames, size)
-        tracks = [Track.from_json(o) for o in load_tracks(root, clip_id)["objects"]]
-        if len(frames) != len(tracks[0].x):
-            raise ValueError(f"tower stage: {videos[0]} has {len(frames)} frames but {root}/tracks/{clip_id}.json "
-                             f"describes {len(tracks[0].x)}")
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(c,)))
-        cache: dict[int, dict[str, np.ndarray]] = {}
-        for _ in range(pairs_per_clip):
-            gap = int(gaps[int(rng.integers(len(gaps)))])
-            first = int(rng.integers(len(frames) - gap))
-            pair = (first, first + gap)
-            pixel_rows, _ = patchify_video(frames[list(pair)], normalized=False)
-            rows.append(pixel_rows)
-            for t in pair:
-                if t not in cache:
-                    cache[t] = frame_labels(tracks, t, size, min_cover)
-            for k in labels:
-                labels[k].append(np.stack([cache[t][k] for t in pair]))
-            clip.append(c)
-        now = time.perf_counter()
-        if now - last > 10 or c + 1 == len(ids):
-            rate = (c + 1) / max(now - start, 1e-9)
-            log.info("tower data (%s): %d/%d clips, %.1f clips/s, ETA %.0f s", split, c + 1, len(ids), rate,
-                     (len(ids) - c - 1) / rate)
-            last = now
+    # Decoding (PyAV) and resizing (PIL) release the GIL, so threads overlap them.
+    with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        for c, pairs in enumerate(pool.map(draw, range(len(ids)), ids, [videos.get(i) for i in ids])):
+            per_clip.append(pairs)
+            now = time.perf_counter()
+            if now - last > 10 or c + 1 == len(ids):
+                rate = (c + 1) / max(now - start, 1e-9)
+                log.info("tower data (%s): %d/%d clips, %.1f clips/s, ETA %.0f s", split, c + 1, len(ids), rate,
+                         (len(ids) - c - 1) / rate)
+                last = now
     gh, gw = size[0] // PATCH_SIZE, size[1] // PATCH_SIZE
-    return FramePairs(rows=np.stack(rows), colour=np.stack(labels["patch_colour"]).astype(np.int32),
-                      shape=np.stack(labels["patch_shape"]).astype(np.int32),
-                      window_colour=np.stack(labels["window_colour"]).astype(np.int32),
-                      window_shape=np.stack(labels["window_shape"]).astype(np.int32),
-                      clip=np.asarray(clip, np.int32), ids=ids, grid_hw=(gh, gw))
+    stacked = {k: np.concatenate([p[k] for p in per_clip]) for k in per_clip[0]} if per_clip else {}
+    if not stacked:
+        raise ValueError(f"tower stage: {label_file} lists no clips")
+    return FramePairs(rows=stacked["rows"], colour=stacked["patch_colour"].astype(np.int32),
+                      shape=stacked["patch_shape"].astype(np.int32),
+                      window_colour=stacked["window_colour"].astype(np.int32),
+                      window_shape=stacked["window_shape"].astype(np.int32),
+                      clip=np.repeat(np.arange(len(ids), dtype=np.int32), pairs_per_clip), ids=ids, grid_hw=(gh, gw))
+
+
+def _clip_pairs(root: Path, c: int, clip_id: str, video: Path | None, *, size: tuple[int, int], pairs_per_clip: int,
+                gaps: tuple[int, ...], min_cover: float, seed: int) -> dict[str, np.ndarray]:
+    """The `pairs_per_clip` pairs of clip `c`: patch rows (P, gh*gw, 1176) and per-frame labels
+    (P, 2, ...), drawn from the clip's own seed (`c`)."""
+    if video is None:
+        raise FileNotFoundError(f"tower stage: no video for clip {clip_id} in {root / 'videos'}")
+    frames = decode_video(str(video)).frames
+    tracks = [Track.from_json(o) for o in load_tracks(root, clip_id)["objects"]]
+    if len(frames) != len(tracks[0].x):
+        raise ValueError(f"tower stage: {video} has {len(frames)} frames but {root}/tracks/{clip_id}.json "
+                         f"describes {len(tracks[0].x)}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(c,)))
+    pairs = []
+    for _ in range(pairs_per_clip):
+        gap = int(gaps[int(rng.integers(len(gaps)))])
+        first = int(rng.integers(len(frames) - gap))
+        pairs.append((first, first + gap))
+    shown = sorted({t for pair in pairs for t in pair})
+    resized = dict(zip(shown, resize_frames(frames[shown], size)))  # only the frames a pair shows
+    labels = {t: frame_labels(tracks, t, size, min_cover) for t in shown}
+    out = {"rows": np.stack([patchify_video(np.stack([resized[t] for t in pair]), normalized=False)[0]
+                             for pair in pairs])}
+    for k in ("patch_colour", "patch_shape", "window_colour", "window_shape"):
+        out[k] = np.stack([np.stack([labels[t][k] for t in pair]) for pair in pairs])
+    return out
