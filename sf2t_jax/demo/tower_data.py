@@ -137,6 +137,8 @@ def load_pairs(world_root: str | Path, split: str, size: tuple[int, int], *, pai
     ids = tuple(str(r["id"]) for r in json.loads(label_file.read_text()))
     if max_clips:
         ids = ids[:max_clips]
+    if not ids:
+        raise ValueError(f"tower stage: {label_file} lists no clips")
     videos = {}  # clip id -> its video file; one listing, not a glob per clip
     if (root / "videos").is_dir():
         for path in sorted((root / "videos").iterdir()):
@@ -156,9 +158,7 @@ def load_pairs(world_root: str | Path, split: str, size: tuple[int, int], *, pai
                          (len(ids) - c - 1) / rate)
                 last = now
     gh, gw = size[0] // PATCH_SIZE, size[1] // PATCH_SIZE
-    stacked = {k: np.concatenate([p[k] for p in per_clip]) for k in per_clip[0]} if per_clip else {}
-    if not stacked:
-        raise ValueError(f"tower stage: {label_file} lists no clips")
+    stacked = {k: np.concatenate([p[k] for p in per_clip]) for k in per_clip[0]}
     return FramePairs(rows=stacked["rows"], colour=stacked["patch_colour"].astype(np.int32),
                       shape=stacked["patch_shape"].astype(np.int32),
                       window_colour=stacked["window_colour"].astype(np.int32),
