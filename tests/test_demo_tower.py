@@ -117,6 +117,18 @@ def test_load_pairs_show_resized_frames_and_do_not_depend_on_the_threads(world):
     assert gapped > 0  # some pairs show two different frames
 
 
+def test_window_probe_asks_each_token_which_merge_window_it_is(world):
+    """Every token of every pair is a target, classed by its window in the merger's row order:
+    (grid h / 2) x (grid w / 2) classes per frame, so the majority class is 1 / windows."""
+    pairs = load_pairs(world, "validation", SIZE, pairs_per_clip=3, gaps=(0, 1), min_cover=0.15, seed=0)
+    mask, classes = tower.probe_targets(pairs)["window"]
+    gh, gw = pairs.grid_hw
+    windows = (gh // 2) * (gw // 2)
+    assert windows == pairs.window_colour.shape[-1] == 4  # 56x56: a 4x4 patch grid, 2x2 windows
+    assert mask.all() and mask.shape == classes.shape == (len(pairs) * windows,)
+    assert np.array_equal(classes.reshape(len(pairs), windows), np.broadcast_to(np.arange(windows), (len(pairs), windows)))
+
+
 def test_ridge_probe_separates_what_is_linear_and_not_noise():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 600)

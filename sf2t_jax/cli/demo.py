@@ -2,7 +2,7 @@
 end to end on a CPU (docs/demo.md): prepare the data, train the four settings, evaluate them
 on the synthetic FineVidBench, write the table, the figures and the claims' verdict.
 
-    python launch.py demo                                     # scale small: ~15 minutes on 2 cores
+    python launch.py demo                                     # scale small: 10-18 minutes on 2 cores
     python launch.py demo --scale medium --workdir runs/demo_medium
     python launch.py demo --config.stages.sf2t.method=lora    # any field of the demo config
 

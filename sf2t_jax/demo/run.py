@@ -41,13 +41,15 @@ log = logging.getLogger("sf2t_jax.demo")
 
 # The paper's names of the four settings, in table order.
 DISPLAY = {"base": "Base", "sft": "SFT", "sf2t": "SF²T", "sft_sf2t": "SFT+SF²T", "sf2t_joint": "SFT+SF²T joint"}
-# A-priori costs on a 2-core CPU (the ETA before anything is measured).
-COMPILE_S = 15.0
-STEP_S = {"captions": 0.3, "scene_qa": 0.3, "fragments": 0.45}
-QUESTION_S = 0.03
-PREPARE_S_PER_CLIP = 0.05
-TOWER_S_PER_CLIP = 0.03  # decoding clips and rasterising their labels
-TOWER_STEP_S = 0.04
+# A-priori costs (the ETA before anything is measured), from the small demo's demo.json on a
+# quiet 2-core AMD EPYC (2026-12-06: 10m04s in all); a slower machine of the same kind took 1.7x
+# as long, and the ETA rescales by the measured speed once a stage has finished.
+COMPILE_S = 5.0
+STEP_S = {"captions": 0.05, "scene_qa": 0.08, "fragments": 0.065}
+QUESTION_S = 0.009  # per benchmark question and view (real, static, blind)
+PREPARE_S_PER_CLIP = 0.02
+TOWER_S_PER_CLIP = 0.008  # decoding clips and rasterising their labels
+TOWER_STEP_S = 0.012
 
 
 @dataclasses.dataclass

@@ -12,8 +12,10 @@ Video-LLM the paper fine-tunes starts from a pretrained image tower.
 Probes say what the merged tokens (what the LLM reads) carry: a ridge classifier fitted on
 training-split tokens, scored on held-out clips: the colour and the shape of the object
 covering most of each token's window in the pair's first frame (over the tokens an object
-covers) and its position (whether an object covers the window at all, over every token), next to
-the same probe on the random tower and the majority class.
+covers), its position (whether an object covers the window at all, over every token) and the
+token's window (which of the frame's merge windows it is, over every token: whether a token's
+content says where in the frame it sits, which M-RoPE's h and w rotations barely do in a 64-wide
+LLM), next to the same probe on the random tower and the majority class.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from sf2t_jax.models.vision import VisionPatches, VisionTower
 from sf2t_jax.video.patchify import MERGE_SIZE, normalize_patches
 
 log = logging.getLogger(__name__)
-PROBES = ("colour", "shape", "position")
+PROBES = ("colour", "shape", "position", "window")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,11 +166,14 @@ def probe_targets(pairs: FramePairs) -> dict[str, tuple[np.ndarray, np.ndarray]]
     """{probe: (token mask (N*W,) bool, classes of the masked tokens)} for the pair's first frame:
     position = whether an object covers the token's window (every token); colour and shape of
     that object (tokens an object covers: most windows are background, which would otherwise
-    dominate the score)."""
+    dominate the score); window = the token's own index among the frame's windows, in row order
+    (every token)."""
     colour, shape = pairs.window_colour[:, 0].reshape(-1), pairs.window_shape[:, 0].reshape(-1)
     occupied = colour > 0
+    n, windows = pairs.window_colour[:, 0].shape
     return {"colour": (occupied, colour[occupied]), "shape": (occupied, shape[occupied]),
-            "position": (np.ones_like(occupied), occupied.astype(np.int32))}
+            "position": (np.ones_like(occupied), occupied.astype(np.int32)),
+            "window": (np.ones_like(occupied), np.tile(np.arange(windows, dtype=np.int32), n))}
 
 
 def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
