@@ -6,9 +6,9 @@ inside the package so that `launch.py demo` works from an installed sf2t_jax.
 `launch.py demo` without `--config` uses it directly.
 
 Scales (clips train/validation/test, resolution, frames per clip):
-  small   1920/60/60,      112x112, 24 frames   the laptop demo: prepares in about three minutes
-  medium  3840/240/240,    112x112, 32 frames
-  large   7680/960/960,    224x224, 32 frames
+  small   1920/60/60,      112x112, 24 frames   the laptop demo: 10-18 minutes on 2 cores
+  medium  3840/240/240,    112x112, 32 frames   27 minutes on 2 cores (README's headline)
+  large   7680/960/960,    224x224, 32 frames   not measured
 Training steps per stage grow with the scale (STEPS below); the model is the same.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from sf2t_jax.configuration import ConfigValueError, parse_arg
 SCALES = {
     # name: (train, validation, test clips, side in pixels, frames per clip)
     # small: 1920 training clips, the fewest with which the tower and the captioning base learn
-    # colour and motion at all (480 did not; docs/demo.md)
+    # colour and SFT motion at all (480 did not); medium: twice that, where the captioning base
+    # itself reads motion (Action 36.7 vs chance at small) and SF²T learns consistency (docs/demo.md)
     "small": (1920, 60, 60, 112, 24),
     "medium": (3840, 240, 240, 112, 32),
     "large": (7680, 960, 960, 224, 32),
