@@ -78,7 +78,8 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
     # the tower stage: pretrained on per-patch labels, probed, exported; the base starts from it
     # with the ViT frozen (the merger trains)
     tower = json.load(open(os.path.join(root, "stages", "tower", "tower.json")))
-    assert [h["step"] for h in tower["history"]] == [3] and set(tower["probes"]) == {"colour", "shape", "position", "window"}
+    assert [h["step"] for h in tower["history"]] == [3]
+    assert set(tower["probes"]) == {"colour", "shape", "position", "window"}
     assert tower["pairs"] == {"train": 16, "heldout": 4}
     assert os.path.isfile(os.path.join(root, "stages", "tower", "export", "config.json"))
     base = json.load(open(os.path.join(root, "configs", "base.json")))

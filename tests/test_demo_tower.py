@@ -126,7 +126,8 @@ def test_window_probe_asks_each_token_which_merge_window_it_is(world):
     windows = (gh // 2) * (gw // 2)
     assert windows == pairs.window_colour.shape[-1] == 4  # 56x56: a 4x4 patch grid, 2x2 windows
     assert mask.all() and mask.shape == classes.shape == (len(pairs) * windows,)
-    assert np.array_equal(classes.reshape(len(pairs), windows), np.broadcast_to(np.arange(windows), (len(pairs), windows)))
+    in_row_order = np.broadcast_to(np.arange(windows), (len(pairs), windows))
+    assert np.array_equal(classes.reshape(len(pairs), windows), in_row_order)
 
 
 def test_ridge_probe_separates_what_is_linear_and_not_noise():
