@@ -14,8 +14,8 @@ training-split tokens, scored on held-out clips: the colour and the shape of the
 covering most of each token's window in the pair's first frame (over the tokens an object
 covers), its position (whether an object covers the window at all, over every token) and the
 token's window (which of the frame's merge windows it is, over every token: whether a token's
-content says where in the frame it sits, which M-RoPE's h and w rotations barely do in a 64-wide
-LLM), next to the same probe on the random tower and the majority class.
+content says where in the frame it sits), next to the same probe on the random tower and the
+majority class.
 """
 from __future__ import annotations
 
