@@ -367,6 +367,8 @@ PREPARE: dict[str, Rule] = {
     "tower.heldout_pairs_per_clip": Int(1),
     "tower.gaps": Ints(None, 0),
     "tower.min_cover": FRACTION,
+    "fragments.weights.*": NON_NEGATIVE,
+    "fragments.tasks.*.*": Delegated("the SF²T experiment's input.tasks (sf2t_jax.input.config.InputConfig)"),
     "stages.*.init": Str(),
     "stages.*.freeze_tower": Bool(),
     "stages.*.sft_weight": FRACTION,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ml_collections
 
 from sf2t_jax.configuration import ConfigValueError, parse_arg
+from sf2t_jax.fragments.disorder import DisorderConfig
+from sf2t_jax.fragments.rearrange import RearrangeConfig
 from sf2t_jax.models.presets import PRESETS
 from sf2t_jax.train.options import DATA_SOURCES, METHODS
 
@@ -57,14 +59,21 @@ VISION_PARTS = {
 # consistency always shows a pair. With `frames=N` the tasks that reach 16 reach N instead,
 # rearrange keeps at most 8 (its answer lists every position), and every range is capped at N.
 TASK_FRAMES = {"count": (2, 16), "localize": (6, 16), "disorder": (4, 16), "rearrange": (3, 8)}
+# The order tasks' least difference between any two shown frames (grey levels on thumbnails,
+# `fragments/motion.py`), listed so that a config can set it: the task configs' own default.
+ORDER_TASKS = {"disorder": DisorderConfig, "rearrange": RearrangeConfig}
 TEXT_TOKENS = 64  # room for the chat template, the question and the answer
 
 
-def _task_frames(frames: int) -> dict:
+def _task_overrides(frames: int) -> dict:
+    """Per-task config overrides: each task's frame range for `frames`, and the order tasks'
+    `min_frame_diff`."""
     out = {}
     for task, (lo, hi) in TASK_FRAMES.items():
         hi = frames if hi == 16 else min(hi, frames)
         out[task] = {"n_frames": (min(lo, hi), hi)}
+    for task, task_config in ORDER_TASKS.items():
+        out[task]["min_frame_diff"] = float(task_config.min_frame_diff)
     return out
 
 
@@ -191,7 +200,7 @@ def sf2t_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.input.prefetch = 8  # samples each worker keeps ready
     c.input.clip_cache_mb = 0  # MiB of decoded, resized clips kept between epochs per process; 0 = off
     c.input.weights = {t: (1.0 if t in tasks else 0.0) for t in TASKS}  # task mix; 0 = off
-    c.input.tasks = _task_frames(arg.frames)  # per-task config overrides: frame ranges for `frames`
+    c.input.tasks = _task_overrides(arg.frames)  # per-task config overrides (frame ranges for `frames`)
 
     # ---- optimisation -----------------------------------------------------------------------
     c.train = ml_collections.ConfigDict()

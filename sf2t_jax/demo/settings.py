@@ -24,6 +24,7 @@ from sf2t_jax import validation
 from sf2t_jax.configuration import ConfigValueError, make_config, set_by_path
 from sf2t_jax.datasets.layout import DataPaths
 from sf2t_jax.defaults.sf2t import sf2t_config
+from sf2t_jax.errors import InputError
 from sf2t_jax.eval.config import EvalJob, eval_config
 from sf2t_jax.experiment import HeldoutSettings
 from sf2t_jax.prepare import PrepareSettings
@@ -70,6 +71,22 @@ class TowerStage:
 
 
 @dataclasses.dataclass(frozen=True)
+class FragmentMix:
+    """The SF²T task mix of every fragments stage (`fragments` section): weights per task
+    (input.weights) and per-task config fields (input.tasks) set over the SF²T experiment's."""
+
+    weights: dict[str, float]
+    tasks: dict[str, dict[str, Any]]
+
+    def overrides(self) -> dict[str, Any]:
+        """Dotted keys of the SF²T experiment -> values."""
+        out = {f"input.weights.{task}": float(w) for task, w in self.weights.items()}
+        for task, fields in self.tasks.items():
+            out.update({f"input.tasks.{task}.{field}": value for field, value in fields.items()})
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
 class DemoModel:
     name: str  # a sf2t_jax.models.config preset
     tokenizer: str
@@ -88,6 +105,7 @@ class DemoSettings:
     prepare: PrepareSettings
     model: DemoModel
     tower: TowerStage
+    fragments: FragmentMix
     stages: dict[str, StageSettings]
     order: tuple[str, ...]
     heldout: HeldoutSettings  # the demo's `heldout` section (its bootstrap settings: the defaults)
@@ -116,9 +134,26 @@ class DemoSettings:
             job = EvalJob.of(_eval_config(config, str(benchmark), str(prepare.videos_root)))
         except ValueError as e:
             raise ConfigValueError(f"demo: {e}") from None
-        return cls(scale=config.scale, seed=int(config.seed), devices=int(config.devices), prepare=prepare,
-                   model=model, tower=tower, stages=stages, order=_stage_order(stages, tower.steps > 0),
-                   heldout=HeldoutSettings(**config.heldout.to_dict()), eval=job, resolved=config.to_dict())
+        fragments = FragmentMix(weights=config.fragments.weights.to_dict(), tasks=config.fragments.tasks.to_dict())
+        settings = cls(scale=config.scale, seed=int(config.seed), devices=int(config.devices), prepare=prepare,
+                       model=model, tower=tower, fragments=fragments, stages=stages,
+                       order=_stage_order(stages, tower.steps > 0), heldout=HeldoutSettings(**config.heldout.to_dict()),
+                       eval=job, resolved=config.to_dict())
+        settings.check_stage_inputs()
+        return settings
+
+    def check_stage_inputs(self) -> None:
+        """Builds every stage's input config now, so that a bad task mix (an unknown task or field,
+        a frame range past the stage's frame budget) is refused at start, not when its stage
+        begins after the ones before it trained. Raises ConfigValueError naming the stage."""
+        from sf2t_jax.input.config import InputConfig
+
+        for name, s in self.stages.items():
+            try:
+                cfg = self.stage_config(name, init_from="(checked at start)" if s.init else "")
+                InputConfig.from_dict(cfg.input)
+            except (InputError, ValueError, KeyError) as e:
+                raise ConfigValueError(f"demo: stages.{name}: {e}") from None
 
     def stage_config(self, stage: str, *, init_from: str = "") -> ml_collections.ConfigDict:
         """The resolved training config of `stage`.
@@ -177,6 +212,8 @@ class DemoSettings:
             "log.every": max(1, min(s.log_every, s.steps)),
             "log.tensorboard": False,
         }
+        if s.mode == "fragments":
+            out.update(self.fragments.overrides())
         if s.sft_weight > 0:
             out["data.sft_source"] = "tfds:video_sft"
         if s.method == "full" and not s.freeze_tower:
