@@ -25,6 +25,9 @@ for _s in STAGES:  # 8 rows: one per fake device; x4 at 2 frames fits the 8-fram
     MINI += [f"stages.{_s}.steps=2", f"stages.{_s}.batch_size=8", f"stages.{_s}.scene_frames=2",
              f"stages.{_s}.lr=0.001"]
 MINI += [f"stages.{s}.frame_budget=2" for s in ("base", "sft")]
+# 8 frames of 32x32: too few frames 3 grey levels apart (the demo's order-task threshold) for
+# the order tasks to keep their samples; the tasks' own threshold
+MINI += [f"fragments.tasks.{t}.min_frame_diff=1.0" for t in ("disorder", "rearrange")]
 
 
 def _config(data_dir, *extra):
