@@ -9,8 +9,10 @@ and the model's LM head at the answer positions only), jitted once on the traini
 the training batch shapes, so a pass costs a few forward steps.
 
 Per task: accuracy, a percentile bootstrap interval resampling videos (`eval/bootstrap.py`),
-and the answer prior (the best constant answer's accuracy on the same samples); "above prior"
-only when the interval's lower end exceeds the prior.
+and the answer prior (the training split's most frequent answer, `input/heldout.py`, scored on
+the same samples: where many answers are near-tied, as rearrangement's permutations, another
+constant can score higher on them); "above prior" only when the interval's lower end exceeds
+the prior.
 
     WORKDIR/metrics/heldout.jsonl   one record per evaluation (see `HeldoutEvaluator.evaluate`)
     WORKDIR/heldout.json            the last record
