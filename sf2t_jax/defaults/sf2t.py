@@ -13,8 +13,7 @@ from __future__ import annotations
 import ml_collections
 
 from sf2t_jax.configuration import ConfigValueError, parse_arg
-from sf2t_jax.fragments.disorder import DisorderConfig
-from sf2t_jax.fragments.rearrange import RearrangeConfig
+from sf2t_jax.fragments.mixing import FragmentsConfig
 from sf2t_jax.models.presets import PRESETS
 from sf2t_jax.train.options import DATA_SOURCES, METHODS
 
@@ -59,9 +58,9 @@ VISION_PARTS = {
 # consistency always shows a pair. With `frames=N` the tasks that reach 16 reach N instead,
 # rearrange keeps at most 8 (its answer lists every position), and every range is capped at N.
 TASK_FRAMES = {"count": (2, 16), "localize": (6, 16), "disorder": (4, 16), "rearrange": (3, 8)}
-# The order tasks' least difference between any two shown frames (grey levels on thumbnails,
-# `fragments/motion.py`), listed so that a config can set it: the task configs' own default.
-ORDER_TASKS = {"disorder": DisorderConfig, "rearrange": RearrangeConfig}
+# The order tasks, whose least difference between any two shown frames (grey levels on
+# thumbnails, `fragments/motion.py`) is listed so that a config can set it.
+ORDER_TASKS = ("disorder", "rearrange")
 TEXT_TOKENS = 64  # room for the chat template, the question and the answer
 
 
@@ -72,8 +71,9 @@ def _task_overrides(frames: int) -> dict:
     for task, (lo, hi) in TASK_FRAMES.items():
         hi = frames if hi == 16 else min(hi, frames)
         out[task] = {"n_frames": (min(lo, hi), hi)}
-    for task, task_config in ORDER_TASKS.items():
-        out[task]["min_frame_diff"] = float(task_config.min_frame_diff)
+    defaults = FragmentsConfig()
+    for task in ORDER_TASKS:
+        out[task]["min_frame_diff"] = float(defaults.task_config(task).min_frame_diff)
     return out
 
 
