@@ -70,7 +70,8 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
                  "configs/eval.json", "heldout.md"):
         assert os.path.isfile(os.path.join(root, name)), name
     # the fragment stages' held-out rows, each with what the model answered most
-    heldout_rows = [line for line in open(os.path.join(root, "heldout.md")).read().splitlines()[2:]]
+    heldout_lines = open(os.path.join(root, "heldout.md")).read().splitlines()
+    heldout_rows = [line for line in heldout_lines if line.startswith("| ")][1:]
     heldout = {stage: json.load(open(os.path.join(root, "stages", stage, "heldout.json")))
                for stage in ("sf2t", "sft_sf2t")}
     assert len(heldout_rows) == sum(len(h["tasks"]) for h in heldout.values())
@@ -78,6 +79,13 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
         answer, count = next(iter(r["answers_given"].items()))  # the most frequent first
         assert sum(r["answers_given"].values()) == r["n"] or len(r["answers_given"]) == 5, r
         assert row.split(" | ")[-1].startswith(f"{answer[:16]!r} {count}"), row
+        best = r["best_constant"]
+        assert row.split(" | ")[-3].startswith(f"{100 * best['accuracy']:.1f} ({best['answer'][:24]!r})"), row
+        # by frames shown: the samples of each frame count add up to the task's
+        assert sum(v["n"] for v in r["by_frames"].values()) == r["n"], r
+    # tasks whose frame count varies get a line of accuracy by frames shown
+    varied = [(stage, task) for stage, h in heldout.items() for task, r in h["tasks"].items() if len(r["by_frames"]) > 1]
+    assert varied and len([line for line in heldout_lines if line.startswith("- ")]) == len(varied)
     # the tower stage: pretrained on per-patch labels, probed, exported; the base starts from it
     # with the ViT frozen (the merger trains)
     tower = json.load(open(os.path.join(root, "stages", "tower", "tower.json")))

@@ -116,6 +116,15 @@ def test_config_section():
         InputConfig.from_dict({"tasks": {"count": {"frames": 3}}})
     with pytest.raises(InputConfigError, match="unknown fragment task 'spin'"):
         InputConfig.from_dict({"weights": {"spin": 1.0}})
+    # A task's own presentation under an input.present that applies to every task would be
+    # overwritten unseen: refused; with input.present='' it is the task's.
+    with pytest.raises(InputConfigError, match=r"input.tasks.rearrange.present='images' conflicts with "
+                                               r"input.present='video'"):
+        InputConfig.from_dict({"present": "video", "tasks": {"rearrange": {"present": "images"}}})
+    config = InputConfig.from_dict({"present": "", "tasks": {"rearrange": {"present": "images"}}})
+    assert [config.task_config().task_config(t).present for t in ("count", "rearrange")] == ["video", "images"]
+    agreeing = {"present": "images", "resolution": [56, 56], "tasks": {"rearrange": {"present": "images"}}}
+    assert InputConfig.from_dict(agreeing).present == "images"
 
 
 def test_gs_folder_and_manifest_give_the_batches_of_the_local_copy(tmp_path, tokenizer, monkeypatch):

@@ -65,10 +65,25 @@ def test_majority_answer_breaks_ties_by_the_smallest_text():
 def test_above_prior_only_when_the_interval_clears_it():
     prior = Prior(answer="yes", count=3, drawn=4)
     videos = [f"v{i % 4}" for i in range(8)]
-    right = heldout_lib.task_report(np.ones(8, bool), ["no"] * 8, videos, prior, resamples=100, ci=0.95, seed=0)
+    answers = ["no", "2", "no", "3", "no", "4", "5", "6"]
+    right = heldout_lib.task_report(np.ones(8, bool), answers, videos, prior, resamples=100, ci=0.95, seed=0,
+                                    frames=[2, 3, 2, 3, 2, 3, 2, 4])
     assert (right["accuracy"], right["ci"], right["prior"]["accuracy"], right["above_prior"]) == (1.0, [1.0, 1.0], 0.0,
                                                                                                   True)
     assert right["prior"]["train_share"] == 0.75 and right["videos"] == 4
+    assert right["best_constant"] == {"answer": "no", "accuracy": 3 / 8}
+    assert right["by_frames"] == {"2": {"n": 4, "accuracy": 1.0}, "3": {"n": 3, "accuracy": 1.0},
+                                  "4": {"n": 1, "accuracy": 1.0}}
+    # A model right on every sample whose answers are all one constant is that constant: the
+    # samples' own majority is the bar, however rare it was in training.
+    constant = heldout_lib.task_report(np.ones(8, bool), ["no"] * 8, videos, prior, resamples=100, ci=0.95, seed=0)
+    assert (constant["prior"]["accuracy"], constant["best_constant"]["accuracy"]) == (0.0, 1.0)
+    assert constant["above_prior"] is False and "by_frames" not in constant
+    # Above the training majority (.25) but not the samples' own (.75): not above.
+    between = heldout_lib.task_report(np.array([1, 1, 1, 1, 1, 1, 1, 0], bool), ["a"] * 6 + ["yes"] * 2,
+                                      videos, prior, resamples=100, ci=0.95, seed=0)
+    assert between["prior"]["accuracy"] == 0.25 and between["best_constant"]["accuracy"] == 0.75
+    assert 0.25 < between["ci"][0] <= 0.75 and between["above_prior"] is False
     # Exactly the constant's accuracy: the interval's lower end cannot exceed it.
     same = heldout_lib.task_report(np.array([1, 0] * 4, bool), ["yes", "no"] * 4, videos, prior, resamples=100,
                                    ci=0.95, seed=0)

@@ -323,28 +323,40 @@ def _evaluate_stage(scorer: _StageScorer, view: str, *, redo: bool) -> bool:
 
 def _heldout_table(root: Path, stages: list[str]) -> str:
     """A markdown table of each stage's last held-out evaluation (train/heldout.py): per task,
-    accuracy with its video-bootstrap interval, the best constant answer's accuracy on the same
-    samples (the prior), whether the interval is above it, and the answers the model gave most
-    (a model stuck on one answer shows it). "" when no stage has one."""
+    accuracy with its video-bootstrap interval, the training majority's accuracy on the same
+    samples (the prior), the samples' own majority's (the best constant), whether the interval is
+    above both, the answers the model gave most (a model stuck on one answer shows it), and
+    accuracy by frames shown for tasks whose frame count varies. "" when no stage has one."""
     from sf2t_jax.train.heldout import read_last
 
-    rows = []
+    rows, per_frames = [], []
     for stage in stages:
         record = read_last(str(root / "stages" / stage))
         for task, r in ((record or {}).get("tasks") or {}).items():
             prior = r.get("prior") or {}
             lo, hi = r["ci"]
             shown = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-            prior_text = (f"{100 * prior['accuracy']:.1f} ({prior['answer'][:24]!r})"
-                          if prior.get("accuracy") is not None else "-")
+            prior_text, best_text = (_constant_text(prior), _constant_text(r.get("best_constant") or {}))
             verdict = {True: "yes", False: "no", None: "-"}[r["above_prior"]]
             given = ", ".join(f"{answer[:16]!r} {count}" for answer, count in list(r.get("answers_given", {}).items())[:3])
             rows.append(f"| {DISPLAY.get(stage, stage)} | {task} | {r['n']} ({r['videos']} videos) | {shown} | "
-                        f"{prior_text} | {verdict} | {given or '-'} |")
+                        f"{prior_text} | {best_text} | {verdict} | {given or '-'} |")
+            by_frames = r.get("by_frames") or {}
+            if len(by_frames) > 1:
+                cells = ", ".join(f"{k}: {100 * v['accuracy']:.1f} ({v['n']})" for k, v in by_frames.items())
+                per_frames.append(f"- {DISPLAY.get(stage, stage)}, {task}: {cells}")
     if not rows:
         return ""
-    return ("| stage | task | held-out samples | accuracy [95% CI] | prior: best constant answer | above prior "
-            "| answered most |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    table = ("| stage | task | held-out samples | accuracy [95% CI] | prior: training majority | best constant "
+             "on these samples | above both | answered most |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    return table + "\nAccuracy by frames shown (frames: accuracy (samples)):\n\n" + "\n".join(per_frames) + "\n"
+
+
+def _constant_text(constant: dict) -> str:
+    """'5.8 ('2, 3, 1')': a constant answer's accuracy on the held-out samples, or '-'."""
+    if constant.get("accuracy") is None:
+        return "-"
+    return f"{100 * constant['accuracy']:.1f} ({constant['answer'][:24]!r})"
 
 
 def _headline(metrics: dict, table: dict | None) -> dict:

@@ -307,6 +307,11 @@ class InputConfig:
             if name not in TASK_NAMES:
                 raise InputConfigError(f"input.tasks: unknown task {name!r}; known: {', '.join(TASK_NAMES)}")
             fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(fields).items()}
+            every = section.get("present", cls.present)
+            if every and fields.get("present", every) != every:  # `task_config` would overwrite it unseen
+                raise InputConfigError(
+                    f"input.tasks.{name}.present={fields['present']!r} conflicts with input.present={every!r}, "
+                    "which applies to every task; set input.present='' to present tasks one by one")
             try:
                 replaced[name] = dataclasses.replace(fragments.task_config(name), **fields)
             except TypeError as e:

@@ -9,10 +9,11 @@ and the model's LM head at the answer positions only), jitted once on the traini
 the training batch shapes, so a pass costs a few forward steps.
 
 Per task: accuracy, a percentile bootstrap interval resampling videos (`eval/bootstrap.py`),
-and the answer prior (the training split's most frequent answer, `input/heldout.py`, scored on
-the same samples: where many answers are near-tied, as rearrangement's permutations, another
-constant can score higher on them); "above prior" only when the interval's lower end exceeds
-the prior.
+the answer prior (the training split's most frequent answer, `input/heldout.py`, scored on the
+same samples), the best constant on these samples (their own most frequent answer: where many
+answers are near-tied, as rearrangement's permutations, it scores above the training majority),
+and accuracy by the number of frames shown. "Above prior" only when the interval's lower end
+exceeds both constants, so no constant answer, however chosen, passes.
 
     WORKDIR/metrics/heldout.jsonl   one record per evaluation (see `HeldoutEvaluator.evaluate`)
     WORKDIR/heldout.json            the last record
@@ -41,7 +42,7 @@ from sf2t_jax.eval.bootstrap import interval
 from sf2t_jax.batch import META_KEYS
 from sf2t_jax.experiment import Experiment, HeldoutSettings
 from sf2t_jax.input.batching import collate
-from sf2t_jax.input.heldout import HeldoutSet
+from sf2t_jax.input.heldout import HeldoutSet, majority_answer
 from sf2t_jax.models.lora import LoRALinear
 from sf2t_jax.parallel.activations import activation_sharding
 from sf2t_jax.train import data as data_lib
@@ -86,20 +87,29 @@ def make_answer_scorer(parts, grid_hw: tuple[int, int], max_targets: int, *, par
 
 
 def task_report(correct: np.ndarray, answers: list[str], videos: list[str], prior, *, resamples: int, ci: float,
-                seed: int) -> dict[str, Any]:
-    """One task's entry: accuracy, its video-bootstrap interval, the prior and whether the
-    interval's lower end is above it. `correct` (n,) bool; `answers`, `videos` per sample."""
+                seed: int, frames: list[int] | None = None) -> dict[str, Any]:
+    """One task's entry: accuracy, its video-bootstrap interval, the prior, the best constant
+    on these samples, whether the interval's lower end is above both, and (given `frames`, the
+    frames each sample shows) accuracy by frames shown. `correct` (n,) bool; `answers`,
+    `videos` per sample."""
     n = len(correct)
     lo_hi = interval(correct.astype(np.float64), videos, resamples=resamples, ci=ci, rng=np.random.default_rng(seed))
     out: dict[str, Any] = {"n": n, "correct": int(correct.sum()), "accuracy": float(correct.mean()) if n else None,
                            "ci": lo_hi, "videos": len(set(videos))}
+    if frames is not None:
+        out["by_frames"] = {str(k): {"n": int(np.sum(np.equal(frames, k))),
+                                     "accuracy": float(np.mean(correct[np.equal(frames, k)]))}
+                            for k in sorted(set(frames))}
     if prior is None:
-        out.update(prior=None, above_prior=None)
+        out.update(prior=None, best_constant=None, above_prior=None)
         return out
     prior_acc = float(np.mean([a == prior.answer for a in answers])) if n else None
     out["prior"] = {"answer": prior.answer, "accuracy": prior_acc, "train_share": prior.count / prior.drawn,
                     "train_samples": prior.drawn}
-    out["above_prior"] = bool(lo_hi[0] is not None and prior_acc is not None and lo_hi[0] > prior_acc)
+    best = majority_answer(answers) if n else None
+    out["best_constant"] = None if best is None else {"answer": best.answer, "accuracy": best.count / n}
+    bar = None if best is None else max(prior_acc, best.count / n)
+    out["above_prior"] = bool(lo_hi[0] is not None and bar is not None and lo_hi[0] > bar)
     return out
 
 
@@ -141,13 +151,16 @@ def _fmt(x) -> str:
 
 
 def describe(record: dict[str, Any]) -> str:
-    """The one log line of an evaluation: 'count .625 [.480, .750] vs prior .333 ABOVE; ...'."""
+    """The one log line of an evaluation: 'count .625 [.480, .750] vs prior .333 ABOVE; ...',
+    with ', best constant .400' where the held-out samples' own majority scores higher."""
     parts = []
     for task, r in record["tasks"].items():
         prior = r["prior"]["accuracy"] if r["prior"] else None
+        best = (r.get("best_constant") or {}).get("accuracy")
+        stricter = f", best constant {_fmt(best)}" if best is not None and prior is not None and best > prior else ""
         verdict = "ABOVE" if r["above_prior"] else "not above"
         parts.append(f"{task} {_fmt(r['accuracy'])} [{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}] vs prior "
-                     f"{_fmt(prior)} {verdict} (n={r['n']})")
+                     f"{_fmt(prior)}{stricter} {verdict} (n={r['n']})")
     return "; ".join(parts)
 
 
@@ -244,7 +257,8 @@ class HeldoutEvaluator:
             idx = self.heldout.indices(task)
             entry = task_report(correct[idx], [self.heldout.samples[j].sample.answer for j in idx],
                                 [self.heldout.samples[j].id for j in idx], self.heldout.priors.get(task),
-                                resamples=self.settings.resamples, ci=self.settings.ci, seed=self.seed + i)
+                                resamples=self.settings.resamples, ci=self.settings.ci, seed=self.seed + i,
+                                frames=[len(self.heldout.samples[j].sample.frames) for j in idx])
             gold = [self._gold_tokens[j] for j in idx]
             entry["answers_given"] = answers_given([tuple(int(t) for t in argmax[j][:len(g)]) for j, g in zip(idx, gold)],
                                                    gold, [self.heldout.samples[j].sample.answer for j in idx])
