@@ -83,6 +83,34 @@ def test_disorder_yes_means_in_order_from_pixels():
     assert orders == {"in_order", "shuffle", "adjacent_swap"}
 
 
+def test_disorder_reorder_questions_swap_the_answer_and_leave_the_default_samples_alone():
+    clip = moving_clip()
+    reorder = ("Do these frames need to be put back in order?",)
+    default = samples(F.make_disorder, clip, F.DisorderConfig(), 120)
+    both = samples(F.make_disorder, clip, F.DisorderConfig(reorder_questions=reorder), 120)
+    asked = {"spec": 0, "reorder": 0}
+    for s, d in zip(both, default):
+        idx = identify(clip, s.frames)
+        in_order = all(a < b for a, b in zip(idx, idx[1:]))
+        if s.question in reorder:
+            assert s.answer == ("no" if in_order else "yes"), s.metadata
+            asked["reorder"] += 1
+        else:
+            assert s.answer == ("yes" if in_order else "no"), s.metadata
+            asked["spec"] += 1
+        # the frames and their order are drawn as without the field
+        assert s.metadata["source_indices"] == d.metadata["source_indices"]
+    assert min(asked.values()) > 20 and {s.answer for s in both if s.question in reorder} == {"yes", "no"}
+    # an empty tuple (the default) draws the same questions: samples identical to the spec's
+    def key(s):
+        return s.question, s.answer, s.metadata, s.frames.tobytes()
+
+    assert [key(s) for s in samples(F.make_disorder, clip, F.DisorderConfig(reorder_questions=()), 120)] == [
+        key(s) for s in default]
+    with pytest.raises(ValueError, match=r"DisorderConfig\.reorder_questions: expected a non-empty tuple"):
+        F.DisorderConfig(reorder_questions=("",))
+
+
 def test_order_tasks_never_show_duplicate_frames():
     # Every frame twice in a row, as a frame-rate conversion makes: swapping two copies
     # would change nothing visible, so copies must never be shown together.

@@ -3,7 +3,8 @@
 N pairwise-distinct frames (see `motion`), shown in order -> "yes", or with probability
 p_shuffled permuted -> "no": either a full shuffle (any non-identity permutation) or one
 swap of two neighbours, the hard case. Because the frames are pairwise distinct, every "no"
-sequence visibly differs from the true one.
+sequence visibly differs from the true one. A question drawn from `reorder_questions` asks the
+opposite ("do they need reordering?"), so its answers swap: "yes" for permuted frames.
 """
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class DisorderConfig:
         "Is this frame sequence in its true chronological order? Answer yes or no.",
         "Do these frames play in the order the events happened?",
     )
+    # Questions whose "yes" means the frames are out of order, drawn alongside `questions`
+    # (uniformly over both): the task's skill under both polarities of its question. Empty by
+    # default (the spec's question only); then samples are exactly as without the field.
+    reorder_questions: tuple[str, ...] = ()
     present: str = "video"  # 'video' or 'images'
 
     def __post_init__(self):
@@ -50,12 +55,15 @@ class DisorderConfig:
         base.check_nonnegative(owner, "static_threshold", self.static_threshold)
         base.check_nonnegative(owner, "min_frame_diff", self.min_frame_diff)
         base.check_questions(owner, "questions", self.questions)
+        if self.reorder_questions:
+            base.check_questions(owner, "reorder_questions", self.reorder_questions)
         base.check_present(owner, self.present)
 
 
 def make_disorder(frames: np.ndarray, rng: np.random.Generator,
                   config: DisorderConfig = DisorderConfig()) -> Sample:
-    """frames: uint8 (T, H, W, 3) -> a sample with uint8 (N, H, W, 3) frames, 'yes' or 'no'.
+    """frames: uint8 (T, H, W, 3) -> a sample with uint8 (N, H, W, 3) frames, 'yes' or 'no'
+    (to `questions`: in order; to `reorder_questions`: permuted).
 
     Raises SampleSkip('too_short' | 'near_static' | 'too_few_distinct').
     """
@@ -74,7 +82,9 @@ def make_disorder(frames: np.ndarray, rng: np.random.Generator,
     else:
         order, answer = "in_order", base.YES
     shown = indices[perm]
-    q, question = base.pick(rng, config.questions)
+    q, question = base.pick(rng, config.questions + config.reorder_questions)
+    if q >= len(config.questions):  # "do they need reordering?": the answer swaps
+        answer = base.NO if answer == base.YES else base.YES
     return Sample(
         task=TASK, frames=frames[shown], question=question, answer=answer,
         present=config.present,
