@@ -131,7 +131,7 @@ def demo_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # five-task SF²T stage learned disorder above its prior only with 3.0 and 4800 steps.
     config.fragments = ml_collections.ConfigDict(dict(
         weights=dict(count=1.0, consistency=1.0, localize=1.0, disorder=1.0, rearrange=1.0),
-        tasks=dict(disorder=dict(min_frame_diff=3.0), rearrange=dict(min_frame_diff=3.0)),
+        tasks=dict(disorder=dict(min_frame_diff=3.0, reorder_questions=()), rearrange=dict(min_frame_diff=3.0)),
     ))
 
     # ---- stages: the paper's four settings (specs/sf2t.md §1, §4) --------------------------
