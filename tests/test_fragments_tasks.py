@@ -109,6 +109,12 @@ def test_disorder_reorder_questions_swap_the_answer_and_leave_the_default_sample
         key(s) for s in default]
     with pytest.raises(ValueError, match=r"DisorderConfig\.reorder_questions: expected a non-empty tuple"):
         F.DisorderConfig(reorder_questions=("",))
+    # the reorder polarity alone: every answer is "yes" exactly when the frames are permuted
+    alone = samples(F.make_disorder, clip, F.DisorderConfig(questions=(), reorder_questions=reorder), 60)
+    assert {s.question for s in alone} == set(reorder)
+    assert all(s.answer == ("no" if s.metadata["order"] == "in_order" else "yes") for s in alone)
+    with pytest.raises(ValueError, match=r"DisorderConfig\.questions: expected a non-empty tuple"):
+        F.DisorderConfig(questions=())
 
 
 def test_order_tasks_never_show_duplicate_frames():

@@ -42,7 +42,7 @@ class DisorderConfig:
         "Do these frames play in the order the events happened?",
     )
     # Questions whose "yes" means the frames are out of order, drawn alongside `questions`
-    # (uniformly over both): the task's skill under both polarities of its question. Empty by
+    # (uniformly over both; `questions` may then be empty, for that polarity alone). Empty by
     # default (the spec's question only); then samples are exactly as without the field.
     reorder_questions: tuple[str, ...] = ()
     present: str = "video"  # 'video' or 'images'
@@ -54,7 +54,8 @@ class DisorderConfig:
         base.check_probability(owner, "p_full_shuffle", self.p_full_shuffle)
         base.check_nonnegative(owner, "static_threshold", self.static_threshold)
         base.check_nonnegative(owner, "min_frame_diff", self.min_frame_diff)
-        base.check_questions(owner, "questions", self.questions)
+        if self.questions or not self.reorder_questions:  # one of the two polarities at least
+            base.check_questions(owner, "questions", self.questions)
         if self.reorder_questions:
             base.check_questions(owner, "reorder_questions", self.reorder_questions)
         base.check_present(owner, self.present)
