@@ -66,7 +66,8 @@ TEXT_TOKENS = 64  # room for the chat template, the question and the answer
 
 def _task_overrides(frames: int) -> dict:
     """Per-task config overrides: each task's frame range for `frames`, the order tasks'
-    `min_frame_diff` and disorder's `reorder_questions` (listed so the command line can set them)."""
+    `min_frame_diff` and disorder's questions of both polarities (listed so the command line can
+    set them)."""
     out = {}
     for task, (lo, hi) in TASK_FRAMES.items():
         hi = frames if hi == 16 else min(hi, frames)
@@ -74,6 +75,7 @@ def _task_overrides(frames: int) -> dict:
     defaults = FragmentsConfig()
     for task in ORDER_TASKS:
         out[task]["min_frame_diff"] = float(defaults.task_config(task).min_frame_diff)
+    out["disorder"]["questions"] = tuple(defaults.disorder.questions)
     out["disorder"]["reorder_questions"] = tuple(defaults.disorder.reorder_questions)
     return out
 
