@@ -42,6 +42,19 @@ def test_the_mix_reaches_every_fragments_stage_and_no_scene_stage():
         assert fragments.disorder.min_frame_diff == DisorderConfig.min_frame_diff
 
 
+def test_disorder_asked_in_the_benchmark_polarity_alone_reaches_the_sampler_from_the_command_line():
+    reorder = ("Are these frames shuffled?",)
+    settings = DemoSettings.of(make_config(demo_config, None, [
+        DATA, "fragments.tasks.disorder.questions=()", f"fragments.tasks.disorder.reorder_questions={reorder!r}"]))
+    for stage in ("sf2t", "sft_sf2t"):
+        disorder = _sampler(settings, stage).fragments.disorder
+        assert (disorder.questions, disorder.reorder_questions) == ((), reorder)
+    defaults = _sampler(DemoSettings.of(make_config(demo_config, None, [DATA])), "sf2t").fragments.disorder
+    assert (defaults.questions, defaults.reorder_questions) == (DisorderConfig().questions, ())
+    with pytest.raises(ConfigValueError, match=r"stages\.sf2t: DisorderConfig\.questions: expected a non-empty"):
+        DemoSettings.of(make_config(demo_config, None, [DATA, "fragments.tasks.disorder.questions=()"]))
+
+
 def test_a_frame_range_past_the_budget_is_refused_at_start_naming_the_stage():
     with pytest.raises(ConfigValueError, match=r"stages\.sf2t: .*disorder.*frame_budget=8"):
         DemoSettings.of(_with_task_field(None, "disorder", "n_frames", (4, 16)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ml_collections
 
 from sf2t_jax.configuration import ConfigValueError, parse_arg
+from sf2t_jax.fragments import DisorderConfig
 
 SCALES = {
     # name: (train, validation, test clips, side in pixels, frames per clip)
@@ -129,9 +130,14 @@ def demo_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # at scale medium (docs/demo.md, "The order tasks"): an MLP on the frozen tower's tokens tells
     # a shuffled 4-frame fragment from an ordered one 72% of the time at 1.0, 76% at 3.0; the
     # five-task SF²T stage learned disorder above its prior only with 3.0 and 4800 steps.
+    # disorder.reorder_questions: questions whose "yes" means shuffled (FineVidBench's Adjust-or-not
+    # polarity), asked alongside the spec's; with disorder.questions=() alone. Measured at medium
+    # (docs/demo.md, "Rearrangement, the question's polarity, and a second seed"): the spec's
+    # polarity transfers inverted to Adjust-or-not, the benchmark's does not, and neither gains.
     config.fragments = ml_collections.ConfigDict(dict(
         weights=dict(count=1.0, consistency=1.0, localize=1.0, disorder=1.0, rearrange=1.0),
-        tasks=dict(disorder=dict(min_frame_diff=3.0, reorder_questions=()), rearrange=dict(min_frame_diff=3.0)),
+        tasks=dict(disorder=dict(min_frame_diff=3.0, questions=DisorderConfig().questions, reorder_questions=()),
+                   rearrange=dict(min_frame_diff=3.0)),
     ))
 
     # ---- stages: the paper's four settings (specs/sf2t.md §1, §4) --------------------------

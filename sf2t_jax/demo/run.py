@@ -349,6 +349,8 @@ def _heldout_table(root: Path, stages: list[str]) -> str:
         return ""
     table = ("| stage | task | held-out samples | accuracy [95% CI] | prior: training majority | best constant "
              "on these samples | above both | answered most |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    if not per_frames:
+        return table
     return table + "\nAccuracy by frames shown (frames: accuracy (samples)):\n\n" + "\n".join(per_frames) + "\n"
 
 
