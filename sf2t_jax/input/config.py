@@ -303,11 +303,11 @@ class InputConfig:
         fragments = FragmentsConfig()
         overrides = dict(section.pop("tasks", None) or {})
         replaced = {}
+        every = section.get("present", cls.present)
         for name, fields in overrides.items():
             if name not in TASK_NAMES:
                 raise InputConfigError(f"input.tasks: unknown task {name!r}; known: {', '.join(TASK_NAMES)}")
             fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(fields).items()}
-            every = section.get("present", cls.present)
             if every and fields.get("present", every) != every:  # `task_config` would overwrite it unseen
                 raise InputConfigError(
                     f"input.tasks.{name}.present={fields['present']!r} conflicts with input.present={every!r}, "

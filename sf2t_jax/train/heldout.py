@@ -97,19 +97,20 @@ def task_report(correct: np.ndarray, answers: list[str], videos: list[str], prio
     out: dict[str, Any] = {"n": n, "correct": int(correct.sum()), "accuracy": float(correct.mean()) if n else None,
                            "ci": lo_hi, "videos": len(set(videos))}
     if frames is not None:
-        out["by_frames"] = {str(k): {"n": int(np.sum(np.equal(frames, k))),
-                                     "accuracy": float(np.mean(correct[np.equal(frames, k)]))}
-                            for k in sorted(set(frames))}
+        frames = np.asarray(frames)
+        out["by_frames"] = {str(k): {"n": int(np.sum(frames == k)), "accuracy": float(np.mean(correct[frames == k]))}
+                            for k in np.unique(frames)}
     if prior is None:
         out.update(prior=None, best_constant=None, above_prior=None)
         return out
     prior_acc = float(np.mean([a == prior.answer for a in answers])) if n else None
     out["prior"] = {"answer": prior.answer, "accuracy": prior_acc, "train_share": prior.count / prior.drawn,
                     "train_samples": prior.drawn}
+    # The samples' own majority scores at least as well on them as any constant, the prior
+    # included, so clearing it clears both.
     best = majority_answer(answers) if n else None
     out["best_constant"] = None if best is None else {"answer": best.answer, "accuracy": best.count / n}
-    bar = None if best is None else max(prior_acc, best.count / n)
-    out["above_prior"] = bool(lo_hi[0] is not None and bar is not None and lo_hi[0] > bar)
+    out["above_prior"] = bool(lo_hi[0] is not None and best is not None and lo_hi[0] > best.count / n)
     return out
 
 
