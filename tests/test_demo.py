@@ -85,7 +85,13 @@ def test_run_folder_holds_results_table_figures_configs_and_logs(first):
         assert sum(v["n"] for v in r["by_frames"].values()) == r["n"], r
     # tasks whose frame count varies get a line of accuracy by frames shown
     varied = [(stage, task) for stage, h in heldout.items() for task, r in h["tasks"].items() if len(r["by_frames"]) > 1]
-    assert varied and len([line for line in heldout_lines if line.startswith("- ")]) == len(varied)
+    frame_lines = [line for line in heldout_lines if line.startswith("- ")]
+    assert varied and len(frame_lines) == len(varied)
+    for line, (stage, task) in zip(frame_lines, varied):  # each count: accuracy (samples, best constant)
+        r = heldout[stage]["tasks"][task]
+        cells = [f"{k}: {100 * v['accuracy']:.1f} ({v['n']}, {100 * v['best_constant']:.1f})"
+                 for k, v in r["by_frames"].items()]
+        assert line.endswith(", ".join(cells)), (line, cells)
     # the tower stage: pretrained on per-patch labels, probed, exported; the base starts from it
     # with the ViT frozen (the merger trains)
     tower = json.load(open(os.path.join(root, "stages", "tower", "tower.json")))

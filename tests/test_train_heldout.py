@@ -72,8 +72,10 @@ def test_above_prior_only_when_the_interval_clears_it():
                                                                                                   True)
     assert right["prior"]["train_share"] == 0.75 and right["videos"] == 4
     assert right["best_constant"] == {"answer": "no", "accuracy": 3 / 8}
-    assert right["by_frames"] == {"2": {"n": 4, "accuracy": 1.0}, "3": {"n": 3, "accuracy": 1.0},
-                                  "4": {"n": 1, "accuracy": 1.0}}
+    # by frames shown, each with its own samples' most frequent answer ("no" 3 of 4 at two frames)
+    assert right["by_frames"] == {"2": {"n": 4, "accuracy": 1.0, "best_constant": 3 / 4},
+                                  "3": {"n": 3, "accuracy": 1.0, "best_constant": 1 / 3},
+                                  "4": {"n": 1, "accuracy": 1.0, "best_constant": 1.0}}
     # A model right on every sample whose answers are all one constant is that constant: the
     # samples' own majority is the bar, however rare it was in training.
     constant = heldout_lib.task_report(np.ones(8, bool), ["no"] * 8, videos, prior, resamples=100, ci=0.95, seed=0)

@@ -326,7 +326,8 @@ def _heldout_table(root: Path, stages: list[str]) -> str:
     accuracy with its video-bootstrap interval, the training majority's accuracy on the same
     samples (the prior), the samples' own majority's (the best constant), whether the interval is
     above both, the answers the model gave most (a model stuck on one answer shows it), and
-    accuracy by frames shown for tasks whose frame count varies. "" when no stage has one."""
+    accuracy and the best constant by frames shown for tasks whose frame count varies. "" when
+    no stage has one."""
     from sf2t_jax.train.heldout import read_last
 
     rows, per_frames = [], []
@@ -343,7 +344,8 @@ def _heldout_table(root: Path, stages: list[str]) -> str:
                         f"{prior_text} | {best_text} | {verdict} | {given or '-'} |")
             by_frames = r.get("by_frames") or {}
             if len(by_frames) > 1:
-                cells = ", ".join(f"{k}: {100 * v['accuracy']:.1f} ({v['n']})" for k, v in by_frames.items())
+                cells = ", ".join(f"{k}: {100 * v['accuracy']:.1f} ({v['n']}{_percent_after(v.get('best_constant'))})"
+                                  for k, v in by_frames.items())
                 per_frames.append(f"- {DISPLAY.get(stage, stage)}, {task}: {cells}")
     if not rows:
         return ""
@@ -351,7 +353,13 @@ def _heldout_table(root: Path, stages: list[str]) -> str:
              "on these samples | above both | answered most |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     if not per_frames:
         return table
-    return table + "\nAccuracy by frames shown (frames: accuracy (samples)):\n\n" + "\n".join(per_frames) + "\n"
+    return (table + "\nAccuracy by frames shown (frames: accuracy (samples, best constant on them)):\n\n"
+            + "\n".join(per_frames) + "\n")
+
+
+def _percent_after(share: float | None) -> str:
+    """', 27.0' for a share, '' for None (a record written before by-frames constants)."""
+    return "" if share is None else f", {100 * share:.1f}"
 
 
 def _constant_text(constant: dict) -> str:
