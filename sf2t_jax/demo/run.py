@@ -344,7 +344,7 @@ def _heldout_table(root: Path, stages: list[str]) -> str:
                         f"{prior_text} | {best_text} | {verdict} | {given or '-'} |")
             by_frames = r.get("by_frames") or {}
             if len(by_frames) > 1:
-                cells = ", ".join(f"{k}: {100 * v['accuracy']:.1f} ({v['n']}{_percent_after(v.get('best_constant'))})"
+                cells = ", ".join(f"{k}: {100 * v['accuracy']:.1f} ({v['n']}{_constant_suffix(v.get('best_constant'))})"
                                   for k, v in by_frames.items())
                 per_frames.append(f"- {DISPLAY.get(stage, stage)}, {task}: {cells}")
     if not rows:
@@ -357,7 +357,7 @@ def _heldout_table(root: Path, stages: list[str]) -> str:
             + "\n".join(per_frames) + "\n")
 
 
-def _percent_after(share: float | None) -> str:
+def _constant_suffix(share: float | None) -> str:
     """', 27.0' for a share, '' for None (a record written before by-frames constants)."""
     return "" if share is None else f", {100 * share:.1f}"
 

@@ -91,8 +91,8 @@ def task_report(correct: np.ndarray, answers: list[str], videos: list[str], prio
                 seed: int, frames: list[int] | None = None) -> dict[str, Any]:
     """One task's entry: accuracy, its video-bootstrap interval, the prior, the best constant
     on these samples, whether the interval's lower end is above both, and (given `frames`, the
-    frames each sample shows) accuracy and the best constant by frames shown. `correct` (n,) bool; `answers`,
-    `videos` per sample."""
+    frames each sample shows) accuracy and the best constant by frames shown. `correct` (n,)
+    bool; `answers`, `videos` per sample."""
     n = len(correct)
     lo_hi = interval(correct.astype(np.float64), videos, resamples=resamples, ci=ci, rng=np.random.default_rng(seed))
     out: dict[str, Any] = {"n": n, "correct": int(correct.sum()), "accuracy": float(correct.mean()) if n else None,
