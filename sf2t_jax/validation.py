@@ -314,7 +314,8 @@ TRAIN: dict[str, Rule] = {
 EVAL: dict[str, Rule] = {
     "benchmark": Path("file", optional=False, what="a finevidbench_*.jsonl file"),
     "videos": Path("dir", optional=False, what="an SSv2-format root holding videos/"),
-    "tokenizer": Path(what="tokenizer.json or a folder holding one"),
+    # "tiny:V": the built-in tokenizer the demo's models are trained with (eval.loading reads it)
+    "tokenizer": Path(what="tokenizer.json or a folder holding one", passthrough=("tiny:",)),
     "dtype": _dtype(),
     "methods": Str(), "tasks": Str(),
     "max_videos": Int(0, note="0 = all"),

@@ -469,6 +469,26 @@ def test_own_history_shows_each_methods_own_answers_turn_by_turn(bench):
     assert run.meta["questions_asked"] == len(items) + sum(it.turn > 1 for it in items)
 
 
+def test_no_history_asks_every_turn_alone_with_the_frames(bench):
+    items, tok = bench["items"], bench["tok"]
+    by_id = {it.item_id: it for it in items}
+    alone, gold = _PromptRecorder(SETTINGS, tok), _PromptRecorder(SETTINGS, tok)
+    run = _run(bench, alone, dataclasses.replace(SETTINGS, history="none"))
+    _run(bench, gold, dataclasses.replace(SETTINGS, history="gold"))
+    assert run.meta["history"] == "none" and run.meta["questions_asked"] == len(items)
+    gold_asked = dict(gold.asked)
+    for item_id, text in alone.asked:
+        item = by_id[item_id]
+        # one user turn, the frames in it, no assistant reply before the one being asked for
+        assert text.count("<|im_start|>user") == 1 and text.count("<|im_start|>assistant") == 1, text
+        assert text.count("<|vision_start|>") == 1
+        if item.turn == 1:
+            assert text == gold_asked[item_id]
+        else:  # the same question closes the prompt as under gold history, which shows earlier turns
+            assert gold_asked[item_id].endswith(text[text.index("<|im_start|>user"):].split("<|vision_end|>", 1)[1])
+            assert gold_asked[item_id].count("<|im_start|>user") == item.turn
+
+
 def test_own_history_asks_the_earlier_turns_a_task_filter_leaves_out(bench):
     items, tok = bench["items"], bench["tok"]
     scorer = _PromptRecorder(SETTINGS, tok)

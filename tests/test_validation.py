@@ -177,6 +177,7 @@ def test_paths_must_exist_unless_remote_or_named(tmp_path):
     assert rule.problem(str(tmp_path / "nope")).endswith("no such folder")
     assert v.Path("file", optional=False).problem("") is not None
     assert v.TRAIN["input.tokenizer"].problem("tiny:1000") is None
+    assert v.EVAL["tokenizer"].problem("tiny:1000") is None  # eval.loading builds it, as training does
     assert v.TRAIN["input.source"].problem("tfds:sf2t_corpus") is None
 
 

@@ -217,7 +217,8 @@ def demo_config(arg: str | None = None) -> ml_collections.ConfigDict:
         batch_size=16,
         scene_frames=6,  # = the scene stages' scene_frames: training shows what the scorer shows
         instruction="",  # no letter instruction: the scene stages answer with the option's text
-        # earlier fragment turns show the model's "own" answers (asked turn by turn) or the "gold" ones
+        # earlier fragment turns show the model's "own" answers (asked turn by turn) or the "gold"
+        # ones; "none" asks each turn alone (a diagnostic, not the benchmark's inquiry)
         history="own",
         history_answer="text",  # earlier turns' answers written as text, like the training answers
         loglik_target="text",

@@ -1,7 +1,7 @@
 """FineVidBench evaluation: a jitted, batched scorer, the step-by-step inquiry, metrics, reports.
 
     items.py      load_items(path): strict benchmark reading (file:line: field errors); select
-    inquiry.py    prompts: scene questions and the multi-turn fragment inquiry (own or gold history)
+    inquiry.py    prompts: scene questions and the multi-turn fragment inquiry (own, gold or no history)
     visuals.py    frames per item (speed variants, fragment frame sets), decoded once per video
     batching.py   items -> Prompt -> planned batches -> static-shape packed Batch: questions about
                   the same frames share a row, their common prefix (video, earlier turns) once

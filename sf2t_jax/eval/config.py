@@ -20,7 +20,7 @@ METHODS = ("loglik", "generate")
 # answer styles (the training side's input.answer_style takes the same names).
 LOGLIK_TARGETS = ANSWER_STYLES
 HISTORY_ANSWERS = ANSWER_STYLES
-HISTORIES = ("own", "gold")
+HISTORIES = ("own", "gold", "none")
 SHORT_CLIP = ("error", "skip")
 # What a run shows of each item (`visuals.apply_view`): the frames themselves, or a control.
 CONTROL_VIEWS = ("static", "blind")  # the first shown frame held still; blank frames (no video)
@@ -63,7 +63,8 @@ def eval_config() -> ml_collections.ConfigDict:
     c.prompt.system = ""  # system prompt; "" = Qwen2-VL's default ("You are a helpful assistant.")
     c.prompt.instruction = DEFAULT_INSTRUCTION  # appended after the options (lmms-eval's wording)
     # Earlier turns of a fragment conversation show the model's "own" answers (turn by turn:
-    # no gold answer leaks into a later turn) or the "gold" ones (each turn judged on its own).
+    # no gold answer leaks into a later turn) or the "gold" ones (each turn judged on its own);
+    # "none" asks every turn alone, with the frames (a diagnostic: not the step-by-step inquiry).
     c.prompt.history = "own"
     # how a chosen (own, loglik) or gold answer is written: "B", "B. option text" or "option text"
     c.prompt.history_answer = "letter"

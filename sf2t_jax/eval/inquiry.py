@@ -10,6 +10,9 @@ turns 1..t-1 with, as the assistant's replies, either
   gold  the gold answers: each turn is scored on its own and an early mistake does not
         cascade (specs/sf2t.md §3 as first written; whether the paper shows gold or own
         answers is not known).
+  none  no earlier turns: each question asked alone with the frames, as SF²T's single-turn
+        samples are trained. Not the benchmark's inquiry: it tells a skill the model lacks
+        from one it does not carry into a multi-turn conversation.
 
 Chain accuracy measures whether a model gets a whole chain right.
 
@@ -82,6 +85,10 @@ class Inquiry:
             raise KeyError(f"item {item.item_id} is not part of this benchmark's conversations")
         return [turns[t] for t in range(1, item.turn)]
 
+    def shown_history(self, item: Item, settings: EvalSettings) -> list[Item]:
+        """The earlier turns the item's prompt shows: `history`, or none under history="none"."""
+        return [] if settings.history == "none" else self.history(item)
+
     def with_history(self, items: Sequence[Item]) -> list[Item]:
         """`items` and every earlier turn of their conversations, in benchmark file order
         (own history must ask the earlier turns, whether or not they are to be scored)."""
@@ -99,10 +106,10 @@ class Inquiry:
           visual: content items for the frames, e.g. [{"type": "video"}] or one
             {"type": "image"} per frame; they open the first user turn.
           answers: {turn: the model's own answer} for every earlier turn (own history); None:
-            the gold answers.
+            the gold answers (or no earlier turns, history="none").
         """
         messages = [{"role": "system", "content": settings.system}] if settings.system else []
-        history = self.history(item)
+        history = self.shown_history(item, settings)
         if answers is not None:
             missing = [t.turn for t in history if t.turn not in answers]
             if missing:

@@ -93,7 +93,8 @@ def _header(runs: Sequence[tuple[str, dict]]) -> str:
              "(unparsable = wrong). Open items (rearrangement) are always answered by generation.", ""]
     for name, r in runs:
         meta = r["meta"]
-        history = {"own": "the model's own earlier answers", "gold": "the gold earlier answers"}.get(
+        history = {"own": "the model's own earlier answers", "gold": "the gold earlier answers",
+                   "none": "none (each turn asked alone)"}.get(
             meta.get("history"), "not recorded")
         lines.append(f"- **{name}**: {meta['items']} items, {meta['videos']} videos, "
                      f"{meta['conversations']} conversations, {_skipped(meta)}, "
