@@ -7,7 +7,7 @@ inside the package so that `launch.py demo` works from an installed sf2t_jax.
 
 Scales (clips train/validation/test, resolution, frames per clip):
   small   1920/60/60,      112x112, 24 frames   the laptop demo: 10-18 minutes on 2 cores
-  medium  3840/240/240,    112x112, 32 frames   about 40 minutes on 2 cores (README's headline)
+  medium  3840/240/240,    112x112, 32 frames   about 45 minutes on 2 cores (README's headline)
   large   7680/960/960,    224x224, 32 frames   not measured
 Training steps per stage grow with the scale (STEPS below); the model is the same.
 """
