@@ -46,8 +46,8 @@ STEPS = {
 # Rearrangement's weight in the fragment mix (the other four tasks weigh 1). Exact order over 3-8
 # frames needs about ten times the samples a uniform mix gives it (docs/demo.md, "Why
 # rearrangement is not learned"): at medium, weight 8 and 14400 steps put all five tasks above
-# their answer priors on held-out clips, the uniform mix at 4800 steps left rearrangement at its
-# prior. Small keeps the uniform mix (its 1200 steps are too few either way; the reweighting
+# both constants on held-out clips (training majority and best constant); the uniform mix at 4800
+# steps left rearrangement at its best constant. Small keeps the uniform mix (its 1200 steps are too few either way; the reweighting
 # is unmeasured there); large follows medium (unmeasured).
 REARRANGE_WEIGHT = {"small": 1.0, "medium": 8.0, "large": 8.0}
 STAGES = ("base", "sft", "sf2t", "sft_sf2t")
@@ -132,10 +132,10 @@ def demo_config(arg: str | None = None) -> ml_collections.ConfigDict:
     ))
 
     # ---- fragments: the SF²T task mix of every fragments stage (input.weights, input.tasks) --
-    # The spec's uniform mix, with rearrangement weighted up at medium and large (REARRANGE_WEIGHT
-    # above). min_frame_diff: the least difference between any two frames an
-    # order task (disorder, rearrange) shows, in grey levels on ~32 px thumbnails
-    # (fragments/motion.py); the tasks' own default, 1.0, is nearly invisible at 56x56. Measured
+    # The spec's uniform mix, rearrangement weighted up at medium and large (REARRANGE_WEIGHT).
+    # min_frame_diff: the least difference between any two frames an order task (disorder,
+    # rearrange) shows, in grey levels on ~32 px thumbnails (fragments/motion.py); the tasks' own
+    # default, 1.0, is nearly invisible at 56x56. Measured
     # at scale medium (docs/demo.md, "The order tasks"): an MLP on the frozen tower's tokens tells
     # a shuffled 4-frame fragment from an ordered one 72% of the time at 1.0, 76% at 3.0; the
     # five-task SF²T stage learned disorder above its prior only with 3.0 and 4800 steps.
