@@ -47,8 +47,8 @@ STEPS = {
 # frames needs about ten times the samples a uniform mix gives it (docs/demo.md, "Why
 # rearrangement is not learned"): at medium, weight 8 and 14400 steps put all five tasks above
 # both constants on held-out clips (training majority and best constant); the uniform mix at 4800
-# steps left rearrangement at its best constant. Small keeps the uniform mix (its 1200 steps are too few either way; the reweighting
-# is unmeasured there); large follows medium (unmeasured).
+# steps left rearrangement at its best constant. Small keeps the uniform mix (its 1200 steps are
+# too few either way; the reweighting is unmeasured there); large follows medium (unmeasured).
 REARRANGE_WEIGHT = {"small": 1.0, "medium": 8.0, "large": 8.0}
 STAGES = ("base", "sft", "sf2t", "sft_sf2t")
 
@@ -135,10 +135,10 @@ def demo_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The spec's uniform mix, rearrangement weighted up at medium and large (REARRANGE_WEIGHT).
     # min_frame_diff: the least difference between any two frames an order task (disorder,
     # rearrange) shows, in grey levels on ~32 px thumbnails (fragments/motion.py); the tasks' own
-    # default, 1.0, is nearly invisible at 56x56. Measured
-    # at scale medium (docs/demo.md, "The order tasks"): an MLP on the frozen tower's tokens tells
-    # a shuffled 4-frame fragment from an ordered one 72% of the time at 1.0, 76% at 3.0; the
-    # five-task SF²T stage learned disorder above its prior only with 3.0 and 4800 steps.
+    # default, 1.0, is nearly invisible at 56x56. Measured at scale medium (docs/demo.md, "The
+    # order tasks"): an MLP on the frozen tower's tokens tells a shuffled 4-frame fragment from an
+    # ordered one 72% of the time at 1.0, 76% at 3.0; the five-task SF²T stage learned disorder
+    # above its prior only with 3.0 and 4800 steps.
     # disorder.reorder_questions: questions whose "yes" means shuffled (FineVidBench's Adjust-or-not
     # polarity), asked alongside the spec's; with disorder.questions=() alone. Measured at medium
     # (docs/demo.md, "Rearrangement, the question's polarity, and a second seed"): the spec's
